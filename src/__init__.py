@@ -1,0 +1,1 @@
+"""An asyncio-native, typed background job runner on Redis, wire-compatible with arq."""

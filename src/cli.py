@@ -1,0 +1,112 @@
+"""``jobs``: run the worker, the embedded Redis, or the whole local stack (``jobs run``, behind ``make run``)."""
+
+from __future__ import annotations
+
+import logging.config
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from src.runner.redis_server import RedisServer
+
+app = typer.Typer(help="An asyncio-native job runner on Redis.", no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = Path(os.environ.get("JOBS_STATE_DIR", ROOT / ".state"))
+EMBEDDED_PORT = 6390
+
+
+@app.command()
+def worker(burst: bool = typer.Option(False, help="Exit once the queue is empty.")) -> None:
+    """Run one worker process (the same worker as `arq src.settings.WorkerSettings`)."""
+    from arq.logs import default_log_config
+
+    from src.runner.launch import create_worker
+    from src.settings import WorkerSettings
+
+    logging.config.dictConfig(default_log_config(verbose=WorkerSettings.log_level == "DEBUG"))
+    create_worker(WorkerSettings, burst=burst).run()
+
+
+@app.command()
+def redis(port: int = typer.Option(EMBEDDED_PORT, help="Loopback port.")) -> None:
+    """Run the embedded Redis (deploy/redis.conf, AOF on, data under .state/redis) in the foreground."""
+    server = _embedded_redis(port).start()
+    console.print(f"redis at [bold]{server.url}[/] (data in {server.data_dir}); Ctrl-C stops it")
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        server.stop()
+
+
+@app.command()
+def run(redis_port: int = typer.Option(EMBEDDED_PORT, help="Port of the embedded Redis.")) -> None:
+    """Local stack: Redis (embedded unless JOBS_REDIS_URL is set), a worker, and the example API."""
+    from src.settings import get_settings
+
+    server: RedisServer | None = None
+    env = dict(os.environ)
+    if not env.get("JOBS_REDIS_URL"):
+        server = _embedded_redis(redis_port).start()
+        env["JOBS_REDIS_URL"] = server.url
+        console.print(f"embedded redis  [bold]{server.url}[/]  (data in {server.data_dir})")
+    else:
+        console.print("redis           from JOBS_REDIS_URL")
+    settings = get_settings()
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    children = [
+        subprocess.Popen([sys.executable, "-m", "src.cli", "worker"], env=env, cwd=ROOT),
+        subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--host", settings.api_host,
+             "--port", str(settings.api_port), "--log-level", "warning"],
+            env=env, cwd=ROOT,
+        ),
+    ]  # fmt: skip
+    console.print(f"worker          pid {children[0].pid}")
+    console.print(f"example API     [bold]{api}[/]  (docs: {api}/docs; try: curl -X POST {api}/demo)")
+    console.print("Ctrl-C stops everything")
+    try:
+        _wait_any(children)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop(children)
+        if server is not None:
+            server.stop()
+        console.print("stopped")
+
+
+def _embedded_redis(port: int) -> RedisServer:
+    return RedisServer(STATE_DIR / "redis", port=port, config_file=ROOT / "deploy" / "redis.conf")
+
+
+def _wait_any(children: list[subprocess.Popen[bytes]]) -> None:
+    """Return when a child exits by itself (and say so); Ctrl-C arrives as KeyboardInterrupt."""
+    while True:
+        for child in children:
+            if child.poll() is not None:
+                console.print(f"[red]process {child.args!r} exited with {child.returncode}[/]")
+                return
+        time.sleep(0.2)
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,58 @@
+"""The job runner: typed jobs over arq, a JSON wire format, a client, a worker and a cron table."""
+
+from __future__ import annotations
+
+from arq.jobs import JobStatus
+
+from .client import JobClient, JobHandle, JobInfo
+from .codec import Codec
+from .context import JobContext
+from .cron import CronEntry, cron
+from .eager import EagerClient
+from .errors import (
+    ArgumentsInvalid,
+    CronEntryError,
+    JobFailed,
+    JobNotFound,
+    JobsError,
+    JobTimeout,
+    PayloadError,
+    PayloadTooLarge,
+    ResultInvalid,
+    ResultNotReady,
+    SignatureError,
+    UnknownJob,
+)
+from .job import EnqueueOptions, JobSpec, job
+from .retry import NO_RETRY, Backoff, Permanent, Retry
+
+__all__ = [
+    "NO_RETRY",
+    "ArgumentsInvalid",
+    "Backoff",
+    "Codec",
+    "CronEntry",
+    "CronEntryError",
+    "EagerClient",
+    "EnqueueOptions",
+    "JobClient",
+    "JobContext",
+    "JobFailed",
+    "JobHandle",
+    "JobInfo",
+    "JobNotFound",
+    "JobSpec",
+    "JobStatus",
+    "JobTimeout",
+    "JobsError",
+    "PayloadError",
+    "PayloadTooLarge",
+    "Permanent",
+    "ResultInvalid",
+    "ResultNotReady",
+    "Retry",
+    "SignatureError",
+    "UnknownJob",
+    "cron",
+    "job",
+]

@@ -1,0 +1,209 @@
+"""``JobClient``: typed enqueue into Redis and ``JobHandle`` to follow a job to its result."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, ParamSpec, TypeVar
+from uuid import uuid4
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.jobs import Job, JobResult, JobStatus, deserialize_result
+
+from . import constants as k
+from .codec import Codec
+from .cron import CronEntry
+from .errors import JobFailed, JobNotFound, PayloadTooLarge, ResultNotReady
+from .job import EnqueueOptions, JobSpec
+from .scripts import script
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: result polling starts fast (most jobs finish in milliseconds) and backs off to this ceiling
+_RESULT_POLL_MAX_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """A snapshot of one job: where it is, and its outcome once it has one."""
+
+    job_id: str
+    status: JobStatus
+    function: str | None
+    kwargs: dict[str, Any]
+    job_try: int | None
+    enqueue_time: datetime | None
+    start_time: datetime | None = None
+    finish_time: datetime | None = None
+    success: bool | None = None
+    result: Any = None
+    error: str | None = None
+
+    @classmethod
+    def from_result(cls, job_id: str, status: JobStatus, outcome: JobResult) -> JobInfo:
+        failed = not outcome.success
+        return cls(
+            job_id, status, outcome.function, outcome.kwargs, outcome.job_try, outcome.enqueue_time,
+            outcome.start_time, outcome.finish_time, outcome.success,
+            result=None if failed else outcome.result, error=str(outcome.result) if failed else None,
+        )  # fmt: skip
+
+
+class JobHandle(Generic[R]):
+    """A reference to one enqueued job, typed by the job's result."""
+
+    __slots__ = ("client", "enqueued", "job_id", "spec")
+
+    def __init__(self, client: JobClient, spec: JobSpec[Any, R], job_id: str, *, enqueued: bool = True) -> None:
+        self.client = client
+        self.spec = spec
+        self.job_id = job_id
+        #: False when a job or result with this id already existed, so nothing new was written
+        self.enqueued = enqueued
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.spec.name} {self.job_id}>"
+
+    async def status(self) -> JobStatus:
+        return await self.client.status(self.job_id)
+
+    async def info(self) -> JobInfo:
+        return await self.client.info(self.job_id)
+
+    async def result(self, timeout_s: float | None = None) -> R:
+        """Wait for the job's result; raises :class:`JobFailed` if it failed, :class:`ResultNotReady` on timeout."""
+        outcome = await self.client.wait_result(self.job_id, timeout_s)
+        if outcome.success:
+            return self.spec.decode_result(outcome.result)
+        if isinstance(outcome.result, BaseException):
+            raise outcome.result
+        raise JobFailed("UnknownError", repr(outcome.result))
+
+
+class JobClient:
+    """Enqueues typed jobs. Arguments are validated before anything is written to Redis.
+
+    Open with :meth:`connect` (and ``close()``), or ``async with await JobClient.connect(...)``.
+    """
+
+    def __init__(
+        self,
+        redis: ArqRedis,
+        codec: Codec,
+        *,
+        queue_name: str = k.default_queue_name,
+        max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        self.redis = redis
+        self.codec = codec
+        self.queue_name = queue_name
+        self.max_payload_bytes = max_payload_bytes
+        self._enqueue = script(redis, "enqueue")
+
+    @classmethod
+    async def connect(
+        cls,
+        redis_settings: RedisSettings,
+        codec: Codec,
+        *,
+        queue_name: str = k.default_queue_name,
+        max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> JobClient:
+        redis = await create_pool(
+            redis_settings, job_serializer=codec.dumps, job_deserializer=codec.loads, default_queue_name=queue_name
+        )
+        return cls(redis, codec, queue_name=queue_name, max_payload_bytes=max_payload_bytes)
+
+    async def close(self) -> None:
+        await self.redis.aclose(close_connection_pool=True)
+
+    async def __aenter__(self) -> JobClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # enqueue --------------------------------------------------------------------------------------------
+    async def enqueue(self, spec: JobSpec[P, R], /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        """Validate the arguments, then write the job in one round trip. Options come from ``spec.options()``."""
+        job_id, payload, score_ms, ttl_ms, queue = self._prepare(spec, args, kwargs)
+        keys = [k.job_key_prefix + job_id, k.result_key_prefix + job_id, queue]
+        written = await self._enqueue(keys=keys, args=[job_id, payload, score_ms, ttl_ms])
+        return JobHandle(self, spec, job_id, enqueued=bool(written))
+
+    async def enqueue_tick(self, entry: CronEntry, tick: datetime) -> bool:
+        """Enqueue one cron tick once cluster-wide: only the caller that sets the tick marker writes the job."""
+        spec = entry.job.options(job_id=entry.job_id(tick), defer_until=tick)
+        job_id, payload, score_ms, ttl_ms, queue = self._prepare(spec, (), entry.kwargs)
+        keys = [k.job_key_prefix + job_id, k.result_key_prefix + job_id, queue, entry.marker_key(tick)]
+        return bool(await self._enqueue(keys=keys, args=[job_id, payload, score_ms, ttl_ms, k.CRON_TICK_TTL_MS]))
+
+    def _prepare(
+        self, spec: JobSpec[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, bytes, int, int, str]:
+        encoded_kwargs = spec.encode_args(args, kwargs)
+        opts: EnqueueOptions = spec.enqueue_options
+        now_ms = int(time.time() * 1000)
+        score_ms = now_ms
+        if opts.defer_until is not None:
+            score_ms = int(opts.defer_until.timestamp() * 1000)
+        elif opts.defer_by is not None:
+            score_ms = now_ms + _ms(opts.defer_by)
+        ttl_ms = _ms(opts.expires) if opts.expires is not None else max(score_ms - now_ms, 0) + k.EXPIRES_EXTRA_MS
+        payload = self.codec.dumps({"t": None, "f": spec.name, "a": [], "k": encoded_kwargs, "et": now_ms})
+        if len(payload) > self.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"job {spec.name!r} encodes to {len(payload)} bytes, over the limit of {self.max_payload_bytes} "
+                "(setting max_payload_bytes); pass a reference to the data instead of the data"
+            )
+        return opts.job_id or uuid4().hex, payload, score_ms, ttl_ms, opts.queue_name or self.queue_name
+
+    # following a job ------------------------------------------------------------------------------------
+    def handle(self, spec: JobSpec[Any, R], job_id: str) -> JobHandle[R]:
+        """A handle for a job enqueued elsewhere (by id)."""
+        return JobHandle(self, spec, job_id)
+
+    def _arq_job(self, job_id: str) -> Job:
+        return Job(job_id, self.redis, _queue_name=self.queue_name, _deserializer=self.codec.loads)
+
+    async def status(self, job_id: str) -> JobStatus:
+        return await self._arq_job(job_id).status()
+
+    async def wait_result(self, job_id: str, timeout_s: float | None) -> JobResult:
+        """Poll for the stored outcome with a short, growing delay (most jobs take milliseconds)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delay_s = 0.001
+        while True:
+            # one atomic snapshot: a job finishing between two reads would look "not found"
+            async with self.redis.pipeline(transaction=True) as tr:
+                tr.get(k.result_key_prefix + job_id)
+                tr.exists(k.job_key_prefix + job_id)
+                raw, pending = await tr.execute()
+            if raw is not None:
+                return deserialize_result(raw, deserializer=self.codec.loads)
+            if not pending:
+                raise JobNotFound(f"job {job_id} not found (never enqueued, expired, or its result was not kept)")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultNotReady(f"job {job_id} has no result after {timeout_s}s")
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, _RESULT_POLL_MAX_S)
+
+    async def info(self, job_id: str) -> JobInfo:
+        job = self._arq_job(job_id)
+        status = await job.status()
+        definition = await job.info()
+        if definition is None:
+            return JobInfo(job_id, status, None, {}, None, None)
+        if isinstance(definition, JobResult):
+            return JobInfo.from_result(job_id, status, definition)
+        return JobInfo(
+            job_id, status, definition.function, definition.kwargs, definition.job_try, definition.enqueue_time
+        )
+
+
+def _ms(value: timedelta | float) -> int:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    return int(seconds * 1000)

@@ -1,0 +1,98 @@
+"""Eager mode for users' unit tests: ``enqueue`` runs the job inline, through the same path as the worker.
+
+Arguments are validated and encoded exactly as for Redis (size limit and signature included), decoded again
+as a worker would, run with the job's timeout and retry policy (without the waits between tries), and the
+outcome is stored in memory in arq's result format, so ``handle.result()`` / ``status()`` / ``info()``
+behave as they do against a real worker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ParamSpec, TypeVar
+
+from arq.connections import ArqRedis
+from arq.jobs import JobResult, JobStatus, deserialize_result
+from arq.utils import ms_to_datetime
+from arq.worker import Retry
+
+from . import constants as k
+from .client import JobClient, JobHandle, JobInfo
+from .codec import Codec
+from .context import CTX_DEFAULT_TIMEOUT_S
+from .errors import JobNotFound
+from .job import JobSpec
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class EagerClient(JobClient):
+    """A :class:`JobClient` that runs each job inline at enqueue; ``redis`` (optional) is given to jobs."""
+
+    def __init__(
+        self,
+        codec: Codec | None = None,
+        *,
+        redis: ArqRedis | None = None,
+        max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
+        job_timeout_s: float = k.DEFAULT_JOB_TIMEOUT_S,
+    ) -> None:
+        # no Redis connection of its own: nothing is queued
+        self.codec = codec or Codec()
+        self.queue_name = k.default_queue_name
+        self.max_payload_bytes = max_payload_bytes
+        self._jobs_redis = redis
+        self._job_timeout_s = job_timeout_s
+        self._results: dict[str, bytes] = {}
+
+    async def close(self) -> None:
+        self._results.clear()
+
+    async def enqueue(self, spec: JobSpec[P, R], /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        job_id, payload, _, _, _ = self._prepare(spec, args, kwargs)
+        if job_id in self._results:
+            return JobHandle(self, spec, job_id, enqueued=False)
+        self._results[job_id] = await self._run(spec, job_id, payload)
+        return JobHandle(self, spec, job_id)
+
+    async def _run(self, spec: JobSpec[Any, Any], job_id: str, payload: bytes) -> bytes:
+        data = self.codec.loads(payload)  # decoded as a worker would: the same codec, signature and all
+        arq_ctx: dict[Any, Any] = {"job_id": job_id, "enqueue_time": ms_to_datetime(data["et"]), "redis": None}
+        if self._jobs_redis is not None:
+            arq_ctx["redis"] = self._jobs_redis
+        arq_ctx[CTX_DEFAULT_TIMEOUT_S] = self._job_timeout_s
+        start_ms = int(time.time() * 1000)
+        job_try = 0
+        while True:
+            job_try += 1
+            arq_ctx["job_try"] = job_try
+            try:
+                result, success = await spec._arq_entry(arq_ctx, *data["a"], **data["k"]), True
+            except Retry:
+                if job_try < spec.retry.max_tries:
+                    continue
+                result, success = Exception(f"max {spec.retry.max_tries} retries exceeded"), False
+            except Exception as e:
+                result, success = e, False
+            break
+        record = {
+            "t": job_try, "f": spec.name, "a": data["a"], "k": data["k"], "et": data["et"], "s": success,
+            "r": result, "st": start_ms, "ft": int(time.time() * 1000), "q": self.queue_name, "id": job_id,
+        }  # fmt: skip
+        return self.codec.dumps(record)
+
+    def _outcome(self, job_id: str) -> JobResult:
+        try:
+            return deserialize_result(self._results[job_id], deserializer=self.codec.loads)
+        except KeyError:
+            raise JobNotFound(f"job {job_id} not found") from None
+
+    async def status(self, job_id: str) -> JobStatus:
+        return JobStatus.complete if job_id in self._results else JobStatus.not_found
+
+    async def wait_result(self, job_id: str, timeout_s: float | None) -> JobResult:
+        return self._outcome(job_id)
+
+    async def info(self, job_id: str) -> JobInfo:
+        return JobInfo.from_result(job_id, JobStatus.complete, self._outcome(job_id))

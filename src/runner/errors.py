@@ -1,0 +1,82 @@
+"""Exceptions raised by the runner.
+
+::
+
+    JobsError
+     ├── PayloadError            a payload cannot be encoded, decoded or trusted
+     │    ├── PayloadTooLarge    refused at enqueue: over ``max_payload_bytes``
+     │    └── SignatureError     unsigned or altered payload while a signing secret is set
+     ├── ArgumentsInvalid        arguments fail the job's signature (at enqueue or in the worker)
+     ├── ResultInvalid           a job returned something its return annotation does not allow
+     ├── UnknownJob              no job of that name is registered
+     ├── CronEntryError          a cron entry is invalid (bad crontab, zone, job or arguments)
+     ├── JobFailed               the job ended in an exception (re-raised by ``JobHandle.result``)
+     ├── JobTimeout              the job ran past its ``timeout_s``
+     ├── JobNotFound             no job, and no result, with that id
+     └── ResultNotReady          ``JobHandle.result`` gave up waiting
+"""
+
+from __future__ import annotations
+
+
+class JobsError(Exception):
+    """Base class of every error this project raises."""
+
+
+class PayloadError(JobsError):
+    """A payload cannot be encoded, decoded or trusted."""
+
+
+class PayloadTooLarge(PayloadError):
+    """An encoded job is larger than ``max_payload_bytes``."""
+
+
+class SignatureError(PayloadError):
+    """A payload is unsigned or its HMAC does not match while a signing secret is set."""
+
+
+class ArgumentsInvalid(JobsError):
+    """Arguments do not fit the job's signature; never retried."""
+
+
+class ResultInvalid(JobsError):
+    """A job's return value does not fit its return annotation; never retried."""
+
+
+class UnknownJob(JobsError):
+    """No job of that name is registered."""
+
+
+class CronEntryError(JobsError):
+    """A cron entry is invalid; the message names the entry."""
+
+
+class JobTimeout(JobsError):
+    """The job ran longer than its ``timeout_s``."""
+
+
+class JobNotFound(JobsError):
+    """No job and no result with that id (never enqueued, expired, or its result was not kept)."""
+
+
+class ResultNotReady(JobsError, TimeoutError):
+    """No result arrived within the time ``JobHandle.result`` was given."""
+
+
+class JobFailed(JobsError):
+    """A job ended in an exception; ``type`` names it, ``message`` is its text.
+
+    Exceptions cross Redis as JSON (type name and message), never as pickled objects, so the client
+    re-raises this instead of the original class.
+    """
+
+    def __init__(self, type: str, message: str) -> None:
+        super().__init__(f"{type}: {message}" if message else type)
+        self.type = type
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobFailed) and (self.type, self.message) == (other.type, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.message))

@@ -1,0 +1,203 @@
+"""``@job``: turns ``async def f(ctx: JobContext, ...) -> R`` into a :class:`JobSpec`.
+
+A spec knows the job's wire name, how to validate its arguments (at enqueue and again in the worker, from a
+pydantic model built from the signature) and its result (from the return annotation), and its timeout,
+retry policy and result retention. ``spec.arq_function()`` is what any arq worker, ours or stock, runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
+
+from arq.typing import WorkerCoroutine
+from arq.worker import Function, Retry
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+
+from .constants import DEFAULT_JOB_TIMEOUT_S
+from .context import CTX_DEFAULT_TIMEOUT_S, JobContext
+from .errors import ArgumentsInvalid, JobTimeout, ResultInvalid
+from .retry import Backoff
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+#: arq's own timeout is a backstop a little behind ours, so ours (which records why) fires first
+_ARQ_TIMEOUT_MARGIN_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOptions:
+    """Per-call options: ``spec.options(job_id=…, defer_by=…)`` before enqueueing."""
+
+    job_id: str | None = None
+    defer_by: timedelta | float | None = None
+    defer_until: datetime | None = None
+    expires: timedelta | float | None = None
+    queue_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.defer_by is not None and self.defer_until is not None:
+            raise ValueError("use either defer_by or defer_until, not both")
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec(Generic[P, R]):
+    """A registered job: the function plus everything needed to enqueue, validate and run it."""
+
+    fn: Callable[Concatenate[JobContext, P], Awaitable[R]]
+    name: str
+    timeout_s: float | None
+    retry: Backoff
+    keep_result_s: float | None
+    enqueue_options: EnqueueOptions = field(default_factory=EnqueueOptions)
+    _args_model: type[BaseModel] = field(init=False, repr=False, compare=False)
+    _result: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
+    _params: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        model, params, result = _signature_models(self.fn, self.name)
+        object.__setattr__(self, "_args_model", model)
+        object.__setattr__(self, "_params", params)
+        object.__setattr__(self, "_result", result)
+
+    def options(self, **kwargs: Any) -> JobSpec[P, R]:
+        """A copy of this spec that enqueues with these :class:`EnqueueOptions` (job_id, defer_by …)."""
+        return replace(self, enqueue_options=replace(self.enqueue_options, **kwargs))
+
+    # validation -----------------------------------------------------------------------------------------
+    def validate_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseModel:
+        """Bind and validate call arguments; :class:`ArgumentsInvalid` says which and why."""
+        if len(args) > len(self._params):
+            raise ArgumentsInvalid(f"{self.name}() takes {len(self._params)} arguments but {len(args)} were given")
+        values = dict(zip(self._params, args, strict=False))
+        for key, value in kwargs.items():
+            if key in values:
+                raise ArgumentsInvalid(f"{self.name}() got multiple values for argument {key!r}")
+            values[key] = value
+        try:
+            return self._args_model.model_validate(values)
+        except ValidationError as e:
+            raise ArgumentsInvalid(f"invalid arguments for {self.name}(): {_brief(e)}") from None
+
+    def encode_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Validated arguments as JSON-ready keyword arguments (what goes on the wire).
+
+        The arguments are validated in their JSON form, exactly as the worker will see them: a model
+        instance changed after construction (or built with ``model_construct``) is checked too.
+        """
+        as_json = _ANY.dump_python(args, mode="json"), _ANY.dump_python(kwargs, mode="json")
+        return self.validate_args(*as_json).model_dump(mode="json")
+
+    def encode_result(self, value: Any) -> Any:
+        try:
+            return self._result.dump_python(self._result.validate_python(value), mode="json")
+        except ValidationError as e:
+            raise ResultInvalid(f"{self.name}() returned an invalid result: {_brief(e)}") from None
+
+    def decode_result(self, value: Any) -> R:
+        """The typed result from its JSON form (the client trusts Redis no more than the worker does)."""
+        try:
+            return typing.cast(R, self._result.validate_python(value))
+        except ValidationError as e:
+            raise ResultInvalid(f"stored result of {self.name}() is invalid: {_brief(e)}") from None
+
+    # running --------------------------------------------------------------------------------------------
+    async def run(self, ctx: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any], timeout_s: float) -> Any:
+        """Validate, run under the timeout, validate the result; returns the result's JSON form."""
+        model = self.validate_args(args, kwargs)
+        values = {name: getattr(model, name) for name in self._params}
+        try:
+            async with asyncio.timeout(timeout_s):
+                result = await self.fn(ctx, **values)  # type: ignore[call-arg]
+        except TimeoutError:
+            raise JobTimeout(f"{self.name}() exceeded its timeout of {timeout_s:g}s") from None
+        return self.encode_result(result)
+
+    async def _arq_entry(self, arq_ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        """The coroutine arq calls: typed context, validation, timeout, and our retry policy."""
+        ctx = JobContext.from_arq(arq_ctx, self.name, self.retry.max_tries)
+        timeout_s = self.timeout_s or float(arq_ctx.get(CTX_DEFAULT_TIMEOUT_S, DEFAULT_JOB_TIMEOUT_S))
+        try:
+            return await self.run(ctx, args, kwargs, timeout_s)
+        except Retry:
+            raise
+        except Exception as e:
+            if self.retry.retries(e, ctx.job_try):
+                delay_s = self.retry.delay_s(ctx.job_try)
+                ctx.logger.info("try %d failed (%s: %s), retrying in %.2fs", ctx.job_try, type(e).__name__, e, delay_s)
+                raise Retry(defer=delay_s) from e
+            raise
+        finally:
+            await ctx.aclose()
+
+    def arq_function(self) -> Function:
+        """This job as an arq ``Function`` (what ``Worker(functions=…)`` takes, ours or stock)."""
+        arq_timeout = None if self.timeout_s is None else self.timeout_s + _ARQ_TIMEOUT_MARGIN_S
+        # arq's own max_tries only bounds explicit Retry; ordinary errors are decided by self.retry
+        coroutine = cast(WorkerCoroutine, self._arq_entry)  # arq's Protocol names ctx; ours is positional
+        return Function(self.name, coroutine, arq_timeout, self.keep_result_s, None, self.retry.max_tries)
+
+
+def _brief(e: ValidationError) -> str:
+    """One line per problem: ``location: message``."""
+    return "; ".join(f"{'.'.join(map(str, err['loc'])) or 'value'}: {err['msg']}" for err in e.errors())
+
+
+def _signature_models(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], tuple[str, ...], TypeAdapter[Any]]:
+    """Argument model (everything after ``ctx``) and result adapter from the function's annotations."""
+    hints = typing.get_type_hints(fn)
+    params = list(inspect.signature(fn).parameters.values())
+    if not params:
+        raise TypeError(f"job {name!r} must take a JobContext as its first parameter")
+    fields: dict[str, Any] = {}
+    for p in params[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+            raise TypeError(f"job {name!r}: parameter {p.name!r} must be a plain named parameter")
+        if p.name not in hints:
+            raise TypeError(f"job {name!r}: parameter {p.name!r} needs a type annotation")
+        default = ... if p.default is p.empty else p.default
+        fields[p.name] = (hints[p.name], default)
+    config = ConfigDict(extra="forbid")
+    model = create_model(f"{name}_arguments", __config__=config, **fields)
+    result = TypeAdapter(hints.get("return", Any))
+    return model, tuple(fields), result
+
+
+@overload
+def job(fn: Callable[Concatenate[JobContext, P], Awaitable[R]], /) -> JobSpec[P, R]: ...
+
+
+@overload
+def job(
+    *,
+    name: str | None = None,
+    timeout_s: float | None = None,
+    retry: Backoff | None = None,
+    keep_result_s: float | None = None,
+) -> Callable[[Callable[Concatenate[JobContext, P], Awaitable[R]]], JobSpec[P, R]]: ...
+
+
+def job(
+    fn: Callable[Concatenate[JobContext, P], Awaitable[R]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    timeout_s: float | None = None,
+    retry: Backoff | None = None,
+    keep_result_s: float | None = None,
+) -> JobSpec[P, R] | Callable[[Callable[Concatenate[JobContext, P], Awaitable[R]]], JobSpec[P, R]]:
+    """Declare a job. ``timeout_s=None`` takes the worker's default; ``retry`` defaults to ``Backoff()``."""
+
+    def wrap(f: Callable[Concatenate[JobContext, P], Awaitable[R]]) -> JobSpec[P, R]:
+        if not inspect.iscoroutinefunction(f):
+            raise TypeError(f"job {f.__name__!r} must be an async function")
+        return JobSpec(f, name or f.__name__, timeout_s, retry or Backoff(), keep_result_s)
+
+    return wrap if fn is None else wrap(fn)

@@ -1,0 +1,41 @@
+"""How ``arq src.settings.WorkerSettings`` runs *our* worker, on uvloop.
+
+arq's CLI builds ``arq.worker.Worker`` itself: ``arq.cli`` calls ``run_worker()``, which calls the module
+global ``arq.worker.create_worker()``. :func:`install` points that name (and ``arq.cli``'s copy, used by
+``--watch``) at :func:`create_worker`, which builds our subclass from the same settings class. It is called
+from ``src/settings.py``, which arq imports before it builds the worker. ``--check`` needs nothing: it only
+reads the health-check key the worker writes.
+
+uvloop: arq's ``Worker.__init__`` takes ``asyncio.get_event_loop()``, so the loop is created and set before
+the worker is built (``uvloop.install()`` and loop policies are deprecated on 3.12+).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import arq.worker
+import uvloop
+
+from . import logs
+from .worker import Worker, worker_kwargs
+
+
+def create_worker(settings_cls: Any, **overrides: Any) -> Worker:
+    """Our worker from a settings class, on a fresh uvloop loop unless one is already running."""
+    logs.setup(getattr(settings_cls, "log_level", "INFO"))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(uvloop.new_event_loop())
+    return Worker(**{**worker_kwargs(settings_cls), **overrides})
+
+
+def install() -> None:
+    """Make arq's CLI build our worker. Idempotent."""
+    arq.worker.create_worker = create_worker
+    cli = sys.modules.get("arq.cli")
+    if cli is not None:
+        cli.create_worker = create_worker  # type: ignore[attr-defined]

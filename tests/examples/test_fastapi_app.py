@@ -1,0 +1,63 @@
+"""The example service, served by uvicorn (real lifespan) with a real worker, driven over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import httpx2
+import pytest
+from arq.connections import ArqRedis
+
+from examples import fastapi_app
+from src.jobs import ALL
+from src.runner.redis_server import free_port
+from src.runner.worker import Worker
+from tests.servers import serve_http
+
+
+@pytest.fixture
+async def api(env: pytest.MonkeyPatch, running_worker: Callable[..., Worker]) -> AsyncIterator[httpx2.AsyncClient]:
+    running_worker(ALL)
+    port = free_port()
+    async with serve_http(fastapi_app.app, port), httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        yield http
+
+
+async def test_enqueue_and_await_a_typed_result(api: httpx2.AsyncClient) -> None:
+    body = {"url": f"{api.base_url}/echo", "event": "order.paid", "payload": {"order": 1}}
+    response = await api.post("/webhooks/wait", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["status_code"] == 200
+    assert fastapi_app.received[-1]["body"]["payload"] == {"order": 1}
+
+
+async def test_enqueue_then_follow_the_job(api: httpx2.AsyncClient) -> None:
+    body = {"url": f"{api.base_url}/echo", "event": "e", "payload": {}}
+    response = await api.post("/webhooks", json=body)
+    assert response.status_code == 202
+    job_id = response.json()["job_id"]
+    for _ in range(200):
+        view = (await api.get(f"/jobs/{job_id}")).json()
+        if view["status"] == "complete":
+            break
+        await asyncio.sleep(0.01)
+    assert view["success"] is True and view["function"] == "deliver_webhook"
+    assert view["result"]["status_code"] == 200
+
+
+async def test_demo_round_trip(api: httpx2.AsyncClient) -> None:
+    response = await api.post("/demo")
+    assert response.status_code == 200 and response.json()["attempt"] == 1
+
+
+async def test_bad_input_is_a_422_and_nothing_is_queued(api: httpx2.AsyncClient, redis: ArqRedis) -> None:
+    response = await api.post("/webhooks", json={"url": "nope", "event": "", "payload": {}})
+    assert response.status_code == 422
+    response = await api.post("/emails", json={"to": ["not-an-address"], "subject": "s", "text": "t"})
+    assert response.status_code == 422
+    assert await redis.zcard("arq:queue") == 0
+
+
+async def test_unknown_job_is_404(api: httpx2.AsyncClient) -> None:
+    assert (await api.get("/jobs/does-not-exist")).status_code == 404
