@@ -46,8 +46,8 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(default=k.DEFAULT_JOB_TIMEOUT_S, gt=0)
     #: how long results are kept (0: not kept)
     keep_result_s: float = Field(default=k.DEFAULT_KEEP_RESULT_S, ge=0)
-    #: how often an idle worker looks at the queue
-    poll_delay_s: float = Field(default=0.5, gt=0)
+    #: how often an idle worker looks at the queue without being woken (only plain arq producers need it)
+    poll_delay_s: float = Field(default=k.DEFAULT_POLL_DELAY_S, gt=0)
     #: encoded jobs larger than this are refused at enqueue
     max_payload_bytes: int = Field(default=k.DEFAULT_MAX_PAYLOAD_BYTES, ge=256)
     #: when set, payloads are HMAC-signed and workers refuse unsigned or altered ones

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -16,7 +17,7 @@ from . import constants as k
 from .codec import Codec
 from .cron import CronEntry
 from .errors import JobFailed, JobNotFound, PayloadTooLarge, ResultNotReady
-from .job import EnqueueOptions, JobSpec
+from .job import EnqueueOptions, JobCall, JobSpec
 from .scripts import script
 
 P = ParamSpec("P")
@@ -129,22 +130,32 @@ class JobClient:
     # enqueue --------------------------------------------------------------------------------------------
     async def enqueue(self, spec: JobSpec[P, R], /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Validate the arguments, then write the job in one round trip. Options come from ``spec.options()``."""
-        job_id, payload, score_ms, ttl_ms, queue = self._prepare(spec, args, kwargs)
-        keys = [k.job_key_prefix + job_id, k.result_key_prefix + job_id, queue]
-        written = await self._enqueue(keys=keys, args=[job_id, payload, score_ms, ttl_ms])
+        job_id, keys, argv = self._prepare(spec, spec.encode_args(args, kwargs))
+        written = await self._enqueue(keys=keys, args=argv)
         return JobHandle(self, spec, job_id, enqueued=bool(written))
+
+    async def enqueue_many(self, calls: Sequence[JobCall[R]]) -> list[JobHandle[R]]:
+        """Enqueue validated calls (``spec.call(...)``) in one pipelined round trip."""
+        prepared = [self._prepare(call.spec, call.kwargs) for call in calls]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, keys, argv in prepared:
+                await self._enqueue(keys=keys, args=argv, client=pipe)
+            written = await pipe.execute()
+        return [
+            JobHandle(self, call.spec, job_id, enqueued=bool(w))
+            for call, (job_id, _, _), w in zip(calls, prepared, written, strict=True)
+        ]
 
     async def enqueue_tick(self, entry: CronEntry, tick: datetime) -> bool:
         """Enqueue one cron tick once cluster-wide: only the caller that sets the tick marker writes the job."""
         spec = entry.job.options(job_id=entry.job_id(tick), defer_until=tick)
-        job_id, payload, score_ms, ttl_ms, queue = self._prepare(spec, (), entry.kwargs)
-        keys = [k.job_key_prefix + job_id, k.result_key_prefix + job_id, queue, entry.marker_key(tick)]
-        return bool(await self._enqueue(keys=keys, args=[job_id, payload, score_ms, ttl_ms, k.CRON_TICK_TTL_MS]))
+        _, keys, argv = self._prepare(spec, entry.kwargs)
+        keys.append(entry.marker_key(tick))
+        argv.append(k.CRON_TICK_TTL_MS)
+        return bool(await self._enqueue(keys=keys, args=argv))
 
-    def _prepare(
-        self, spec: JobSpec[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[str, bytes, int, int, str]:
-        encoded_kwargs = spec.encode_args(args, kwargs)
+    def _prepare(self, spec: JobSpec[Any, Any], encoded_kwargs: dict[str, Any]) -> tuple[str, list[str], list[Any]]:
+        """Job id, and the keys and arguments of ``enqueue.lua``, for already validated arguments."""
         opts: EnqueueOptions = spec.enqueue_options
         now_ms = int(time.time() * 1000)
         score_ms = now_ms
@@ -159,7 +170,10 @@ class JobClient:
                 f"job {spec.name!r} encodes to {len(payload)} bytes, over the limit of {self.max_payload_bytes} "
                 "(setting max_payload_bytes); pass a reference to the data instead of the data"
             )
-        return opts.job_id or uuid4().hex, payload, score_ms, ttl_ms, opts.queue_name or self.queue_name
+        job_id = opts.job_id or uuid4().hex
+        queue = opts.queue_name or self.queue_name
+        keys = [k.job_key_prefix + job_id, k.result_key_prefix + job_id, queue, k.WAKE_KEY_PREFIX + queue]
+        return job_id, keys, [job_id, payload, score_ms, ttl_ms, k.MAX_WAKE_TOKENS]
 
     # following a job ------------------------------------------------------------------------------------
     def handle(self, spec: JobSpec[Any, R], job_id: str) -> JobHandle[R]:

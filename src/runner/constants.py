@@ -17,11 +17,15 @@ from arq.constants import (
 
 __all__ = [
     "CRON_TICK_KEY_PREFIX",
+    "CRON_TICK_TTL_MS",
     "DEFAULT_JOB_TIMEOUT_S",
     "DEFAULT_KEEP_RESULT_S",
     "DEFAULT_MAX_JOBS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_POLL_DELAY_S",
     "EXPIRES_EXTRA_MS",
+    "MAX_WAKE_TOKENS",
+    "WAKE_KEY_PREFIX",
     "WIRE_VERSION",
     "abort_jobs_ss",
     "default_queue_name",
@@ -37,9 +41,17 @@ WIRE_VERSION = 1
 DEFAULT_JOB_TIMEOUT_S = 300.0
 DEFAULT_KEEP_RESULT_S = 3600.0
 DEFAULT_MAX_JOBS = 50
+#: fallback poll of an idle worker, for producers that push no wake-up token (plain arq clients);
+#: an idle worker sends about two commands per poll
+DEFAULT_POLL_DELAY_S = 1.0
 DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
 #: how long after its due time an unstarted job key lives (arq's default: one day)
 EXPIRES_EXTRA_MS = 86_400_000
+
+#: list an idle worker blocks on; every enqueue pushes one token (``<prefix><queue name>``)
+WAKE_KEY_PREFIX = "jobs:wake:"
+#: tokens kept at most: a token wakes one worker, so more than a few only cost empty claims
+MAX_WAKE_TOKENS = 16
 
 #: ``SET NX`` marker per cron entry and tick; whoever sets it enqueues that tick
 CRON_TICK_KEY_PREFIX = "jobs:cron:tick:"

@@ -9,6 +9,7 @@ behave as they do against a real worker.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from arq.connections import ArqRedis
@@ -21,7 +22,7 @@ from .client import JobClient, JobHandle, JobInfo
 from .codec import Codec
 from .context import CTX_DEFAULT_TIMEOUT_S
 from .errors import JobNotFound
-from .job import JobSpec
+from .job import JobCall, JobSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,11 +51,17 @@ class EagerClient(JobClient):
         self._results.clear()
 
     async def enqueue(self, spec: JobSpec[P, R], /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
-        job_id, payload, _, _, _ = self._prepare(spec, args, kwargs)
+        return await self._submit(spec.call(*args, **kwargs))
+
+    async def enqueue_many(self, calls: Sequence[JobCall[R]]) -> list[JobHandle[R]]:
+        return [await self._submit(call) for call in calls]
+
+    async def _submit(self, call: JobCall[R]) -> JobHandle[R]:
+        job_id, _, argv = self._prepare(call.spec, call.kwargs)
         if job_id in self._results:
-            return JobHandle(self, spec, job_id, enqueued=False)
-        self._results[job_id] = await self._run(spec, job_id, payload)
-        return JobHandle(self, spec, job_id)
+            return JobHandle(self, call.spec, job_id, enqueued=False)
+        self._results[job_id] = await self._run(call.spec, job_id, argv[1])
+        return JobHandle(self, call.spec, job_id)
 
     async def _run(self, spec: JobSpec[Any, Any], job_id: str, payload: bytes) -> bytes:
         data = self.codec.loads(payload)  # decoded as a worker would: the same codec, signature and all

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
@@ -48,6 +48,15 @@ class EnqueueOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class JobCall(Generic[R]):
+    """One validated call of a job (``spec.call(...)``), ready to enqueue."""
+
+    spec: JobSpec[Any, R]
+    #: the arguments by name, validated and in their JSON form
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class JobSpec(Generic[P, R]):
     """A registered job: the function plus everything needed to enqueue, validate and run it."""
 
@@ -66,6 +75,10 @@ class JobSpec(Generic[P, R]):
         object.__setattr__(self, "_args_model", model)
         object.__setattr__(self, "_params", params)
         object.__setattr__(self, "_result", result)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> JobCall[R]:
+        """Validated arguments for one run, for :meth:`JobClient.enqueue_many`."""
+        return JobCall(self, self.encode_args(args, kwargs))
 
     def options(self, **kwargs: Any) -> JobSpec[P, R]:
         """A copy of this spec that enqueues with these :class:`EnqueueOptions` (job_id, defer_by …)."""
@@ -109,16 +122,21 @@ class JobSpec(Generic[P, R]):
             raise ResultInvalid(f"stored result of {self.name}() is invalid: {_brief(e)}") from None
 
     # running --------------------------------------------------------------------------------------------
-    async def run(self, ctx: JobContext, args: tuple[Any, ...], kwargs: dict[str, Any], timeout_s: float) -> Any:
-        """Validate, run under the timeout, validate the result; returns the result's JSON form."""
-        model = self.validate_args(args, kwargs)
-        values = {name: getattr(model, name) for name in self._params}
+    async def invoke(self, ctx: JobContext, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        """Validate the arguments, run, validate the result; returns the result's JSON form."""
+        values = dict(self.validate_args(tuple(args), kwargs))
+        return self.encode_result(await self.fn(ctx, **values))  # type: ignore[call-arg]
+
+    def timeout_error(self, timeout_s: float) -> JobTimeout:
+        return JobTimeout(f"{self.name}() exceeded its timeout of {timeout_s:g}s")
+
+    async def run(self, ctx: JobContext, args: Sequence[Any], kwargs: dict[str, Any], timeout_s: float) -> Any:
+        """:meth:`invoke` under the timeout (our worker enforces timeouts itself, with one sweeper)."""
         try:
             async with asyncio.timeout(timeout_s):
-                result = await self.fn(ctx, **values)  # type: ignore[call-arg]
+                return await self.invoke(ctx, args, kwargs)
         except TimeoutError:
-            raise JobTimeout(f"{self.name}() exceeded its timeout of {timeout_s:g}s") from None
-        return self.encode_result(result)
+            raise self.timeout_error(timeout_s) from None
 
     async def _arq_entry(self, arq_ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
         """The coroutine arq calls: typed context, validation, timeout, and our retry policy."""

@@ -1,8 +1,14 @@
-"""Our ``Worker``: arq's worker running :class:`JobSpec` jobs with our codec, typed context and cron table.
+"""Our ``Worker``: arq's worker class, with our own pickup loop.
 
-It is a subclass of ``arq.worker.Worker`` so that arq's queue semantics, health check, abort and signal
-handling hold unchanged; what it adds is set up around arq's startup and shutdown hooks: a shared HTTP client
-for jobs, the default timeout our jobs read, and the cron scheduler (:mod:`.scheduler`).
+It subclasses ``arq.worker.Worker`` for arq's settings, signal handling, health check and CLI, and replaces
+the queue loop (``main``) with the hot path:
+
+- an idle worker blocks on its queue's wake-up list (``wakeup.py``) instead of polling every 0.5 s;
+- one Lua call claims a batch of due jobs (``claim.py``) instead of 4 + 1 round trips per job;
+- each job is one task (``execute.py``), timeouts are enforced by one sweeper instead of a timer per job;
+- outcomes that complete close together are written in one Lua call (``finish.py``).
+
+Keys and semantics stay arq's, so stock arq workers and clients can share the queue.
 """
 
 from __future__ import annotations
@@ -12,29 +18,45 @@ import contextlib
 import inspect
 import logging
 import signal
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import arq.worker
 import httpx2
+from arq.connections import create_pool, log_redis_info
 from arq.typing import StartupShutdown
 
 from . import constants as k
+from .claim import Claimed, Claimer
 from .client import JobClient
 from .codec import Codec
 from .context import CTX_DEFAULT_TIMEOUT_S, CTX_HTTP
 from .cron import CronEntry, check_table
+from .execute import Execution
+from .finish import Finisher
 from .job import JobSpec
 from .scheduler import CronScheduler
+from .wakeup import WakeUp
 
 logger = logging.getLogger("jobs.worker")
 
 #: connect/read timeout of the shared HTTP client; a job's own timeout_s still bounds the whole job
 _HTTP_TIMEOUT_S = 30.0
+#: how often the sweeper looks for jobs past their deadline (timeouts are enforced to this precision)
+_SWEEP_EVERY_S = 0.05
+#: how often running jobs are checked against arq's abort set
+_ABORT_CHECK_EVERY_S = 0.1
+#: an idle wait shorter than this is not worth a blocking call
+_MIN_WAIT_S = 0.0005
 
 
-class Worker(arq.worker.Worker):
-    """arq's worker with typed jobs. Takes arq's keyword arguments plus ``cron_entries`` and ``codec``."""
+class Worker(Execution, arq.worker.Worker):
+    """arq's worker with typed jobs and a push-based hot path.
+
+    Takes arq's keyword arguments plus ``cron_entries``, ``codec`` and ``max_payload_bytes``. ``poll_delay``
+    is only the fallback for producers that push no wake-up token (plain arq clients).
+    """
 
     def __init__(
         self,
@@ -51,12 +73,23 @@ class Worker(arq.worker.Worker):
         if duplicates:
             raise ValueError(f"job names must be unique, registered twice: {', '.join(duplicates)}")
         check_table(list(cron_entries), set(names))
+        self.specs = {f.name: f for f in functions if isinstance(f, JobSpec)}
         self.codec = codec or Codec()
         self.cron_entries = list(cron_entries)
         self.max_payload_bytes = max_payload_bytes
+        self.http = None
+        self.deadlines = {}
+        self.cancel_reasons = {}
+        # our defaults where they differ from arq's (arq: 10 jobs, 0.5 s poll)
+        arq_kwargs.setdefault("max_jobs", k.DEFAULT_MAX_JOBS)
+        arq_kwargs.setdefault("poll_delay", k.DEFAULT_POLL_DELAY_S)
         self._user_startup: StartupShutdown | None = arq_kwargs.pop("on_startup", None)
         self._user_shutdown: StartupShutdown | None = arq_kwargs.pop("on_shutdown", None)
-        self._cron_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._slot_free = asyncio.Event()
+        self._finisher: Finisher | None = None
+        self._wake: WakeUp | None = None
+        self._started_count = 0
         super().__init__(
             arq_functions,
             job_serializer=self.codec.dumps,
@@ -67,6 +100,29 @@ class Worker(arq.worker.Worker):
         )
         self.ctx[CTX_DEFAULT_TIMEOUT_S] = self.job_timeout_s
 
+    # lifecycle ------------------------------------------------------------------------------------------
+    async def main(self) -> None:
+        if self._pool is None:
+            self._pool = await create_pool(
+                self.redis_settings,
+                job_deserializer=self.job_deserializer,
+                job_serializer=self.job_serializer,
+                default_queue_name=self.queue_name,
+                expires_extra_ms=self.expires_extra_ms,
+            )
+        await log_redis_info(self.pool, logger.info)
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        self._finisher = Finisher(self.pool, self.queue_name)
+        self._wake = WakeUp(self.pool, self.queue_name)
+        self._background += [
+            asyncio.create_task(self._sweep_deadlines(), name="jobs-deadlines"),
+            asyncio.create_task(self._watch_aborts(), name="jobs-aborts"),
+            asyncio.create_task(self._record_health(), name="jobs-health"),
+        ]
+        await self._pickup(Claimer(self.pool, self.queue_name, int(self.in_progress_timeout_s * 1000)))
+
     async def _startup(self, ctx: dict[Any, Any]) -> None:
         loop = type(asyncio.get_running_loop())
         logger.info(
@@ -74,38 +130,136 @@ class Worker(arq.worker.Worker):
             loop.__module__, loop.__qualname__, len(self.functions), len(self.cron_entries), self.queue_name,
             "JSON+HMAC" if self.codec.signs else "JSON",
         )  # fmt: skip
-        ctx[CTX_HTTP] = httpx2.AsyncClient(timeout=_HTTP_TIMEOUT_S)
+        self.http = ctx[CTX_HTTP] = httpx2.AsyncClient(timeout=_HTTP_TIMEOUT_S)
         if self.cron_entries:
             client = JobClient(
                 self.pool, self.codec, queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes
             )
-            self._cron_task = asyncio.create_task(CronScheduler(self.cron_entries, client).run(), name="jobs-cron")
+            scheduler = CronScheduler(self.cron_entries, client)
+            self._background.append(asyncio.create_task(scheduler.run(), name="jobs-cron"))
         if self._user_startup:
             await self._user_startup(ctx)
 
     async def _shutdown(self, ctx: dict[Any, Any]) -> None:
-        if self._cron_task is not None:
-            self._cron_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cron_task
         if self._user_shutdown:
             await self._user_shutdown(ctx)
-        http: httpx2.AsyncClient | None = ctx.pop(CTX_HTTP, None)
-        if http is not None:
-            await http.aclose()
+        ctx.pop(CTX_HTTP, None)
+        if self.http is not None:
+            await self.http.aclose()
+            self.http = None
 
     async def close(self) -> None:
-        """arq's ``close``, with redis-py 5's ``aclose`` (arq calls the deprecated ``close``)."""
+        """Let cancelled jobs record their outcome, write every pending outcome, then close (arq's order)."""
         if not self._handle_signals:
             self.handle_sig(signal.SIGUSR1)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
         if self._pool is None:
             return
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if self._finisher is not None:
+            await self._finisher.drain()
+        if self._wake is not None:
+            await self._wake.close()
         await self.pool.delete(self.health_check_key)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
         await self.pool.aclose(close_connection_pool=True)
         self._pool = None
+
+    # the hot path ---------------------------------------------------------------------------------------
+    async def _pickup(self, claimer: Claimer) -> None:
+        """Claim while there are free slots and due jobs; otherwise wait for a token, a free slot or a due time."""
+        assert self._wake is not None
+        while True:
+            free = self.max_jobs - len(self.tasks)
+            if self._burst_limit_reached() or not self.allow_pick_jobs or free <= 0:
+                if self.burst and not self.tasks and self._burst_limit_reached():
+                    return
+                await self._wait_for_slot(None)
+                continue
+            batch = await claimer.claim(free if self.max_burst_jobs < 0 else min(free, self._burst_left()))
+            for claimed in batch.jobs:
+                self._start(claimed)
+            if batch.more:
+                continue
+            if self.burst and not self.tasks and not batch.jobs and not await self.pool.zcard(self.queue_name):
+                return
+            wait_s = self.poll_delay_s
+            if batch.next_due_ms is not None:
+                wait_s = min(wait_s, (batch.next_due_ms - time.time() * 1000) / 1000)
+            if wait_s < _MIN_WAIT_S:
+                continue
+            claimer.reset()
+            if self.burst and self.tasks:
+                await self._wait_for_slot(wait_s)
+            else:
+                await self._wake.wait(wait_s)
+
+    def _start(self, claimed: Claimed) -> None:
+        job_id = claimed.job_id
+        task = asyncio.create_task(self._run_job(claimed))
+        self.tasks[job_id] = task
+        self._started_count += 1
+        task.add_done_callback(lambda _: self._job_done(job_id))
+
+    async def _run_job(self, claimed: Claimed) -> None:
+        assert self._finisher is not None
+        try:
+            outcome = await self.execute(claimed)
+        except Exception:
+            # a bug of ours, not the job's: leave the job to be claimed again when its in-progress key expires
+            logger.exception("job %s: internal error; it will run again", claimed.job_id)
+            return
+        self._finisher.add(outcome)
+
+    def _job_done(self, job_id: str) -> None:
+        self.tasks.pop(job_id, None)
+        self._slot_free.set()
+
+    async def _wait_for_slot(self, timeout_s: float | None) -> None:
+        self._slot_free.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._slot_free.wait(), timeout_s)
+
+    def _burst_left(self) -> int:
+        return self.max_burst_jobs - self._started_count
+
+    def _burst_limit_reached(self) -> bool:
+        return self.burst and 0 <= self.max_burst_jobs <= self._started_count
+
+    # background duties ----------------------------------------------------------------------------------
+    async def _sweep_deadlines(self) -> None:
+        """Cancel jobs past their timeout: one periodic task instead of a timer per job."""
+        while True:
+            await asyncio.sleep(_SWEEP_EVERY_S)
+            now = time.monotonic()
+            for job_id, (deadline, task) in list(self.deadlines.items()):
+                if now >= deadline and job_id not in self.cancel_reasons:
+                    self.cancel_reasons[job_id] = "timeout"
+                    task.cancel()
+
+    async def _watch_aborts(self) -> None:
+        """Cancel running jobs listed in arq's abort set (``Job.abort()``); only while jobs run."""
+        while True:
+            await asyncio.sleep(_ABORT_CHECK_EVERY_S)
+            if not self.deadlines:
+                continue
+            requested = {m.decode(errors="backslashreplace") for m in await self.pool.zrange(k.abort_jobs_ss, 0, -1)}
+            hits = [job_id for job_id in requested if job_id in self.deadlines]
+            for job_id in hits:
+                self.cancel_reasons[job_id] = "abort"
+                self.deadlines[job_id][1].cancel()
+            if hits:
+                await self.pool.zrem(k.abort_jobs_ss, *hits)
+
+    async def _record_health(self) -> None:
+        """arq's health-check key (read by ``arq --check``), at arq's interval."""
+        while True:
+            await self.record_health()
+            await asyncio.sleep(min(self.health_check_interval, 60))
 
 
 def worker_kwargs(settings_cls: Any) -> dict[str, Any]:

@@ -1,0 +1,338 @@
+"""The benchmark (not a test): our worker against stock arq 0.28, interleaved, on one local redis-server.
+
+``make bench`` runs it and writes ``bench/RESULTS.md``. Every workload runs ``BENCH_RUNS`` times (default 3)
+per variant, variants interleaved; the tables show the median, min–max, and ratios measured in the same run.
+Workers are separate processes (``bench/worker.py``); clients run here, on uvloop, for every variant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uvloop
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import default_queue_name, job_key_prefix
+from arq.jobs import serialize_job
+
+from bench import jobs
+from src.runner import Codec, JobClient
+from src.runner.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+DRAIN_N = 10_000
+SLEEP_N = 2_000
+PICKUP_N = 200
+BACKLOG_N = int(os.environ.get("BENCH_BACKLOG", "1000000"))
+BACKLOG_WINDOW = 20_000
+VARIANTS = ["ours", "arq-tuned", "arq"]
+LABELS = {"ours": "ours (defaults)", "arq-tuned": "arq tuned", "arq": "arq defaults"}
+
+
+@dataclass
+class Results:
+    """metric -> variant -> list of samples"""
+
+    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def add(self, metric: str, variant: str, value: float) -> None:
+        self.samples.setdefault(metric, {}).setdefault(variant, []).append(value)
+        print(f"  {metric:<28} {variant:<14} {value:,.3f}", flush=True)
+
+    def median(self, metric: str, variant: str) -> float | None:
+        values = self.samples.get(metric, {}).get(variant)
+        return statistics.median(values) if values else None
+
+
+class Bench:
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.settings = RedisSettings(port=server.port)
+        self.results = Results()
+        self.log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+
+    async def __aenter__(self) -> Bench:
+        self.redis: ArqRedis = await create_pool(self.settings)  # arq's own client: pickle
+        self.ours = JobClient(await create_pool(self.settings), Codec())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.redis.aclose()
+        await self.ours.close()
+
+    # workers --------------------------------------------------------------------------------------------
+    def start(self, variant: str, expected: int, *, max_jobs: int | None = None, debug_log: bool = False,
+              count: int = 1) -> list[subprocess.Popen[bytes]]:  # fmt: skip
+        env = {**os.environ, "BENCH_N": str(expected), "BENCH_DEBUG_LOG": "1" if debug_log else ""}
+        args = [sys.executable, "-m", "bench.worker", variant, str(self.server.port)]
+        if max_jobs:
+            args.append(str(max_jobs))
+        with (self.log_dir / f"{variant}.log").open("ab") as log:
+            return [subprocess.Popen(args, env=env, cwd=ROOT, stdout=log, stderr=log) for _ in range(count)]
+
+    @staticmethod
+    def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    @staticmethod
+    def peak_rss_mib(proc: subprocess.Popen[bytes]) -> float:
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    # enqueue helpers ------------------------------------------------------------------------------------
+    async def fill(self, variant: str, name: str, n: int) -> None:
+        """Pre-enqueue n argument-less jobs the way each variant's client would, as fast as it can."""
+        if variant.startswith("ours"):
+            spec = {"noop": jobs.noop, "sleepy": jobs.sleepy, "tracked": jobs.tracked}[name]
+            for i in range(0, n, 1000):
+                await self.ours.enqueue_many([spec.call() for _ in range(min(1000, n - i))])
+            return
+        # arq's enqueue_job WATCHes every key; writing its exact format in a pipeline is the same data, faster
+        now_ms = int(time.time() * 1000)
+        for i in range(0, n, 1000):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for j in range(i, min(i + 1000, n)):
+                    job_id = f"{name}-{j}"
+                    pipe.psetex(job_key_prefix + job_id, 86_400_000, serialize_job(name, (), {}, None, now_ms))
+                    pipe.zadd(default_queue_name, {job_id: now_ms})
+                await pipe.execute()
+
+    async def wait_count(self, n: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while int(await self.redis.get(jobs.COUNT) or 0) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {await self.redis.get(jobs.COUNT)} of {n} jobs done in {timeout_s}s")
+            await asyncio.sleep(0.01)
+
+    async def first_to_last_s(self) -> float:
+        first, last = await self.redis.mget(jobs.FIRST, jobs.LAST)
+        return float(last) - float(first)
+
+    # workloads ------------------------------------------------------------------------------------------
+    async def enqueue(self, variant: str) -> None:
+        await self.redis.flushdb()
+        if variant == "ours":
+            started = time.perf_counter()
+            for _ in range(DRAIN_N):
+                await self.ours.enqueue(jobs.noop)
+            self.results.add("enqueue sequential (jobs/s)", variant, DRAIN_N / (time.perf_counter() - started))
+            started = time.perf_counter()
+            for _ in range(DRAIN_N // 100):
+                await self.ours.enqueue_many([jobs.noop.call() for _ in range(100)])
+            self.results.add("enqueue batch 100 (jobs/s)", variant, DRAIN_N / (time.perf_counter() - started))
+        else:
+            started = time.perf_counter()
+            for _ in range(DRAIN_N):
+                await self.redis.enqueue_job("noop")
+            self.results.add("enqueue sequential (jobs/s)", variant, DRAIN_N / (time.perf_counter() - started))
+            started = time.perf_counter()
+            for _ in range(DRAIN_N // 100):
+                await asyncio.gather(*(self.redis.enqueue_job("noop") for _ in range(100)))
+            self.results.add("enqueue batch 100 (jobs/s)", variant, DRAIN_N / (time.perf_counter() - started))
+
+    async def drain(self, variant: str, *, debug_log: bool = False) -> None:
+        await self.redis.flushdb()
+        await self.fill(variant, "noop", DRAIN_N)
+        procs = self.start(variant, DRAIN_N, debug_log=debug_log)
+        try:
+            await self.wait_count(DRAIN_N, 300)
+            rss = self.peak_rss_mib(procs[0])
+        finally:
+            self.stop(procs)
+        label = variant + ("+debug-log" if debug_log else "")
+        self.results.add("drain 10k (jobs/s)", label, DRAIN_N / await self.first_to_last_s())
+        if not debug_log:
+            self.results.add("worker peak RSS (MiB)", variant, rss)
+
+    async def sleep_load(self, variant: str) -> None:
+        await self.redis.flushdb()
+        await self.fill(variant, "sleepy", SLEEP_N)
+        procs = self.start(variant, SLEEP_N, max_jobs=100)
+        try:
+            await self.wait_count(SLEEP_N, 120)
+        finally:
+            self.stop(procs)
+        self.results.add("2000 x sleep 50ms, c=100 (s)", variant, await self.first_to_last_s())
+
+    async def pickup(self, variant: str) -> None:
+        await self.redis.flushdb()
+        procs = self.start(variant, 0)
+        latencies: list[float] = []
+        try:
+            await asyncio.sleep(2)  # started and idle
+            for _ in range(PICKUP_N):
+                if variant == "ours":
+                    await self.ours.enqueue(jobs.stamp, time.time())
+                else:
+                    await self.redis.enqueue_job("stamp", time.time())
+                popped = await self.redis.blpop([jobs.LATENCY], timeout=5)
+                assert popped is not None, "job did not start within 5 s"
+                latencies.append(float(popped[1]) * 1000)
+            commands = await self.idle_commands_per_s()
+        finally:
+            self.stop(procs)
+        latencies.sort()
+        self.results.add("pickup p50 (ms)", variant, latencies[len(latencies) // 2])
+        self.results.add("pickup p99 (ms)", variant, latencies[int(len(latencies) * 0.99) - 1])
+        self.results.add("idle worker (commands/s)", variant, commands)
+
+    async def idle_commands_per_s(self, seconds: float = 5.0) -> float:
+        await asyncio.sleep(1.5)
+        before = int((await self.redis.info("stats"))["total_commands_processed"])
+        await asyncio.sleep(seconds)
+        after = int((await self.redis.info("stats"))["total_commands_processed"])
+        return (after - before - 1) / seconds  # less our own INFO
+
+    async def deferred(self, variant: str) -> None:
+        """How late deferred jobs start after their due time (ours only: the poll floor decides it for arq)."""
+        await self.redis.flushdb()
+        procs = self.start(variant, 0)
+        lateness: list[float] = []
+        try:
+            await asyncio.sleep(2)
+            for i in range(20):
+                due = time.time() + 0.05 + (i % 5) * 0.05
+                await self.ours.enqueue(jobs.stamp.options(defer_until=datetime.fromtimestamp(due, UTC)), due)
+                popped = await self.redis.blpop([jobs.LATENCY], timeout=5)
+                assert popped is not None
+                lateness.append(float(popped[1]) * 1000)
+        finally:
+            self.stop(procs)
+        lateness.sort()
+        self.results.add("deferred start late p50 (ms)", variant, lateness[len(lateness) // 2])
+        self.results.add("deferred start late max (ms)", variant, lateness[-1])
+
+    async def fleet(self, variant: str) -> None:
+        await self.redis.flushdb()
+        await self.fill(variant, "tracked", DRAIN_N)
+        procs = self.start(variant, DRAIN_N, count=4)
+        try:
+            await self.wait_count(DRAIN_N, 300)
+        finally:
+            self.stop(procs)
+        seen = await self.redis.hvals(jobs.SEEN)
+        self.results.add("4 workers drain 10k (jobs/s)", variant, DRAIN_N / await self.first_to_last_s())
+        self.results.add("4 workers duplicates", variant, sum(int(v) > 1 for v in seen) + DRAIN_N - len(seen))
+
+    async def backlog(self, variant: str) -> None:
+        """Drain rate over three windows of 20k jobs from the front of a 1M-job backlog."""
+        await self.redis.flushdb()
+        started = time.perf_counter()
+        await self.fill(variant, "noop", BACKLOG_N)
+        print(f"  filled {BACKLOG_N:,} jobs in {time.perf_counter() - started:.0f}s", flush=True)
+        procs = self.start(variant, BACKLOG_N)
+        try:
+            marks = [BACKLOG_WINDOW * i for i in range(RUNS + 1)]
+            times = []
+            for mark in marks:
+                await self.wait_count(max(mark, 1), 300)
+                times.append(time.perf_counter())
+            for a, b in itertools.pairwise(times):
+                self.results.add("drain at 1M backlog (jobs/s)", variant, BACKLOG_WINDOW / (b - a))
+        finally:
+            self.stop(procs)
+        await self.redis.flushdb()
+
+
+async def each(runs: int, variants: list[str], workload: Callable[[str], Awaitable[None]]) -> None:
+    for run in range(runs):
+        for variant in variants:
+            print(f"{workload.__name__} run {run + 1}/{runs}: {variant}", flush=True)
+            await workload(variant)
+
+
+async def main() -> None:
+    started = time.perf_counter()
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+    server = RedisServer(data_dir, options={"save": "''", "appendonly": "no"}).start()
+    try:
+        async with Bench(server) as b:
+            await each(RUNS, ["ours", "arq"], b.enqueue)
+            await each(RUNS, VARIANTS, b.drain)
+            await each(RUNS, ["ours"], lambda v: b.drain(v, debug_log=True))
+            await each(RUNS, VARIANTS, b.sleep_load)
+            await each(RUNS, VARIANTS, b.pickup)
+            await each(RUNS, ["ours"], b.deferred)
+            await each(RUNS, ["ours", "arq-tuned"], b.fleet)
+            await each(1, ["ours", "arq-tuned"], b.backlog)
+            report = render(b.results, time.perf_counter() - started)
+    finally:
+        server.stop()
+    (ROOT / "bench" / "RESULTS.md").write_text(report)
+    print(report)
+
+
+HIGHER_IS_BETTER = ("jobs/s",)
+
+
+def render(results: Results, elapsed_s: float) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"`make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, one local redis-server without persistence; {RUNS} runs per variant, "
+        f"interleaved; median (min–max). Took {elapsed_s / 60:.1f} min.",
+        "",
+        "Variants: **ours** = our worker and client with default settings; **arq tuned** = stock arq 0.28 on "
+        "uvloop with `max_jobs=100, poll_delay=0.01`; **arq defaults** = stock arq 0.28 as installed "
+        "(asyncio, pickle, `poll_delay=0.5`, `max_jobs=10`). The sleep load runs every variant at "
+        "`max_jobs=100`. Ratios are ours ÷ arq (for times and sizes: arq ÷ ours), so > 1 means ours is better.",
+        "",
+        "| metric | ours | arq tuned | arq defaults | vs arq tuned | vs arq defaults |",
+        "|---|---|---|---|---|---|",
+    ]
+    for metric, by_variant in results.samples.items():
+        cells = []
+        for variant in ("ours", "arq-tuned", "arq"):
+            values = by_variant.get(variant)
+            cells.append(_cell(values) if values else "–")
+        ratios = [
+            _ratio(metric, results.median(metric, "ours"), results.median(metric, v)) for v in ("arq-tuned", "arq")
+        ]
+        lines.append(f"| {metric} | {' | '.join(cells)} | {' | '.join(ratios)} |")
+        for extra, values in by_variant.items():
+            if extra not in ("ours", "arq-tuned", "arq"):
+                lines.append(f"| {metric}, {extra} | {_cell(values)} | | | | |")
+    lines += [
+        "",
+        "Reproduce: `make bench` (installs what it needs; `BENCH_RUNS`, `BENCH_BACKLOG` to change sizes).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _cell(values: list[float]) -> str:
+    return f"{statistics.median(values):,.2f} ({min(values):,.2f}–{max(values):,.2f})"
+
+
+def _ratio(metric: str, ours: float | None, other: float | None) -> str:
+    if not ours or not other:
+        return "–"
+    ratio = ours / other if any(unit in metric for unit in HIGHER_IS_BETTER) else other / ours
+    return f"{ratio:,.1f}×"
+
+
+if __name__ == "__main__":
+    uvloop.run(main())

@@ -1,0 +1,65 @@
+"""Batched finish: outcomes that complete close together are written in one Lua call (``scripts/finish.lua``).
+
+There is no timer: the first outcome starts a flush on the next loop iteration, and outcomes that arrive while
+a flush is in flight go in the next one, so batches grow with load and an idle worker writes at once. A crash
+may lose the outcomes of the flush in flight (a few ms); those jobs run again after their in-progress key
+expires, which at-least-once allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from redis.asyncio import Redis
+
+from . import constants as k
+from .scripts import script
+
+logger = logging.getLogger("jobs.worker")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What to write for one job: ``done`` (result kept for ``number`` ms, -1 forever) or ``again`` (due at ms)."""
+
+    raw_id: bytes
+    action: Literal["done", "again"]
+    result: bytes
+    number: int
+
+
+class Finisher:
+    def __init__(self, redis: Redis, queue_name: str) -> None:
+        self._script = script(redis, "finish")
+        self._keys = [queue_name, k.WAKE_KEY_PREFIX + queue_name]
+        self._pending: list[Outcome] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    def add(self, outcome: Outcome) -> None:
+        self._pending.append(outcome)
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._write(batch)
+        finally:
+            self._flushing = None
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        args: list[bytes | str | int] = [k.MAX_WAKE_TOKENS]
+        for o in batch:
+            args += [o.raw_id, o.action, o.result, o.number]
+        await self._script(keys=self._keys, args=args)
+
+    async def drain(self) -> None:
+        """Wait until every outcome added so far is written."""
+        while self._flushing is not None or self._pending:
+            if self._flushing is None:
+                self._flushing = asyncio.create_task(self._flush_loop())
+            await asyncio.shield(self._flushing)

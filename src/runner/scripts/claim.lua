@@ -1,0 +1,65 @@
+-- Claim up to ARGV[2] due jobs in one call (arq's 4 + 1 round trips per job become one call per batch).
+-- KEYS[1] queue zset
+-- ARGV[1] now (ms), ARGV[2] how many to claim, ARGV[3] in-progress ttl (ms),
+-- ARGV[4] cursor member ('' for none), ARGV[5] cursor score ('-inf' for none), ARGV[6] rows to scan at most
+--
+-- Running jobs stay in the queue (arq's semantics), so scanning from the head each time would re-examine every
+-- running job. The caller keeps a cursor, the last member examined: while it is still in the queue the scan
+-- goes on right after it (by rank), otherwise from its score. The caller resets it now and then, which finds
+-- jobs whose in-progress key expired behind the cursor.
+-- A job is ours when SET in-progress NX succeeds: the key a stock arq worker WATCHes, so a mixed fleet never
+-- runs a job twice.
+--
+-- Returns {claimed, last member, last score, more, next due}
+--   claimed: flat list of (id, score, payload or '', try, aborted) per job
+--   more: 1 when the scan stopped early (batch full or scan limit) and further due jobs may follow
+--   next due: score of the first job due after now, or false
+local queue = KEYS[1]
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local scan = tonumber(ARGV[6])
+local rank = false
+if ARGV[4] ~= '' then
+  rank = redis.call('ZRANK', queue, ARGV[4])
+end
+local rows
+if rank then
+  rows = redis.call('ZRANGE', queue, rank + 1, rank + scan, 'WITHSCORES')
+else
+  rows = redis.call('ZRANGEBYSCORE', queue, ARGV[5], ARGV[1], 'WITHSCORES', 'LIMIT', 0, scan)
+end
+local more = 0
+if #rows == 2 * scan then
+  more = 1
+end
+local claimed = {}
+local count = 0
+local last_id = ARGV[4]
+local last_score = ARGV[5]
+for i = 1, #rows, 2 do
+  local id = rows[i]
+  local score = rows[i + 1]
+  if tonumber(score) > now then
+    more = 0
+    break
+  end
+  last_id = id
+  last_score = score
+  if redis.call('SET', 'arq:in-progress:' .. id, '1', 'PX', ARGV[3], 'NX') then
+    local retry_key = 'arq:retry:' .. id
+    local try = redis.call('INCR', retry_key)
+    redis.call('EXPIRE', retry_key, 88400)
+    claimed[#claimed + 1] = id
+    claimed[#claimed + 1] = score
+    claimed[#claimed + 1] = redis.call('GET', 'arq:job:' .. id) or ''
+    claimed[#claimed + 1] = try
+    claimed[#claimed + 1] = redis.call('ZREM', 'arq:abort', id)
+    count = count + 1
+    if count >= limit then
+      more = 1
+      break
+    end
+  end
+end
+local next_due = redis.call('ZRANGEBYSCORE', queue, '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+return {claimed, last_id, last_score, more, next_due[2] or false}

@@ -1,0 +1,66 @@
+"""How an idle worker waits: blocked on its queue's wake-up list, not sleeping through a poll delay.
+
+Every enqueue pushes a token (``scripts/enqueue.lua``), so a blocked worker wakes within a round trip.
+Redis times out blocked commands only at its ``hz`` resolution (100 ms by default), so when the worker must
+wake at a precise moment (a deferred job falls due) a local timer unblocks the connection with
+``CLIENT UNBLOCK`` instead; plain-arq producers push no token and are found by the fallback poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from . import constants as k
+
+#: below this, Redis's own blocking timeout is too coarse and the local timer takes over
+_PRECISE_BELOW_S = 0.2
+
+
+class WakeUp:
+    def __init__(self, pool: Redis, queue_name: str) -> None:
+        self._pool = pool
+        # a connection of its own: the blocking pop holds it, and CLIENT UNBLOCK needs its id
+        self._conn: Redis = pool.client()
+        self._key = k.WAKE_KEY_PREFIX + queue_name
+        self._conn_id: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._unblocking: set[asyncio.Task[None]] = set()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Block until a token arrives or ``timeout_s`` passes; True when woken by a token."""
+        precise = timeout_s < _PRECISE_BELOW_S
+        if precise and self._conn_id is None:
+            self._conn_id = int(await self._conn.client_id())
+        if precise:
+            self._timer = asyncio.get_running_loop().call_later(max(timeout_s, 0), self._unblock)
+        try:
+            # the server-side timeout is only the backstop when the local timer is set
+            server_timeout = timeout_s + 0.1 if precise else timeout_s
+            # BLPOP by hand: redis-py types the timeout as int, Redis takes fractional seconds
+            popped = await self._conn.execute_command("BLPOP", self._key, server_timeout)  # type: ignore[no-untyped-call]
+        except (RedisError, OSError):
+            self._conn_id = None  # a new connection gets a new id
+            raise
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        return popped is not None
+
+    def _unblock(self) -> None:
+        self._timer = None
+        if self._conn_id is not None:
+            task = asyncio.create_task(self._send_unblock(self._conn_id))
+            self._unblocking.add(task)
+            task.add_done_callback(self._unblocking.discard)
+
+    async def _send_unblock(self, conn_id: int) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._pool.client_unblock(conn_id)
+
+    async def close(self) -> None:
+        await self._conn.aclose()
