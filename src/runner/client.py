@@ -172,8 +172,11 @@ class JobClient:
             )
         job_id = opts.job_id or uuid4().hex
         queue = opts.queue_name or self.queue_name
-        keys = [k.job_key_prefix + job_id, k.result_key_prefix + job_id, queue, k.WAKE_KEY_PREFIX + queue]
-        return job_id, keys, [job_id, payload, score_ms, ttl_ms, k.MAX_WAKE_TOKENS]
+        keys = [
+            k.job_key_prefix + job_id, k.result_key_prefix + job_id, queue, k.WAKE_KEY_PREFIX + queue,
+            k.IDLE_KEY_PREFIX + queue,
+        ]  # fmt: skip
+        return job_id, keys, [job_id, payload, score_ms, ttl_ms, k.MAX_WAKE_TOKENS, now_ms]
 
     # following a job ------------------------------------------------------------------------------------
     def handle(self, spec: JobSpec[Any, R], job_id: str) -> JobHandle[R]:

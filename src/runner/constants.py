@@ -24,9 +24,11 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_POLL_DELAY_S",
     "EXPIRES_EXTRA_MS",
+    "IDLE_KEY_PREFIX",
     "MAX_WAKE_TOKENS",
     "WAKE_KEY_PREFIX",
     "WIRE_VERSION",
+    "WORKER_LIST_PREFIX",
     "abort_jobs_ss",
     "default_queue_name",
     "in_progress_key_prefix",
@@ -52,6 +54,11 @@ EXPIRES_EXTRA_MS = 86_400_000
 WAKE_KEY_PREFIX = "jobs:wake:"
 #: tokens kept at most: a token wakes one worker, so more than a few only cost empty claims
 MAX_WAKE_TOKENS = 16
+
+#: idle workers of a queue (``<prefix><queue name>``), scored by when their registration expires
+IDLE_KEY_PREFIX = "jobs:idle:"
+#: a worker's own list (``<prefix><worker id>``): jobs handed to it already claimed, by enqueue.lua
+WORKER_LIST_PREFIX = "jobs:worker:"
 
 #: ``SET NX`` marker per cron entry and tick; whoever sets it enqueues that tick
 CRON_TICK_KEY_PREFIX = "jobs:cron:tick:"

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx2
 from arq.connections import ArqRedis
+
+if TYPE_CHECKING:
+    # imported on first use only: a worker whose jobs make no HTTP calls does not load an HTTP stack
+    import httpx2
 
 logger = logging.getLogger("jobs.job")
 
-#: keys our worker adds to arq's ctx dict; a stock arq worker leaves them out and the defaults apply
-CTX_HTTP = "jobs_http"
+#: key our worker adds to arq's ctx dict; a stock arq worker leaves it out and the default applies
 CTX_DEFAULT_TIMEOUT_S = "jobs_default_timeout_s"
+
+
+def new_http_client(timeout_s: float = 30.0) -> httpx2.AsyncClient:
+    import httpx2
+
+    return httpx2.AsyncClient(timeout=timeout_s)
 
 
 @dataclass(slots=True)
@@ -22,7 +31,8 @@ class JobContext:
     """What a running job knows about itself and what it may use.
 
     ``redis`` is the worker's connection pool; ``http`` a pooled async HTTP client shared by the worker's
-    jobs (created on first use when the worker provides none, and closed after the job).
+    jobs (made on first use; outside our worker, one per job, closed after it); ``logger`` carries the
+    job id and function.
     """
 
     job_id: str
@@ -30,23 +40,22 @@ class JobContext:
     max_tries: int
     enqueue_time: datetime
     function: str
-    logger: logging.LoggerAdapter[logging.Logger]
     _redis: ArqRedis | None = None
-    _http: httpx2.AsyncClient | None = None
-    _owns_http: bool = field(default=False)
+    #: the worker's shared client, made on first use
+    _shared_http: Callable[[], httpx2.AsyncClient] | None = None
+    _http: httpx2.AsyncClient | None = field(default=None)
+    _owns_http: bool = False
+    _logger: logging.LoggerAdapter[logging.Logger] | None = None
 
     @classmethod
     def from_arq(cls, ctx: dict[Any, Any], function: str, max_tries: int) -> JobContext:
-        job_id = str(ctx.get("job_id", ""))
         return cls(
-            job_id=job_id,
+            job_id=str(ctx.get("job_id", "")),
             job_try=int(ctx.get("job_try") or 1),
             max_tries=max_tries,
             enqueue_time=ctx["enqueue_time"],
             function=function,
-            logger=logging.LoggerAdapter(logger, {"job_id": job_id, "function": function}),
             _redis=ctx.get("redis"),
-            _http=ctx.get(CTX_HTTP),
         )
 
     @property
@@ -58,9 +67,18 @@ class JobContext:
     @property
     def http(self) -> httpx2.AsyncClient:
         if self._http is None:
-            self._http = httpx2.AsyncClient()
-            self._owns_http = True
+            if self._shared_http is not None:
+                self._http = self._shared_http()
+            else:
+                self._http = new_http_client()
+                self._owns_http = True
         return self._http
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        if self._logger is None:
+            self._logger = logging.LoggerAdapter(logger, {"job_id": self.job_id, "function": self.function})
+        return self._logger
 
     async def aclose(self) -> None:
         """Close what this context opened for itself."""

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
 from arq.jobs import DeserializationError, serialize_result
 from arq.utils import ms_to_datetime
 from arq.worker import Function, JobExecutionFailed, Retry
@@ -22,7 +21,6 @@ from arq.worker import Function, JobExecutionFailed, Retry
 from .claim import Claimed
 from .codec import Codec
 from .context import JobContext
-from .context import logger as job_logger
 from .errors import PayloadError
 from .finish import Outcome
 from .job import JobSpec
@@ -52,7 +50,6 @@ class Execution:
     codec: Codec
     queue_name: str
     ctx: dict[Any, Any]
-    http: httpx2.AsyncClient | None
     job_timeout_s: float
     keep_result_s: float
     keep_result_forever: bool
@@ -64,6 +61,9 @@ class Execution:
     deadlines: dict[str, tuple[float, asyncio.Task[Any]]]
     #: why a task was cancelled ("timeout" or "abort"); no reason means shutdown
     cancel_reasons: dict[str, str]
+
+    def shared_http(self) -> Any:  # the worker's pooled HTTP client (Worker.shared_http)
+        raise NotImplementedError
 
     async def execute(self, claimed: Claimed) -> Outcome:
         start_ms = _now_ms()
@@ -133,9 +133,8 @@ class Execution:
             max_tries=spec.retry.max_tries,
             enqueue_time=ms_to_datetime(job.enqueue_time_ms),
             function=job.function,
-            logger=logging.LoggerAdapter(job_logger, {"job_id": job_id, "function": job.function}),
             _redis=self.ctx.get("redis"),
-            _http=self.http,
+            _shared_http=self.shared_http,
         )
 
     def _failed(

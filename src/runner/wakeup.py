@@ -1,6 +1,8 @@
 """How an idle worker waits: blocked on its queue's wake-up list, not sleeping through a poll delay.
 
-Every enqueue pushes a token (``scripts/enqueue.lua``), so a blocked worker wakes within a round trip.
+Every enqueue pushes a token (``scripts/enqueue.lua``), so a blocked worker wakes within a round trip; better
+still, when this worker registered as idle, the enqueue hands it the job itself, already claimed, on its own
+list, so the pop returns the job and the worker starts it without another round trip.
 Redis times out blocked commands only at its ``hz`` resolution (100 ms by default), so when the worker must
 wake at a precise moment (a deferred job falls due) a local timer unblocks the connection with
 ``CLIENT UNBLOCK`` instead; plain-arq producers push no token and are found by the fallback poll.
@@ -15,24 +17,29 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from . import constants as k
+from .claim import Claimed
 
 #: below this, Redis's own blocking timeout is too coarse and the local timer takes over
 _PRECISE_BELOW_S = 0.2
 
 
 class WakeUp:
-    def __init__(self, pool: Redis, queue_name: str) -> None:
+    def __init__(self, pool: Redis, queue_name: str, worker_id: str) -> None:
         self._pool = pool
         # a connection of its own: the blocking pop holds it, and CLIENT UNBLOCK needs its id
         self._conn: Redis = pool.client()
-        self._key = k.WAKE_KEY_PREFIX + queue_name
+        # its own list first: a job handed to it (already claimed) beats a token
+        self._keys = (k.WORKER_LIST_PREFIX + worker_id, k.WAKE_KEY_PREFIX + queue_name)
         self._conn_id: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._unblocking: set[asyncio.Task[None]] = set()
 
-    async def wait(self, timeout_s: float) -> bool:
-        """Block until a token arrives or ``timeout_s`` passes; True when woken by a token."""
-        precise = timeout_s < _PRECISE_BELOW_S
+    async def wait(self, timeout_s: float, *, precise: bool = False) -> Claimed | None:
+        """Block until a job is handed over, a token arrives or ``timeout_s`` passes; returns a handed job.
+
+        ``precise``: wake at ``timeout_s`` to the millisecond (a deferred job falls due then).
+        """
+        precise = precise or timeout_s < _PRECISE_BELOW_S
         if precise and self._conn_id is None:
             self._conn_id = int(await self._conn.client_id())
         if precise:
@@ -41,7 +48,7 @@ class WakeUp:
             # the server-side timeout is only the backstop when the local timer is set
             server_timeout = timeout_s + 0.1 if precise else timeout_s
             # BLPOP by hand: redis-py types the timeout as int, Redis takes fractional seconds
-            popped = await self._conn.execute_command("BLPOP", self._key, server_timeout)  # type: ignore[no-untyped-call]
+            popped = await self._conn.execute_command("BLPOP", *self._keys, server_timeout)  # type: ignore[no-untyped-call]
         except (RedisError, OSError):
             self._conn_id = None  # a new connection gets a new id
             raise
@@ -49,7 +56,9 @@ class WakeUp:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-        return popped is not None
+        if popped is not None and popped[0] == self._keys[0].encode():
+            return Claimed.unpack(popped[1])
+        return None
 
     def _unblock(self) -> None:
         self._timer = None

@@ -20,10 +20,10 @@ import logging
 import signal
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 import arq.worker
-import httpx2
 from arq.connections import create_pool, log_redis_info
 from arq.typing import StartupShutdown
 
@@ -31,13 +31,16 @@ from . import constants as k
 from .claim import Claimed, Claimer
 from .client import JobClient
 from .codec import Codec
-from .context import CTX_DEFAULT_TIMEOUT_S, CTX_HTTP
+from .context import CTX_DEFAULT_TIMEOUT_S, new_http_client
 from .cron import CronEntry, check_table
 from .execute import Execution
-from .finish import Finisher
+from .finish import Finisher, Outcome
 from .job import JobSpec
 from .scheduler import CronScheduler
 from .wakeup import WakeUp
+
+if TYPE_CHECKING:
+    import httpx2
 
 logger = logging.getLogger("jobs.worker")
 
@@ -77,7 +80,7 @@ class Worker(Execution, arq.worker.Worker):
         self.codec = codec or Codec()
         self.cron_entries = list(cron_entries)
         self.max_payload_bytes = max_payload_bytes
-        self.http = None
+        self.http: httpx2.AsyncClient | None = None
         self.deadlines = {}
         self.cancel_reasons = {}
         # our defaults where they differ from arq's (arq: 10 jobs, 0.5 s poll)
@@ -89,6 +92,8 @@ class Worker(Execution, arq.worker.Worker):
         self._slot_free = asyncio.Event()
         self._finisher: Finisher | None = None
         self._wake: WakeUp | None = None
+        self._claimer: Claimer | None = None
+        self.worker_id = uuid4().hex
         self._started_count = 0
         super().__init__(
             arq_functions,
@@ -99,6 +104,12 @@ class Worker(Execution, arq.worker.Worker):
             **arq_kwargs,
         )
         self.ctx[CTX_DEFAULT_TIMEOUT_S] = self.job_timeout_s
+
+    def shared_http(self) -> httpx2.AsyncClient:
+        """One pooled HTTP client for all jobs of this worker, made when a job first uses ``ctx.http``."""
+        if self.http is None:
+            self.http = new_http_client(_HTTP_TIMEOUT_S)
+        return self.http
 
     # lifecycle ------------------------------------------------------------------------------------------
     async def main(self) -> None:
@@ -115,13 +126,18 @@ class Worker(Execution, arq.worker.Worker):
         if self.on_startup:
             await self.on_startup(self.ctx)
         self._finisher = Finisher(self.pool, self.queue_name)
-        self._wake = WakeUp(self.pool, self.queue_name)
+        self._wake = WakeUp(self.pool, self.queue_name, self.worker_id)
         self._background += [
             asyncio.create_task(self._sweep_deadlines(), name="jobs-deadlines"),
             asyncio.create_task(self._watch_aborts(), name="jobs-aborts"),
             asyncio.create_task(self._record_health(), name="jobs-health"),
         ]
-        await self._pickup(Claimer(self.pool, self.queue_name, int(self.in_progress_timeout_s * 1000)))
+        self._claimer = Claimer(
+            self.pool, self.queue_name, self.worker_id, int(self.in_progress_timeout_s * 1000),
+            # registered as idle a little longer than one fallback poll, which renews it
+            idle_ttl_ms=int(self.poll_delay_s * 1000) + 1000,
+        )  # fmt: skip
+        await self._pickup(self._claimer)
 
     async def _startup(self, ctx: dict[Any, Any]) -> None:
         loop = type(asyncio.get_running_loop())
@@ -130,7 +146,6 @@ class Worker(Execution, arq.worker.Worker):
             loop.__module__, loop.__qualname__, len(self.functions), len(self.cron_entries), self.queue_name,
             "JSON+HMAC" if self.codec.signs else "JSON",
         )  # fmt: skip
-        self.http = ctx[CTX_HTTP] = httpx2.AsyncClient(timeout=_HTTP_TIMEOUT_S)
         if self.cron_entries:
             client = JobClient(
                 self.pool, self.codec, queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes
@@ -143,7 +158,6 @@ class Worker(Execution, arq.worker.Worker):
     async def _shutdown(self, ctx: dict[Any, Any]) -> None:
         if self._user_shutdown:
             await self._user_shutdown(ctx)
-        ctx.pop(CTX_HTTP, None)
         if self.http is not None:
             await self.http.aclose()
             self.http = None
@@ -158,6 +172,10 @@ class Worker(Execution, arq.worker.Worker):
         self._background.clear()
         if self._pool is None:
             return
+        if self._claimer is not None and self._finisher is not None:
+            # jobs handed to us but not started go back to the queue
+            for claimed in await self._claimer.unregister(self.pool):
+                self._finisher.add(Outcome(claimed.raw_id, "again", b"", claimed.score_ms))
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         if self._finisher is not None:
             await self._finisher.drain()
@@ -171,8 +189,7 @@ class Worker(Execution, arq.worker.Worker):
 
     # the hot path ---------------------------------------------------------------------------------------
     async def _pickup(self, claimer: Claimer) -> None:
-        """Claim while there are free slots and due jobs; otherwise wait for a token, a free slot or a due time."""
-        assert self._wake is not None
+        """Claim while there are free slots and due jobs; otherwise wait for a job, a free slot or a due time."""
         while True:
             free = self.max_jobs - len(self.tasks)
             if self._burst_limit_reached() or not self.allow_pick_jobs or free <= 0:
@@ -187,16 +204,24 @@ class Worker(Execution, arq.worker.Worker):
                 continue
             if self.burst and not self.tasks and not batch.jobs and not await self.pool.zcard(self.queue_name):
                 return
-            wait_s = self.poll_delay_s
-            if batch.next_due_ms is not None:
-                wait_s = min(wait_s, (batch.next_due_ms - time.time() * 1000) / 1000)
-            if wait_s < _MIN_WAIT_S:
-                continue
-            claimer.reset()
-            if self.burst and self.tasks:
-                await self._wait_for_slot(wait_s)
-            else:
-                await self._wake.wait(wait_s)
+            await self._idle(claimer, batch.next_due_ms)
+
+    async def _idle(self, claimer: Claimer, next_due_ms: int | None) -> None:
+        """Nothing due: wait for a handed-over job or a token, at most until the next deferred job is due."""
+        assert self._wake is not None
+        wait_s = self.poll_delay_s
+        due_in_s = None if next_due_ms is None else (next_due_ms - time.time() * 1000) / 1000
+        if due_in_s is not None:
+            wait_s = min(wait_s, due_in_s)
+        if wait_s < _MIN_WAIT_S:
+            return
+        claimer.reset()
+        if self.burst and self.tasks:
+            await self._wait_for_slot(wait_s)
+            return
+        handed = await self._wake.wait(wait_s, precise=wait_s == due_in_s)
+        if handed is not None:
+            self._start(handed)
 
     def _start(self, claimed: Claimed) -> None:
         job_id = claimed.job_id

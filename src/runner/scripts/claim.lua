@@ -1,7 +1,11 @@
 -- Claim up to ARGV[2] due jobs in one call (arq's 4 + 1 round trips per job become one call per batch).
--- KEYS[1] queue zset
+-- KEYS[1] queue zset, KEYS[2] idle-worker zset, KEYS[3] this worker's own list (jobs handed to it)
 -- ARGV[1] now (ms), ARGV[2] how many to claim, ARGV[3] in-progress ttl (ms),
--- ARGV[4] cursor member ('' for none), ARGV[5] cursor score ('-inf' for none), ARGV[6] rows to scan at most
+-- ARGV[4] cursor member ('' for none), ARGV[5] cursor score ('-inf' for none), ARGV[6] rows to scan at most,
+-- ARGV[7] this worker's idle member ('<id>|<in-progress ttl>'), ARGV[8] idle registration ttl (ms)
+--
+-- Jobs already handed to this worker (see enqueue.lua) are taken from its own list first. A claim that finds
+-- fewer due jobs than it asked for registers the worker as idle, so the next enqueue hands it the job.
 --
 -- Running jobs stay in the queue (arq's semantics), so scanning from the head each time would re-examine every
 -- running job. The caller keeps a cursor, the last member examined: while it is still in the queue the scan
@@ -10,7 +14,7 @@
 -- A job is ours when SET in-progress NX succeeds: the key a stock arq worker WATCHes, so a mixed fleet never
 -- runs a job twice.
 --
--- Returns {claimed, last member, last score, more, next due}
+-- Returns {claimed, last member, last score, more, next due, handed}
 --   claimed: flat list of (id, score, payload or '', try, aborted) per job
 --   more: 1 when the scan stopped early (batch full or scan limit) and further due jobs may follow
 --   next due: score of the first job due after now, or false
@@ -18,6 +22,12 @@ local queue = KEYS[1]
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local scan = tonumber(ARGV[6])
+redis.call('ZREM', KEYS[2], ARGV[7])
+local handed = redis.call('LPOP', KEYS[3], limit) or {}
+limit = limit - #handed
+if limit <= 0 then
+  return {{}, ARGV[4], ARGV[5], 1, false, handed}
+end
 local rank = false
 if ARGV[4] ~= '' then
   rank = redis.call('ZRANK', queue, ARGV[4])
@@ -62,4 +72,7 @@ for i = 1, #rows, 2 do
   end
 end
 local next_due = redis.call('ZRANGEBYSCORE', queue, '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-return {claimed, last_id, last_score, more, next_due[2] or false}
+if more == 0 then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[8]), ARGV[7])
+end
+return {claimed, last_id, last_score, more, next_due[2] or false, handed}

@@ -1,0 +1,146 @@
+"""The push-based hot path: wake-ups instead of polling, idle hand-off, batched claim, no duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from arq.connections import ArqRedis
+from arq.worker import Worker as ArqWorker
+
+from src.runner import NO_RETRY, Codec, JobClient, JobContext, job
+from src.runner import constants as k
+from src.runner.worker import Worker
+from tests.conftest import TEST_POLL_DELAY_S
+from tests.sample_jobs import add
+
+#: a fallback poll so long that a test passing quickly proves the worker was woken, not polling
+NO_POLL = {"poll_delay": 30}
+
+
+@job(name="count_run", retry=NO_RETRY)
+async def count_run(ctx: JobContext, pause_s: float = 0) -> None:
+    await ctx.redis.hincrby("runs", ctx.job_id, 1)
+    await asyncio.sleep(pause_s)
+
+
+async def test_enqueue_wakes_an_idle_worker(client: JobClient, running_worker: Callable[..., Worker]) -> None:
+    running_worker([add], **NO_POLL)
+    await asyncio.sleep(0.2)  # idle, blocked
+    for i in range(5):
+        assert await (await client.enqueue(add, i)).result(timeout_s=5) == i + 1
+
+
+async def test_deferred_job_starts_when_due_not_at_the_next_poll(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([add], **NO_POLL)
+    due = datetime.now(UTC) + timedelta(milliseconds=300)
+    handle = await client.enqueue(add.options(defer_until=due), 1)
+    assert await handle.result(timeout_s=5) == 2
+    info = await handle.info()
+    assert info.start_time is not None
+    late_s = (info.start_time - due).total_seconds()
+    assert -0.002 <= late_s < 1.0  # not before its time, and long before a 30 s poll
+
+
+async def test_retry_is_picked_up_without_a_poll(client: JobClient, running_worker: Callable[..., Worker]) -> None:
+    from tests.sample_jobs import flaky
+
+    running_worker([flaky], **NO_POLL)
+    assert await (await client.enqueue(flaky, 2)).result(timeout_s=5) == 3
+
+
+async def test_enqueue_many(client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]) -> None:
+    handles = await client.enqueue_many([add.call(i) for i in range(250)] + [add.options(job_id="x").call(0)])
+    again = await client.enqueue_many([add.options(job_id="x").call(1)])
+    assert all(h.enqueued for h in handles) and not again[0].enqueued
+    assert await redis.zcard(k.default_queue_name) == 251
+    running_worker([add])
+    results = await asyncio.gather(*(h.result(timeout_s=10) for h in handles))
+    assert results == [i + 1 for i in range(250)] + [1]
+
+
+async def test_idle_worker_is_handed_the_job(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    worker = running_worker([add], **NO_POLL)
+    idle_key = k.IDLE_KEY_PREFIX + k.default_queue_name
+    for _ in range(200):
+        if await redis.zcard(idle_key):
+            break
+        await asyncio.sleep(0.01)
+    assert [m.decode().split("|")[0] for m in await redis.zrange(idle_key, 0, -1)] == [worker.worker_id]
+    handle = await client.enqueue(add, 1)
+    # the enqueue claimed it for the worker: no wake-up token was needed
+    assert await redis.llen(k.WAKE_KEY_PREFIX + k.default_queue_name) == 0
+    assert await handle.result(timeout_s=5) == 2
+
+
+async def test_job_handed_to_a_dead_idle_worker_runs_elsewhere(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    """The window where a worker dies right after registering as idle: its job waits out its in-progress key."""
+    idle_key = k.IDLE_KEY_PREFIX + k.default_queue_name
+    await redis.zadd(idle_key, {"ghost|300": time.time() * 1000 + 60_000})
+    handle = await client.enqueue(add, 1)
+    assert await redis.llen(k.WORKER_LIST_PREFIX + "ghost") == 1
+    running_worker([add], poll_delay=TEST_POLL_DELAY_S)
+    assert await handle.result(timeout_s=5) == 2
+
+
+async def test_closing_worker_gives_back_jobs_handed_to_it(
+    client: JobClient, redis: ArqRedis, make_worker: Callable[..., Worker], running_worker: Callable[..., Worker]
+) -> None:
+    stopping = make_worker([add], **NO_POLL)
+    task = asyncio.create_task(stopping.async_run())
+    idle_key = k.IDLE_KEY_PREFIX + k.default_queue_name
+    while not await redis.zcard(idle_key):
+        await asyncio.sleep(0.01)
+    task.cancel()  # the loop stops; the registration and the own list are what close() must clean up
+    handle = await client.enqueue(add, 5)  # handed to the stopping worker, never started
+    await stopping.close()
+    assert await redis.zcard(idle_key) == 0
+    assert not await redis.exists(k.in_progress_key_prefix + handle.job_id)
+    running_worker([add], **NO_POLL)
+    await client.enqueue(add, 0)  # wakes the new worker; the given-back job is due too
+    assert await handle.result(timeout_s=5) == 6
+
+
+async def test_workers_of_ours_never_run_a_job_twice(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    for _ in range(3):
+        running_worker([count_run], max_jobs=20)
+    await client.enqueue_many([count_run.call() for _ in range(1500)])
+    await _wait_runs(redis, 1500)
+    assert {int(v) for v in await redis.hvals("runs")} == {1}
+
+
+async def test_mixed_fleet_with_stock_arq_runs_each_job_once(
+    client: JobClient, redis: ArqRedis, codec: Codec, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([count_run], max_jobs=5)
+    stock = ArqWorker(
+        [count_run.arq_function()], redis_pool=redis, poll_delay=TEST_POLL_DELAY_S, handle_signals=False,
+        max_jobs=20, job_serializer=codec.dumps, job_deserializer=codec.loads,
+    )  # fmt: skip
+    stock_task = asyncio.create_task(stock.async_run())
+    try:
+        await client.enqueue_many([count_run.call(0.005) for _ in range(1000)])
+        await _wait_runs(redis, 1000)
+    finally:
+        stock_task.cancel()
+        await asyncio.gather(stock_task, return_exceptions=True)
+    assert {int(v) for v in await redis.hvals("runs")} == {1}
+    assert stock.jobs_complete > 0  # both kinds of worker took part
+
+
+async def _wait_runs(redis: ArqRedis, n: int) -> None:
+    for _ in range(1000):
+        if await redis.hlen("runs") >= n and not await redis.zcard(k.default_queue_name):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"only {await redis.hlen('runs')} of {n} jobs ran")
