@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := all
-sources = src tests examples
+sources = src tests examples bench
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -44,6 +44,10 @@ testcov: install ## Tests with branch coverage
 	$(PY) -m coverage run -m pytest
 	$(PY) -m coverage combine -q
 	$(PY) -m coverage report --skip-covered
+
+.PHONY: bench
+bench: install ## Benchmark against stock arq (about 10 min); writes bench/RESULTS.md
+	$(PY) -m bench.run
 
 .PHONY: lint
 lint: install ## ruff check and format check

@@ -50,6 +50,8 @@ _HTTP_TIMEOUT_S = 30.0
 _SWEEP_EVERY_S = 0.05
 #: how often running jobs are checked against arq's abort set
 _ABORT_CHECK_EVERY_S = 0.1
+#: how long the pickup loop waits for more slots when only a few are free
+_GATHER_SLOTS_S = 0.001
 #: an idle wait shorter than this is not worth a blocking call
 _MIN_WAIT_S = 0.0005
 
@@ -104,6 +106,8 @@ class Worker(Execution, arq.worker.Worker):
             **arq_kwargs,
         )
         self.ctx[CTX_DEFAULT_TIMEOUT_S] = self.job_timeout_s
+        #: below this many free slots (with jobs running) the loop gathers slots before claiming
+        self._claim_min = min(8, max(self.max_jobs // 4, 1))
 
     def shared_http(self) -> httpx2.AsyncClient:
         """One pooled HTTP client for all jobs of this worker, made when a job first uses ``ctx.http``."""
@@ -197,6 +201,10 @@ class Worker(Execution, arq.worker.Worker):
                     return
                 await self._wait_for_slot(None)
                 continue
+            if free < self._claim_min and self.tasks:
+                # few slots free while jobs run: let a few more finish so one claim starts many (less Redis CPU)
+                await asyncio.sleep(_GATHER_SLOTS_S)
+                free = self.max_jobs - len(self.tasks)
             batch = await claimer.claim(free if self.max_burst_jobs < 0 else min(free, self._burst_left()))
             for claimed in batch.jobs:
                 self._start(claimed)
