@@ -66,7 +66,7 @@ class Bench:
 
     async def __aenter__(self) -> Bench:
         self.redis: ArqRedis = await create_pool(self.settings)  # arq's own client: pickle
-        self.ours = JobClient(await create_pool(self.settings), Codec())
+        self.ours = await JobClient.connect(self.settings, Codec())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -127,8 +127,13 @@ class Bench:
             await asyncio.sleep(0.01)
 
     async def first_to_last_s(self) -> float:
-        first, last = await self.redis.mget(jobs.FIRST, jobs.LAST)
-        return float(last) - float(first)
+        # the job that reaches the count stamps LAST right after: wait for that stamp
+        for _ in range(500):
+            first, last = await self.redis.mget(jobs.FIRST, jobs.LAST)
+            if first is not None and last is not None:
+                return float(last) - float(first)
+            await asyncio.sleep(0.01)
+        raise TimeoutError("first/last stamps missing")
 
     # workloads ------------------------------------------------------------------------------------------
     async def enqueue(self, variant: str) -> None:

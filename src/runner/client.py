@@ -18,11 +18,14 @@ from .codec import Codec
 from .cron import CronEntry
 from .errors import JobFailed, JobNotFound, PayloadTooLarge, ResultNotReady
 from .job import EnqueueOptions, JobCall, JobSpec
+from .packing import use_hiredis_packing
 from .scripts import script
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: jobs per enqueue script call in enqueue_many (bounds how long one call holds Redis)
+_ENQUEUE_CHUNK = 1000
 #: result polling starts fast (most jobs finish in milliseconds) and backs off to this ceiling
 _RESULT_POLL_MAX_S = 0.05
 
@@ -51,6 +54,17 @@ class JobInfo:
             outcome.start_time, outcome.finish_time, outcome.success,
             result=None if failed else outcome.result, error=str(outcome.result) if failed else None,
         )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """One job ready for ``enqueue.lua``."""
+
+    job_id: str
+    queue: str
+    payload: bytes
+    score_ms: int
+    ttl_ms: int
 
 
 class JobHandle(Generic[R]):
@@ -116,6 +130,7 @@ class JobClient:
         redis = await create_pool(
             redis_settings, job_serializer=codec.dumps, job_deserializer=codec.loads, default_queue_name=queue_name
         )
+        use_hiredis_packing(redis)
         return cls(redis, codec, queue_name=queue_name, max_payload_bytes=max_payload_bytes)
 
     async def close(self) -> None:
@@ -130,32 +145,49 @@ class JobClient:
     # enqueue --------------------------------------------------------------------------------------------
     async def enqueue(self, spec: JobSpec[P, R], /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Validate the arguments, then write the job in one round trip. Options come from ``spec.options()``."""
-        job_id, keys, argv = self._prepare(spec, spec.encode_args(args, kwargs))
-        written = await self._enqueue(keys=keys, args=argv)
-        return JobHandle(self, spec, job_id, enqueued=bool(written))
+        job = self._prepare(spec, spec.encode_args(args, kwargs))
+        [written] = await self._run_enqueue(job.queue, [job])
+        return JobHandle(self, spec, job.job_id, enqueued=bool(written))
 
     async def enqueue_many(self, calls: Sequence[JobCall[R]]) -> list[JobHandle[R]]:
-        """Enqueue validated calls (``spec.call(...)``) in one pipelined round trip."""
+        """Enqueue validated calls (``spec.call(...)``): one Lua call per queue and thousand jobs."""
         prepared = [self._prepare(call.spec, call.kwargs) for call in calls]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for _, keys, argv in prepared:
-                await self._enqueue(keys=keys, args=argv, client=pipe)
-            written = await pipe.execute()
+        written: dict[str, bool] = {}
+        by_queue: dict[str, list[_Prepared]] = {}
+        for job in prepared:
+            by_queue.setdefault(job.queue, []).append(job)
+        for queue, jobs in by_queue.items():
+            for i in range(0, len(jobs), _ENQUEUE_CHUNK):
+                chunk = jobs[i : i + _ENQUEUE_CHUNK]
+                flags = await self._run_enqueue(queue, chunk)
+                written.update((job.job_id, bool(flag)) for job, flag in zip(chunk, flags, strict=True))
         return [
-            JobHandle(self, call.spec, job_id, enqueued=bool(w))
-            for call, (job_id, _, _), w in zip(calls, prepared, written, strict=True)
+            JobHandle(self, c.spec, j.job_id, enqueued=written[j.job_id]) for c, j in zip(calls, prepared, strict=True)
         ]
 
     async def enqueue_tick(self, entry: CronEntry, tick: datetime) -> bool:
         """Enqueue one cron tick once cluster-wide: only the caller that sets the tick marker writes the job."""
-        spec = entry.job.options(job_id=entry.job_id(tick), defer_until=tick)
-        _, keys, argv = self._prepare(spec, entry.kwargs)
-        keys.append(entry.marker_key(tick))
-        argv.append(k.CRON_TICK_TTL_MS)
-        return bool(await self._enqueue(keys=keys, args=argv))
+        job = self._prepare(entry.job.options(job_id=entry.job_id(tick), defer_until=tick), entry.kwargs)
+        [written] = await self._run_enqueue(job.queue, [job], marker=entry.marker_key(tick))
+        return bool(written)
 
-    def _prepare(self, spec: JobSpec[Any, Any], encoded_kwargs: dict[str, Any]) -> tuple[str, list[str], list[Any]]:
-        """Job id, and the keys and arguments of ``enqueue.lua``, for already validated arguments."""
+    async def _run_enqueue(self, queue: str, jobs: list[_Prepared], marker: str | None = None) -> list[int]:
+        keys = [queue, k.WAKE_KEY_PREFIX + queue, k.IDLE_KEY_PREFIX + queue]
+        args: list[bytes | str | int] = [
+            k.MAX_WAKE_TOKENS,
+            int(time.time() * 1000),
+            k.CRON_TICK_TTL_MS if marker else 0,
+        ]
+        for job in jobs:
+            keys += [k.job_key_prefix + job.job_id, k.result_key_prefix + job.job_id]
+            args += [job.job_id, job.payload, job.score_ms, job.ttl_ms]
+        if marker:
+            keys.append(marker)
+        written: list[int] = await self._enqueue(keys=keys, args=args)
+        return written
+
+    def _prepare(self, spec: JobSpec[Any, Any], encoded_kwargs: dict[str, Any]) -> _Prepared:
+        """Payload, id and due time of one job, for already validated arguments."""
         opts: EnqueueOptions = spec.enqueue_options
         now_ms = int(time.time() * 1000)
         score_ms = now_ms
@@ -171,14 +203,8 @@ class JobClient:
                 "(setting max_payload_bytes); pass a reference to the data instead of the data"
             )
         job_id = opts.job_id or uuid4().hex
-        queue = opts.queue_name or self.queue_name
-        keys = [
-            k.job_key_prefix + job_id, k.result_key_prefix + job_id, queue, k.WAKE_KEY_PREFIX + queue,
-            k.IDLE_KEY_PREFIX + queue,
-        ]  # fmt: skip
-        return job_id, keys, [job_id, payload, score_ms, ttl_ms, k.MAX_WAKE_TOKENS, now_ms]
+        return _Prepared(job_id, opts.queue_name or self.queue_name, payload, score_ms, ttl_ms)
 
-    # following a job ------------------------------------------------------------------------------------
     def handle(self, spec: JobSpec[Any, R], job_id: str) -> JobHandle[R]:
         """A handle for a job enqueued elsewhere (by id)."""
         return JobHandle(self, spec, job_id)

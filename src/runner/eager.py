@@ -57,11 +57,11 @@ class EagerClient(JobClient):
         return [await self._submit(call) for call in calls]
 
     async def _submit(self, call: JobCall[R]) -> JobHandle[R]:
-        job_id, _, argv = self._prepare(call.spec, call.kwargs)
-        if job_id in self._results:
-            return JobHandle(self, call.spec, job_id, enqueued=False)
-        self._results[job_id] = await self._run(call.spec, job_id, argv[1])
-        return JobHandle(self, call.spec, job_id)
+        job = self._prepare(call.spec, call.kwargs)
+        if job.job_id in self._results:
+            return JobHandle(self, call.spec, job.job_id, enqueued=False)
+        self._results[job.job_id] = await self._run(call.spec, job.job_id, job.payload)
+        return JobHandle(self, call.spec, job.job_id)
 
     async def _run(self, spec: JobSpec[Any, Any], job_id: str, payload: bytes) -> bytes:
         data = self.codec.loads(payload)  # decoded as a worker would: the same codec, signature and all

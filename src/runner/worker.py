@@ -36,6 +36,7 @@ from .cron import CronEntry, check_table
 from .execute import Execution
 from .finish import Finisher, Outcome
 from .job import JobSpec
+from .packing import use_hiredis_packing
 from .scheduler import CronScheduler
 from .wakeup import WakeUp
 
@@ -125,6 +126,7 @@ class Worker(Execution, arq.worker.Worker):
                 default_queue_name=self.queue_name,
                 expires_extra_ms=self.expires_extra_ms,
             )
+        use_hiredis_packing(self.pool)
         await log_redis_info(self.pool, logger.info)
         self.ctx["redis"] = self.pool
         if self.on_startup:

@@ -41,7 +41,7 @@ async def test_invalid_arguments_write_nothing(client: JobClient, redis: ArqRedi
 async def test_oversized_payload_is_refused_and_writes_nothing(redis: ArqRedis, codec: Codec) -> None:
     small = JobClient(redis, codec, max_payload_bytes=300)
     await small.enqueue(add, 1)
-    assert await redis.dbsize() == 3  # job key, queue, wake-up list
+    assert await redis.dbsize() == 2  # job key and queue
     await redis.flushdb()
     with pytest.raises(PayloadTooLarge, match="over the limit of 300"):
         await small.enqueue(echo, "x" * 300)

@@ -73,6 +73,7 @@ for i = 1, #rows, 2 do
 end
 local next_due = redis.call('ZRANGEBYSCORE', queue, '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 if more == 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[8]), ARGV[7])
 end
 return {claimed, last_id, last_score, more, next_due[2] or false, handed}

@@ -1,39 +1,59 @@
--- Enqueue one job in one round trip, with arq's keys and semantics, and wake or feed one idle worker.
--- KEYS[1] job key, KEYS[2] result key, KEYS[3] queue zset, KEYS[4] wake-up list, KEYS[5] idle-worker zset,
--- KEYS[6] (optional) cron tick marker
--- ARGV[1] job id, ARGV[2] payload, ARGV[3] score (due time, ms), ARGV[4] job key ttl (ms),
--- ARGV[5] max wake-up tokens kept, ARGV[6] now (ms), ARGV[7] marker ttl (ms)
--- Returns 1 when written, 0 when a job or result with this id exists (or the tick was already taken).
-if #KEYS == 6 then
-  if not redis.call('SET', KEYS[6], ARGV[1], 'NX', 'PX', ARGV[7]) then
-    return 0
+-- Enqueue jobs in one call, with arq's keys and semantics, and wake or feed idle workers.
+-- One job (JobClient.enqueue) is a batch of one; enqueue_many sends up to a thousand at once.
+-- KEYS[1] queue zset, KEYS[2] wake-up list, KEYS[3] idle-worker zset,
+--   then per job: job key, result key; then (with a marker ttl) the cron tick marker
+-- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] tick marker ttl (ms, '0': no marker),
+--   then per job: id, payload, score (due time, ms), job key ttl (ms)
+-- Returns one 1 (written) or 0 (a job or result with that id exists, or the tick was taken) per job.
+local queue, wake, idle = KEYS[1], KEYS[2], KEYS[3]
+local now = tonumber(ARGV[2])
+local n = (#ARGV - 3) / 4
+if ARGV[3] ~= '0' then
+  if not redis.call('SET', KEYS[4 + 2 * n], ARGV[4], 'NX', 'PX', ARGV[3]) then
+    return {0}
   end
 end
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then
-  return 0
-end
-local id = ARGV[1]
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[3], id)
-local now = tonumber(ARGV[6])
-if tonumber(ARGV[3]) <= now then
-  -- idle hand-off: a worker that registered as idle (member "<worker id>|<in-progress ttl ms>", scored by
-  -- expiry) gets the job already claimed, on its own list, so its blocking pop returns a job, not a token
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
-  local idle = redis.call('ZRANGE', KEYS[5], -1, -1)
-  if idle[1] then
-    local member = idle[1]
-    local sep = string.find(member, '|', 1, true)
-    redis.call('ZREM', KEYS[5], member)
-    redis.call('SET', 'arq:in-progress:' .. id, '1', 'PX', string.sub(member, sep + 1))
-    local try = redis.call('INCR', 'arq:retry:' .. id)
-    redis.call('EXPIRE', 'arq:retry:' .. id, 88400)
-    local packed = #id .. ':' .. id .. ARGV[3] .. ':' .. try .. ':' .. ARGV[2]
-    redis.call('LPUSH', 'jobs:worker:' .. string.sub(member, 1, sep - 1), packed)
-    return 1
+local written = {}
+local tokens = 0
+for j = 0, n - 1 do
+  local a = 4 + 4 * j
+  local id, payload, score, ttl = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local job_key, result_key = KEYS[4 + 2 * j], KEYS[5 + 2 * j]
+  if redis.call('EXISTS', job_key, result_key) > 0 then
+    written[#written + 1] = 0
+  else
+    redis.call('SET', job_key, payload, 'PX', ttl)
+    redis.call('ZADD', queue, score, id)
+    written[#written + 1] = 1
+    if tonumber(score) <= now then
+      -- idle hand-off: a worker that registered as idle (member "<worker id>|<in-progress ttl ms>", scored by
+      -- expiry) gets the job already claimed, on its own list, so its blocking pop returns a job. A worker
+      -- registers in the same call that finds nothing due and blocks right after, so with no live
+      -- registration every worker is busy and claims again when a slot frees: no token is needed.
+      local member = redis.call('ZRANGEBYSCORE', idle, now, '+inf', 'LIMIT', 0, 1)[1]
+      if member then
+        local sep = string.find(member, '|', 1, true)
+        redis.call('ZREM', idle, member)
+        redis.call('SET', 'arq:in-progress:' .. id, '1', 'PX', string.sub(member, sep + 1))
+        local try = redis.call('INCR', 'arq:retry:' .. id)
+        redis.call('EXPIRE', 'arq:retry:' .. id, 88400)
+        redis.call('LPUSH', 'jobs:worker:' .. string.sub(member, 1, sep - 1),
+          #id .. ':' .. id .. score .. ':' .. try .. ':' .. payload)
+      end
+    else
+      -- a deferred job: wake a blocked worker so it plans its wait for this due time
+      tokens = tokens + 1
+    end
   end
 end
--- one token wakes one blocked worker; a short list bounds stale tokens while every worker is busy
-redis.call('LPUSH', KEYS[4], '1')
-redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[5]) - 1)
-return 1
+-- a token wakes one blocked worker; a short list bounds stale tokens
+local max_tokens = tonumber(ARGV[1])
+if tokens > 0 then
+  local push = {}
+  for i = 1, math.min(tokens, max_tokens) do
+    push[i] = '1'
+  end
+  redis.call('LPUSH', wake, unpack(push))
+  redis.call('LTRIM', wake, 0, max_tokens - 1)
+end
+return written
