@@ -13,6 +13,7 @@ the worker is built (``uvloop.install()`` and loop policies are deprecated on 3.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 from typing import Any
 
@@ -20,7 +21,7 @@ import arq.worker
 import uvloop
 
 from . import logs
-from .worker import Worker, worker_kwargs
+from .worker import Worker
 
 
 def create_worker(settings_cls: Any, **overrides: Any) -> Worker:
@@ -39,3 +40,10 @@ def install() -> None:
     cli = sys.modules.get("arq.cli")
     if cli is not None:
         cli.create_worker = create_worker  # type: ignore[attr-defined]
+
+
+def worker_kwargs(settings_cls: Any) -> dict[str, Any]:
+    """The attributes of a settings class (or dict) that :class:`Worker` or arq's worker accept."""
+    accepted = set(inspect.signature(Worker).parameters) | set(inspect.signature(arq.worker.Worker).parameters)
+    source = settings_cls if isinstance(settings_cls, dict) else vars(settings_cls)
+    return {key: value for key, value in source.items() if key in accepted}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import signal
 import time
@@ -295,10 +294,3 @@ class Worker(Execution, arq.worker.Worker):
         while True:
             await self.record_health()
             await asyncio.sleep(min(self.health_check_interval, 60))
-
-
-def worker_kwargs(settings_cls: Any) -> dict[str, Any]:
-    """The attributes of a settings class (or dict) that :class:`Worker` or arq's worker accept."""
-    accepted = set(inspect.signature(Worker).parameters) | set(inspect.signature(arq.worker.Worker).parameters)
-    source = settings_cls if isinstance(settings_cls, dict) else vars(settings_cls)
-    return {key: value for key, value in source.items() if key in accepted}
