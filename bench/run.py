@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from arq.constants import default_queue_name, job_key_prefix
 from arq.jobs import serialize_job
 
 from bench import jobs
+from src.cli import stop_processes
 from src.runner import Codec, JobClient
 from src.runner.redis_server import RedisServer
 
@@ -85,14 +85,7 @@ class Bench:
 
     @staticmethod
     def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(procs, timeout_s=20)
 
     @staticmethod
     def peak_rss_mib(proc: subprocess.Popen[bytes]) -> float:

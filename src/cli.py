@@ -77,7 +77,7 @@ def run(redis_port: int = typer.Option(EMBEDDED_PORT, help="Port of the embedded
     except KeyboardInterrupt:
         pass
     finally:
-        _stop(children)
+        stop_processes(children)
         if server is not None:
             server.stop()
         console.print("stopped")
@@ -97,15 +97,17 @@ def _wait_any(children: list[subprocess.Popen[bytes]]) -> None:
         time.sleep(0.2)
 
 
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+def stop_processes(children: list[subprocess.Popen[bytes]], timeout_s: float = 15) -> None:
+    """SIGTERM every child still running, wait up to ``timeout_s`` for each, then SIGKILL."""
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
     for child in children:
         try:
-            child.wait(timeout=15)
+            child.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
 
 
 if __name__ == "__main__":
