@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     max_jobs: int = Field(default=k.DEFAULT_MAX_JOBS, ge=1)
     #: timeout of jobs that do not set ``timeout_s``
     job_timeout_s: float = Field(default=k.DEFAULT_JOB_TIMEOUT_S, gt=0)
+    #: a crashed worker's jobs run again after at most this long (leases are renewed every third of it)
+    lease_s: float = Field(default=k.DEFAULT_LEASE_S, ge=0.3)
     #: how long results are kept (0: not kept)
     keep_result_s: float = Field(default=k.DEFAULT_KEEP_RESULT_S, ge=0)
     #: how often an idle worker looks at the queue without being woken (only plain arq producers need it)
@@ -116,4 +118,5 @@ class WorkerSettings:
     keep_result = _s.keep_result_s
     poll_delay = _s.poll_delay_s
     max_payload_bytes = _s.max_payload_bytes
+    lease_s = _s.lease_s
     log_level = _s.log_level

@@ -20,6 +20,7 @@ __all__ = [
     "CRON_TICK_TTL_MS",
     "DEFAULT_JOB_TIMEOUT_S",
     "DEFAULT_KEEP_RESULT_S",
+    "DEFAULT_LEASE_S",
     "DEFAULT_MAX_JOBS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_POLL_DELAY_S",
@@ -43,6 +44,8 @@ WIRE_VERSION = 1
 DEFAULT_JOB_TIMEOUT_S = 300.0
 DEFAULT_KEEP_RESULT_S = 3600.0
 DEFAULT_MAX_JOBS = 50
+#: how long a running job's in-progress key lives unless renewed (renewed every lease/3)
+DEFAULT_LEASE_S = 30.0
 #: fallback poll of an idle worker, for producers that push no wake-up token (plain arq clients);
 #: an idle worker sends about two commands per poll
 DEFAULT_POLL_DELAY_S = 1.0

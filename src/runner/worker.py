@@ -18,7 +18,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
@@ -35,6 +35,7 @@ from .cron import CronEntry, check_table
 from .execute import Execution
 from .finish import Finisher, Outcome
 from .job import JobSpec
+from .lease import renew_leases
 from .packing import use_hiredis_packing
 from .scheduler import CronScheduler
 from .wakeup import WakeUp
@@ -70,6 +71,7 @@ class Worker(Execution, arq.worker.Worker):
         cron_entries: Sequence[CronEntry] = (),
         codec: Codec | None = None,
         max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
+        lease_s: float = k.DEFAULT_LEASE_S,
         **arq_kwargs: Any,
     ) -> None:
         arq_functions = [f.arq_function() if isinstance(f, JobSpec) else f for f in functions]
@@ -82,6 +84,11 @@ class Worker(Execution, arq.worker.Worker):
         self.codec = codec or Codec()
         self.cron_entries = list(cron_entries)
         self.max_payload_bytes = max_payload_bytes
+        if lease_s < 0.3:
+            raise ValueError("lease_s must be at least 0.3 s (it is renewed every lease/3)")
+        self.lease_ms = int(lease_s * 1000)
+        #: job id -> raw id of the jobs running here, whose leases the heartbeat renews
+        self._raw_ids: dict[str, bytes] = {}
         self.http: httpx2.AsyncClient | None = None
         self.deadlines = {}
         self.cancel_reasons = {}
@@ -136,9 +143,10 @@ class Worker(Execution, arq.worker.Worker):
             asyncio.create_task(self._sweep_deadlines(), name="jobs-deadlines"),
             asyncio.create_task(self._watch_aborts(), name="jobs-aborts"),
             asyncio.create_task(self._record_health(), name="jobs-health"),
+            asyncio.create_task(renew_leases(self.pool, self._running_ids, self.lease_ms), name="jobs-leases"),
         ]
         self._claimer = Claimer(
-            self.pool, self.queue_name, self.worker_id, int(self.in_progress_timeout_s * 1000),
+            self.pool, self.queue_name, self.worker_id, self.lease_ms,
             # registered as idle a little longer than one fallback poll, which renews it
             idle_ttl_ms=int(self.poll_delay_s * 1000) + 1000,
         )  # fmt: skip
@@ -236,6 +244,7 @@ class Worker(Execution, arq.worker.Worker):
         job_id = claimed.job_id
         task = asyncio.create_task(self._run_job(claimed))
         self.tasks[job_id] = task
+        self._raw_ids[job_id] = claimed.raw_id
         self._started_count += 1
         task.add_done_callback(lambda _: self._job_done(job_id))
 
@@ -251,12 +260,16 @@ class Worker(Execution, arq.worker.Worker):
 
     def _job_done(self, job_id: str) -> None:
         self.tasks.pop(job_id, None)
+        self._raw_ids.pop(job_id, None)
         self._slot_free.set()
 
     async def _wait_for_slot(self, timeout_s: float | None) -> None:
         self._slot_free.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._slot_free.wait(), timeout_s)
+
+    def _running_ids(self) -> Iterable[bytes]:
+        return self._raw_ids.values()
 
     def _burst_left(self) -> int:
         return self.max_burst_jobs - self._started_count

@@ -1,0 +1,90 @@
+"""Real worker processes, killed for real: leases bring a crashed worker's job back, and only then."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from arq.connections import ArqRedis
+
+from src.runner import JobClient
+from src.runner import constants as k
+from src.runner.redis_server import RedisServer
+from tests.fault_settings import long_nap
+
+ROOT = Path(__file__).resolve().parent.parent
+LEASE_S = 1.0
+
+
+@pytest.fixture
+def start_worker(redis_server: RedisServer) -> Iterator[object]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        env = {**os.environ, "JOBS_REDIS_URL": redis_server.url, "JOBS_LEASE_S": str(LEASE_S)}
+        args = [sys.executable, "-m", "arq", "tests.fault_settings.WorkerSettings"]
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def _idle_workers(redis: ArqRedis, n: int) -> None:
+    for _ in range(500):
+        if await redis.zcard(k.IDLE_KEY_PREFIX + k.default_queue_name) >= n:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{n} idle workers did not register")
+
+
+async def _starts(redis: ArqRedis, job_id: str, n: int, timeout_s: float = 10) -> list[tuple[int, float]]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = await redis.lrange(f"starts:{job_id}", 0, -1)
+        if len(rows) >= n:
+            return [(int(pid), float(t)) for pid, t in (row.split() for row in rows)]
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"job {job_id} started fewer than {n} times")
+
+
+async def test_sigkilled_workers_job_runs_again_within_two_leases(
+    redis: ArqRedis, client: JobClient, start_worker: object
+) -> None:
+    first = start_worker()  # type: ignore[operator]
+    await _idle_workers(redis, 1)
+    handle = await client.enqueue(long_nap, 2.0)
+    [(pid, _)] = await _starts(redis, handle.job_id, 1)
+    assert pid == first.pid
+    second = start_worker()  # type: ignore[operator]
+    await _idle_workers(redis, 1)  # the second one, idle: the first is busy
+    first.send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    starts = await _starts(redis, handle.job_id, 2)
+    assert starts[1][0] == second.pid
+    assert starts[1][1] - killed_at <= 2 * LEASE_S, starts[1][1] - killed_at
+    assert await handle.result(timeout_s=10) == second.pid
+    assert (await handle.info()).job_try == 2
+    assert len(await redis.lrange(f"starts:{handle.job_id}", 0, -1)) == 2
+
+
+async def test_a_living_workers_lease_is_renewed(redis: ArqRedis, client: JobClient, start_worker: object) -> None:
+    start_worker()  # type: ignore[operator]
+    await _idle_workers(redis, 1)
+    handle = await client.enqueue(long_nap, 3.5 * LEASE_S)
+    await _starts(redis, handle.job_id, 1)
+    start_worker()  # type: ignore[operator]
+    await handle.result(timeout_s=15)
+    # a second worker watched the whole time; the renewed lease kept it from running the job again
+    assert len(await redis.lrange(f"starts:{handle.job_id}", 0, -1)) == 1
