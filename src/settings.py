@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(default=k.DEFAULT_JOB_TIMEOUT_S, gt=0)
     #: a crashed worker's jobs run again after at most this long (leases are renewed every third of it)
     lease_s: float = Field(default=k.DEFAULT_LEASE_S, ge=0.3)
+    #: on SIGTERM/SIGINT, how long running jobs may take to finish before they go back to the queue
+    shutdown_grace_s: float = Field(default=k.DEFAULT_SHUTDOWN_GRACE_S, ge=0)
     #: how long results are kept (0: not kept)
     keep_result_s: float = Field(default=k.DEFAULT_KEEP_RESULT_S, ge=0)
     #: how often an idle worker looks at the queue without being woken (only plain arq producers need it)
@@ -119,4 +121,5 @@ class WorkerSettings:
     poll_delay = _s.poll_delay_s
     max_payload_bytes = _s.max_payload_bytes
     lease_s = _s.lease_s
+    shutdown_grace_s = _s.shutdown_grace_s
     log_level = _s.log_level

@@ -25,4 +25,5 @@ class WorkerSettings:
     functions = (long_nap,)
     redis_settings = RedisSettings.from_dsn(os.environ.get("JOBS_REDIS_URL", "redis://127.0.0.1:6379/0"))
     lease_s = float(os.environ.get("JOBS_LEASE_S", "1"))
+    shutdown_grace_s = float(os.environ.get("JOBS_SHUTDOWN_GRACE_S", "10"))
     poll_delay = 0.2

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import JobClient
+from src.runner import JobClient, JobStatus
 from src.runner import constants as k
 from src.runner.redis_server import RedisServer
 from tests.fault_settings import long_nap
@@ -27,8 +27,9 @@ LEASE_S = 1.0
 def start_worker(redis_server: RedisServer) -> Iterator[object]:
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start() -> subprocess.Popen[bytes]:
-        env = {**os.environ, "JOBS_REDIS_URL": redis_server.url, "JOBS_LEASE_S": str(LEASE_S)}
+    def start(grace_s: float = 10) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "JOBS_REDIS_URL": redis_server.url, "JOBS_LEASE_S": str(LEASE_S),
+               "JOBS_SHUTDOWN_GRACE_S": str(grace_s)}  # fmt: skip
         args = [sys.executable, "-m", "arq", "tests.fault_settings.WorkerSettings"]
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(proc)
@@ -88,3 +89,48 @@ async def test_a_living_workers_lease_is_renewed(redis: ArqRedis, client: JobCli
     await handle.result(timeout_s=15)
     # a second worker watched the whole time; the renewed lease kept it from running the job again
     assert len(await redis.lrange(f"starts:{handle.job_id}", 0, -1)) == 1
+
+
+def _exit_code_within(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
+    return proc.wait(timeout=timeout_s)
+
+
+async def test_sigterm_lets_running_jobs_finish(redis: ArqRedis, client: JobClient, start_worker: object) -> None:
+    worker = start_worker(grace_s=10)  # type: ignore[operator]
+    await _idle_workers(redis, 1)
+    handle = await client.enqueue(long_nap, 1.0)
+    await _starts(redis, handle.job_id, 1)
+    worker.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert await asyncio.to_thread(_exit_code_within, worker, 10) == 0
+    assert 0.5 < time.monotonic() - started < 5  # it waited for the job, not for the whole grace period
+    assert await handle.result(timeout_s=1) == worker.pid
+    assert len(await redis.lrange(f"starts:{handle.job_id}", 0, -1)) == 1
+
+
+async def test_past_the_grace_period_jobs_go_back_without_spending_a_try(
+    redis: ArqRedis, client: JobClient, start_worker: object
+) -> None:
+    worker = start_worker(grace_s=0.5)  # type: ignore[operator]
+    await _idle_workers(redis, 1)
+    handle = await client.enqueue(long_nap, 5.0)
+    await _starts(redis, handle.job_id, 1)
+    worker.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(_exit_code_within, worker, 5) == 0
+    assert await handle.status() is JobStatus.queued
+    assert int(await redis.get(k.retry_key_prefix + handle.job_id) or 0) == 0
+    other = start_worker()  # type: ignore[operator]
+    assert await handle.result(timeout_s=10) == other.pid
+    assert (await handle.info()).job_try == 1  # the interrupted run did not count
+
+
+async def test_a_second_signal_stops_at_once(redis: ArqRedis, client: JobClient, start_worker: object) -> None:
+    worker = start_worker(grace_s=60)  # type: ignore[operator]
+    await _idle_workers(redis, 1)
+    handle = await client.enqueue(long_nap, 30.0)
+    await _starts(redis, handle.job_id, 1)
+    worker.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    worker.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(_exit_code_within, worker, 5) == 0
+    assert await handle.status() is JobStatus.queued

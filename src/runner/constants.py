@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_MAX_JOBS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_POLL_DELAY_S",
+    "DEFAULT_SHUTDOWN_GRACE_S",
     "EXPIRES_EXTRA_MS",
     "IDLE_KEY_PREFIX",
     "MAX_WAKE_TOKENS",
@@ -44,6 +45,8 @@ WIRE_VERSION = 1
 DEFAULT_JOB_TIMEOUT_S = 300.0
 DEFAULT_KEEP_RESULT_S = 3600.0
 DEFAULT_MAX_JOBS = 50
+#: on SIGTERM, how long running jobs may take to finish before they are put back (under k8s's default 30 s)
+DEFAULT_SHUTDOWN_GRACE_S = 25.0
 #: how long a running job's in-progress key lives unless renewed (renewed every lease/3)
 DEFAULT_LEASE_S = 30.0
 #: fallback poll of an idle worker, for producers that push no wake-up token (plain arq clients);

@@ -113,9 +113,9 @@ class Execution:
             if reason == "timeout":
                 error = spec.timeout_error(timeout_s) if spec else TimeoutError(f"timed out after {timeout_s:g}s")
                 return self._failed(claimed, job, spec, start_ms, error)
-            # shutdown: back in the queue at its old place, as arq does
+            # shutdown past its grace period: back in the queue at its old place, without spending a try
             self.jobs_retried += 1
-            return Outcome(claimed.raw_id, "again", b"", claimed.score_ms)
+            return Outcome(claimed.raw_id, "back", b"", claimed.score_ms)
         except Retry as e:
             self.jobs_retried += 1
             return Outcome(claimed.raw_id, "again", b"", _now_ms() + (e.defer_score or 0))

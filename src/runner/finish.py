@@ -23,10 +23,11 @@ logger = logging.getLogger("jobs.worker")
 
 @dataclass(slots=True)
 class Outcome:
-    """What to write for one job: ``done`` (result kept for ``number`` ms, -1 forever) or ``again`` (due at ms)."""
+    """What to write for one job: ``done`` (result kept for ``number`` ms, -1 forever), ``again`` (back in the
+    queue, due at ``number`` ms) or ``back`` (as ``again``, giving back the try: interrupted by a shutdown)."""
 
     raw_id: bytes
-    action: Literal["done", "again"]
+    action: Literal["done", "again", "back"]
     result: bytes
     number: int
 

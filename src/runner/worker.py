@@ -38,6 +38,7 @@ from .job import JobSpec
 from .lease import renew_leases
 from .packing import use_hiredis_packing
 from .scheduler import CronScheduler
+from .shutdown import GracefulShutdown
 from .wakeup import WakeUp
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ _GATHER_SLOTS_S = 0.001
 _MIN_WAIT_S = 0.0005
 
 
-class Worker(Execution, arq.worker.Worker):
+class Worker(GracefulShutdown, Execution, arq.worker.Worker):
     """arq's worker with typed jobs and a push-based hot path.
 
     Takes arq's keyword arguments plus ``cron_entries``, ``codec`` and ``max_payload_bytes``. ``poll_delay``
@@ -72,6 +73,7 @@ class Worker(Execution, arq.worker.Worker):
         codec: Codec | None = None,
         max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
         lease_s: float = k.DEFAULT_LEASE_S,
+        shutdown_grace_s: float = k.DEFAULT_SHUTDOWN_GRACE_S,
         **arq_kwargs: Any,
     ) -> None:
         arq_functions = [f.arq_function() if isinstance(f, JobSpec) else f for f in functions]
@@ -87,6 +89,8 @@ class Worker(Execution, arq.worker.Worker):
         if lease_s < 0.3:
             raise ValueError("lease_s must be at least 0.3 s (it is renewed every lease/3)")
         self.lease_ms = int(lease_s * 1000)
+        self.shutdown_grace_s = shutdown_grace_s
+        self._drain_task = None
         #: job id -> raw id of the jobs running here, whose leases the heartbeat renews
         self._raw_ids: dict[str, bytes] = {}
         self.http: httpx2.AsyncClient | None = None
@@ -175,6 +179,12 @@ class Worker(Execution, arq.worker.Worker):
             await self.http.aclose()
             self.http = None
 
+    async def stop_handoffs(self) -> None:
+        """Leave the idle set; jobs handed to us but not started go back to the queue, their try unspent."""
+        if self._claimer is not None and self._finisher is not None:
+            for claimed in await self._claimer.unregister(self.pool):
+                self._finisher.add(Outcome(claimed.raw_id, "back", b"", claimed.score_ms))
+
     async def close(self) -> None:
         """Let cancelled jobs record their outcome, write every pending outcome, then close (arq's order)."""
         if not self._handle_signals:
@@ -185,10 +195,7 @@ class Worker(Execution, arq.worker.Worker):
         self._background.clear()
         if self._pool is None:
             return
-        if self._claimer is not None and self._finisher is not None:
-            # jobs handed to us but not started go back to the queue
-            for claimed in await self._claimer.unregister(self.pool):
-                self._finisher.add(Outcome(claimed.raw_id, "again", b"", claimed.score_ms))
+        await self.stop_handoffs()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         if self._finisher is not None:
             await self._finisher.drain()

@@ -5,6 +5,7 @@
 --   action 'done':  store the result for `number` ms (-1: forever, 0: not kept), then delete the job,
 --                   its try counter and in-progress key, and remove it from the queue and the abort set
 --   action 'again': release the in-progress key and put the job back in the queue due at `number` (ms)
+--   action 'back':  as 'again', and give back the try it spent (a job interrupted by a shutdown)
 local queue = KEYS[1]
 local again = false
 for i = 2, #ARGV, 4 do
@@ -25,6 +26,9 @@ for i = 2, #ARGV, 4 do
   else
     redis.call('DEL', 'arq:in-progress:' .. id)
     redis.call('ZADD', queue, 'XX', ARGV[i + 3], id)
+    if action == 'back' and tonumber(redis.call('GET', 'arq:retry:' .. id) or '0') > 0 then
+      redis.call('DECR', 'arq:retry:' .. id)
+    end
     again = true
   end
 end
