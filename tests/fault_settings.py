@@ -21,8 +21,15 @@ async def long_nap(ctx: JobContext, seconds: float) -> int:
     return os.getpid()
 
 
+@job(name="tick", retry=Backoff(max_tries=5, base_s=0.1))
+async def tick(ctx: JobContext, pause_s: float) -> None:
+    """Counts its runs per job id, then pauses (a stand-in for I/O)."""
+    await ctx.redis.hincrby("runs", ctx.job_id, 1)
+    await asyncio.sleep(pause_s)
+
+
 class WorkerSettings:
-    functions = (long_nap,)
+    functions = (long_nap, tick)
     redis_settings = RedisSettings.from_dsn(os.environ.get("JOBS_REDIS_URL", "redis://127.0.0.1:6379/0"))
     lease_s = float(os.environ.get("JOBS_LEASE_S", "1"))
     shutdown_grace_s = float(os.environ.get("JOBS_SHUTDOWN_GRACE_S", "10"))

@@ -14,18 +14,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from arq.connections import ArqRedis
 from arq.jobs import DeserializationError, serialize_result
 from arq.utils import ms_to_datetime
 from arq.worker import Function, JobExecutionFailed, Retry
 
+from . import constants as k
 from .claim import Claimed
 from .codec import Codec
 from .context import JobContext
 from .errors import PayloadError
 from .finish import Outcome
 from .job import JobSpec
+from .outage import REDIS_DOWN, Outage
 
 logger = logging.getLogger("jobs.worker")
+
+#: how often the sweeper looks for jobs past their deadline (timeouts are enforced to this precision)
+_SWEEP_EVERY_S = 0.05
+#: how often running jobs are checked against arq's abort set
+_ABORT_CHECK_EVERY_S = 0.1
 
 
 @dataclass(slots=True)
@@ -57,6 +65,7 @@ class Execution:
     jobs_complete: int
     jobs_failed: int
     jobs_retried: int
+    pool: ArqRedis
     #: job id -> (monotonic deadline, task): the sweeper cancels what runs past its deadline
     deadlines: dict[str, tuple[float, asyncio.Task[Any]]]
     #: why a task was cancelled ("timeout" or "abort"); no reason means shutdown
@@ -175,3 +184,35 @@ class Execution:
             forever = forever if function.keep_result_forever is None else function.keep_result_forever
             keep_s = keep_s if function.keep_result_s is None else function.keep_result_s
         return -1 if forever else int(keep_s * 1000)
+
+    # the two periodic duties over running jobs ------------------------------------------------------------
+    async def sweep_deadlines(self) -> None:
+        """Cancel jobs past their timeout: one periodic task instead of a timer per job."""
+        while True:
+            await asyncio.sleep(_SWEEP_EVERY_S)
+            now = time.monotonic()
+            for job_id, (deadline, task) in list(self.deadlines.items()):
+                if now >= deadline and job_id not in self.cancel_reasons:
+                    self.cancel_reasons[job_id] = "timeout"
+                    task.cancel()
+
+    async def watch_aborts(self) -> None:
+        """Cancel running jobs listed in arq's abort set (``Job.abort()``); only while jobs run."""
+        outage = Outage("watching aborts")
+        while True:
+            await asyncio.sleep(_ABORT_CHECK_EVERY_S)
+            if not self.deadlines:
+                continue
+            try:
+                members = await self.pool.zrange(k.abort_jobs_ss, 0, -1)
+                hits = [job_id for job_id in (m.decode(errors="backslashreplace") for m in members)
+                        if job_id in self.deadlines]  # fmt: skip
+                for job_id in hits:
+                    self.cancel_reasons[job_id] = "abort"
+                    self.deadlines[job_id][1].cancel()
+                if hits:
+                    await self.pool.zrem(k.abort_jobs_ss, *hits)
+            except REDIS_DOWN as e:
+                await outage.failed(e)
+            else:
+                outage.ok()

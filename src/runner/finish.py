@@ -1,7 +1,8 @@
 """Batched finish: outcomes that complete close together are written in one Lua call (``scripts/finish.lua``).
 
 There is no timer: the first outcome starts a flush on the next loop iteration, and outcomes that arrive while
-a flush is in flight go in the next one, so batches grow with load and an idle worker writes at once. A crash
+a flush is in flight go in the next one, so batches grow with load and an idle worker writes at once. While Redis
+is away, outcomes stay in memory and are written when it is back. A crash
 may lose the outcomes of the flush in flight (a few ms); those jobs run again after their in-progress key
 expires, which at-least-once allows.
 """
@@ -16,6 +17,7 @@ from typing import Literal
 from redis.asyncio import Redis
 
 from . import constants as k
+from .outage import REDIS_DOWN, Outage
 from .scripts import script
 
 logger = logging.getLogger("jobs.worker")
@@ -38,6 +40,7 @@ class Finisher:
         self._keys = [queue_name, k.WAKE_KEY_PREFIX + queue_name]
         self._pending: list[Outcome] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._outage = Outage("writing job outcomes")
 
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
@@ -48,7 +51,14 @@ class Finisher:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                await self._write(batch)
+                try:
+                    await self._write(batch)
+                except REDIS_DOWN as e:
+                    # keep them: outcomes are only dropped once written (Redis restarting, a short outage)
+                    self._pending[:0] = batch
+                    await self._outage.failed(e)
+                else:
+                    self._outage.ok()
         finally:
             self._flushing = None
 

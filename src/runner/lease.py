@@ -10,20 +10,17 @@ still enforced by the worker running it.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Iterable
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from . import constants as k
-
-logger = logging.getLogger("jobs.worker")
+from .outage import REDIS_DOWN, Outage
 
 
 async def renew_leases(redis: Redis, running: Callable[[], Iterable[bytes]], lease_ms: int) -> None:
     """Forever: every lease/3, extend the in-progress key of every job ``running()`` names to a full lease."""
-    failing = False
+    outage = Outage("renewing leases")
     while True:
         await asyncio.sleep(lease_ms / 3000)
         ids = list(running())
@@ -34,11 +31,7 @@ async def renew_leases(redis: Redis, running: Callable[[], Iterable[bytes]], lea
                 for raw_id in ids:
                     pipe.pexpire(k.in_progress_key_prefix.encode() + raw_id, lease_ms)
                 await pipe.execute()
-        except (RedisError, OSError) as e:
-            if not failing:  # once per outage, not once per beat
-                logger.warning("could not renew leases of %d running jobs: %s; retrying", len(ids), e)
-            failing = True
+        except REDIS_DOWN as e:
+            await outage.failed(e)
         else:
-            if failing:
-                logger.info("leases renewed again")
-            failing = False
+            outage.ok()

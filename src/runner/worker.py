@@ -36,6 +36,7 @@ from .execute import Execution
 from .finish import Finisher, Outcome
 from .job import JobSpec
 from .lease import renew_leases
+from .outage import REDIS_DOWN, Outage
 from .packing import use_hiredis_packing
 from .scheduler import CronScheduler
 from .shutdown import GracefulShutdown
@@ -48,10 +49,6 @@ logger = logging.getLogger("jobs.worker")
 
 #: connect/read timeout of the shared HTTP client; a job's own timeout_s still bounds the whole job
 _HTTP_TIMEOUT_S = 30.0
-#: how often the sweeper looks for jobs past their deadline (timeouts are enforced to this precision)
-_SWEEP_EVERY_S = 0.05
-#: how often running jobs are checked against arq's abort set
-_ABORT_CHECK_EVERY_S = 0.1
 #: how long the pickup loop waits for more slots when only a few are free
 _GATHER_SLOTS_S = 0.001
 #: an idle wait shorter than this is not worth a blocking call
@@ -144,8 +141,8 @@ class Worker(GracefulShutdown, Execution, arq.worker.Worker):
         self._finisher = Finisher(self.pool, self.queue_name)
         self._wake = WakeUp(self.pool, self.queue_name, self.worker_id)
         self._background += [
-            asyncio.create_task(self._sweep_deadlines(), name="jobs-deadlines"),
-            asyncio.create_task(self._watch_aborts(), name="jobs-aborts"),
+            asyncio.create_task(self.sweep_deadlines(), name="jobs-deadlines"),
+            asyncio.create_task(self.watch_aborts(), name="jobs-aborts"),
             asyncio.create_task(self._record_health(), name="jobs-health"),
             asyncio.create_task(renew_leases(self.pool, self._running_ids, self.lease_ms), name="jobs-leases"),
         ]
@@ -210,25 +207,38 @@ class Worker(GracefulShutdown, Execution, arq.worker.Worker):
     # the hot path ---------------------------------------------------------------------------------------
     async def _pickup(self, claimer: Claimer) -> None:
         """Claim while there are free slots and due jobs; otherwise wait for a job, a free slot or a due time."""
+        outage = Outage("taking jobs")
         while True:
-            free = self.max_jobs - len(self.tasks)
-            if self._burst_limit_reached() or not self.allow_pick_jobs or free <= 0:
-                if self.burst and not self.tasks and self._burst_limit_reached():
+            try:
+                if await self._pickup_step(claimer):
                     return
-                await self._wait_for_slot(None)
-                continue
-            if free < self._claim_min and self.tasks:
-                # few slots free while jobs run: let a few more finish so one claim starts many (less Redis CPU)
-                await asyncio.sleep(_GATHER_SLOTS_S)
-                free = self.max_jobs - len(self.tasks)
-            batch = await claimer.claim(free if self.max_burst_jobs < 0 else min(free, self._burst_left()))
-            for claimed in batch.jobs:
-                self._start(claimed)
-            if batch.more:
-                continue
-            if self.burst and not self.tasks and not batch.jobs and not await self.pool.zcard(self.queue_name):
-                return
-            await self._idle(claimer, batch.next_due_ms)
+            except REDIS_DOWN as e:
+                claimer.reset()
+                await outage.failed(e)
+            else:
+                outage.ok()
+
+    async def _pickup_step(self, claimer: Claimer) -> bool:
+        """One turn of the pickup loop; True when a burst run is done."""
+        free = self.max_jobs - len(self.tasks)
+        if self._burst_limit_reached() or not self.allow_pick_jobs or free <= 0:
+            if self.burst and not self.tasks and self._burst_limit_reached():
+                return True
+            await self._wait_for_slot(None)
+            return False
+        if free < self._claim_min and self.tasks:
+            # few slots free while jobs run: let a few more finish so one claim starts many (less Redis CPU)
+            await asyncio.sleep(_GATHER_SLOTS_S)
+            free = self.max_jobs - len(self.tasks)
+        batch = await claimer.claim(free if self.max_burst_jobs < 0 else min(free, self._burst_left()))
+        for claimed in batch.jobs:
+            self._start(claimed)
+        if batch.more:
+            return False
+        if self.burst and not self.tasks and not batch.jobs and not await self.pool.zcard(self.queue_name):
+            return True
+        await self._idle(claimer, batch.next_due_ms)
+        return False
 
     async def _idle(self, claimer: Claimer, next_due_ms: int | None) -> None:
         """Nothing due: wait for a handed-over job or a token, at most until the next deferred job is due."""
@@ -285,32 +295,14 @@ class Worker(GracefulShutdown, Execution, arq.worker.Worker):
         return self.burst and 0 <= self.max_burst_jobs <= self._started_count
 
     # background duties ----------------------------------------------------------------------------------
-    async def _sweep_deadlines(self) -> None:
-        """Cancel jobs past their timeout: one periodic task instead of a timer per job."""
-        while True:
-            await asyncio.sleep(_SWEEP_EVERY_S)
-            now = time.monotonic()
-            for job_id, (deadline, task) in list(self.deadlines.items()):
-                if now >= deadline and job_id not in self.cancel_reasons:
-                    self.cancel_reasons[job_id] = "timeout"
-                    task.cancel()
-
-    async def _watch_aborts(self) -> None:
-        """Cancel running jobs listed in arq's abort set (``Job.abort()``); only while jobs run."""
-        while True:
-            await asyncio.sleep(_ABORT_CHECK_EVERY_S)
-            if not self.deadlines:
-                continue
-            requested = {m.decode(errors="backslashreplace") for m in await self.pool.zrange(k.abort_jobs_ss, 0, -1)}
-            hits = [job_id for job_id in requested if job_id in self.deadlines]
-            for job_id in hits:
-                self.cancel_reasons[job_id] = "abort"
-                self.deadlines[job_id][1].cancel()
-            if hits:
-                await self.pool.zrem(k.abort_jobs_ss, *hits)
-
     async def _record_health(self) -> None:
         """arq's health-check key (read by ``arq --check``), at arq's interval."""
+        outage = Outage("recording health")
         while True:
-            await self.record_health()
+            try:
+                await self.record_health()
+            except REDIS_DOWN as e:
+                await outage.failed(e)
+                continue
+            outage.ok()
             await asyncio.sleep(min(self.health_check_interval, 60))

@@ -100,6 +100,9 @@ async def test_closing_worker_gives_back_jobs_handed_to_it(
     while not await redis.zcard(idle_key):
         await asyncio.sleep(0.01)
     task.cancel()  # the loop stops; the registration and the own list are what close() must clean up
+    # let Redis drop the cancelled blocking pop's connection first: a hand-off racing an immediate stop can
+    # land in that pop and then waits for its lease (the graceful path unregisters before it stops)
+    await asyncio.sleep(0.2)
     handle = await client.enqueue(add, 5)  # handed to the stopping worker, never started
     await stopping.close()
     assert await redis.zcard(idle_key) == 0
