@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 
 from .client import JobClient
 from .cron import CronEntry
+from .outage import REDIS_DOWN, Outage
 
 logger = logging.getLogger("jobs.cron")
 
-#: after a failed enqueue (Redis away), try the same tick again this soon
+#: after an unexpected error, try the same ticks again this soon
 _RETRY_AFTER_S = 1.0
+
 
 
 class CronScheduler:
@@ -34,14 +36,19 @@ class CronScheduler:
         self.next_tick = {entry.name: entry.next_tick(start) for entry in self.entries}
 
     async def run(self) -> None:
+        outage = Outage("enqueueing cron ticks")
         while self.entries:
             due = min(self.next_tick.values())
             await asyncio.sleep(max((due - self.now()).total_seconds(), 0))
             try:
                 await self.enqueue_due()
+            except REDIS_DOWN as e:
+                await outage.failed(e)  # the same ticks are tried again: next_tick only moves past enqueued ones
             except Exception:
-                logger.warning("cron: could not enqueue due ticks, retrying in %.0fs", _RETRY_AFTER_S, exc_info=True)
+                logger.exception("cron: enqueueing due ticks failed; trying again in %gs", _RETRY_AFTER_S)
                 await asyncio.sleep(_RETRY_AFTER_S)
+            else:
+                outage.ok()
 
     async def enqueue_due(self) -> None:
         """Enqueue every tick that is due now and advance each entry past it."""
