@@ -71,3 +71,9 @@ async def echo(ctx: JobContext, text: str) -> str:
 @job
 async def context_of(ctx: JobContext) -> dict[str, str | int]:
     return {"job_id": ctx.job_id, "job_try": ctx.job_try, "max_tries": ctx.max_tries, "function": ctx.function}
+
+
+@job(retry=NO_RETRY)
+async def reports(ctx: JobContext, pause_s: float) -> None:
+    await ctx.progress(0.5, {"step": "half"})
+    await asyncio.sleep(pause_s)

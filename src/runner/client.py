@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 from uuid import uuid4
 
+import orjson
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.jobs import Job, JobResult, JobStatus, deserialize_result
+from arq.jobs import Job, JobResult, JobStatus, deserialize_result, serialize_result
 
 from . import constants as k
 from .codec import Codec
@@ -45,6 +46,10 @@ class JobInfo:
     success: bool | None = None
     result: Any = None
     error: str | None = None
+    #: errors of the tries that failed and were retried: ``{"try", "type", "message", "at_ms"}`` each
+    try_errors: tuple[dict[str, Any], ...] = ()
+    #: the last ``ctx.progress(...)`` report: ``{"fraction", "meta", "at_ms"}``
+    progress: dict[str, Any] | None = None
 
     @classmethod
     def from_result(cls, job_id: str, status: JobStatus, outcome: JobResult) -> JobInfo:
@@ -88,6 +93,10 @@ class JobHandle(Generic[R]):
     async def info(self) -> JobInfo:
         return await self.client.info(self.job_id)
 
+    async def abort(self, timeout_s: float = 5.0) -> bool:
+        """Cancel the job, queued or running; True once it ended as aborted (it is not retried)."""
+        return await self.client.abort(self.job_id, timeout_s)
+
     async def result(self, timeout_s: float | None = None) -> R:
         """Wait for the job's result; raises :class:`JobFailed` if it failed, :class:`ResultNotReady` on timeout."""
         outcome = await self.client.wait_result(self.job_id, timeout_s)
@@ -117,6 +126,7 @@ class JobClient:
         self.queue_name = queue_name
         self.max_payload_bytes = max_payload_bytes
         self._enqueue = script(redis, "enqueue")
+        self._abort = script(redis, "abort")
 
     @classmethod
     async def connect(
@@ -234,16 +244,47 @@ class JobClient:
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, _RESULT_POLL_MAX_S)
 
+    async def abort(self, job_id: str, timeout_s: float = 5.0) -> bool:
+        """Abort a queued job at once, or ask its worker to cancel it if it runs; wait for the outcome."""
+        raw = await self.redis.get(k.job_key_prefix + job_id)
+        now_ms = int(time.time() * 1000)
+        definition = self.codec.loads(raw) if raw else {}
+        record = serialize_result(
+            definition.get("f", "<unknown>"), tuple(definition.get("a", ())), definition.get("k", {}),
+            int(definition.get("t") or 0), int(definition.get("et", now_ms)), False,
+            asyncio.CancelledError("aborted before it started"), now_ms, now_ms, job_id, self.queue_name, job_id,
+            serializer=self.codec.dumps,
+        )  # fmt: skip
+        keys = [self.queue_name, k.abort_jobs_ss]
+        state = await self._abort(keys=keys, args=[job_id, now_ms, record or b"", int(k.DEFAULT_KEEP_RESULT_S * 1000)])
+        if state == 0:
+            return False
+        try:
+            outcome = await self.wait_result(job_id, timeout_s)
+        except JobNotFound:
+            return bool(state == 1)  # aborted, with results not kept
+        return bool(not outcome.success and isinstance(outcome.result, asyncio.CancelledError))
+
     async def info(self, job_id: str) -> JobInfo:
         job = self._arq_job(job_id)
         status = await job.status()
         definition = await job.info()
         if definition is None:
-            return JobInfo(job_id, status, None, {}, None, None)
-        if isinstance(definition, JobResult):
-            return JobInfo.from_result(job_id, status, definition)
-        return JobInfo(
-            job_id, status, definition.function, definition.kwargs, definition.job_try, definition.enqueue_time
+            info = JobInfo(job_id, status, None, {}, None, None)
+        elif isinstance(definition, JobResult):
+            info = JobInfo.from_result(job_id, status, definition)
+        else:
+            info = JobInfo(
+                job_id, status, definition.function, definition.kwargs, definition.job_try, definition.enqueue_time
+            )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(k.TRY_ERRORS_KEY_PREFIX + job_id, 0, -1)
+            pipe.get(k.PROGRESS_KEY_PREFIX + job_id)
+            errors, progress = await pipe.execute()
+        return replace(
+            info,
+            try_errors=tuple(orjson.loads(e) for e in errors),
+            progress=None if progress is None else orjson.loads(progress),
         )
 
 

@@ -27,7 +27,10 @@ __all__ = [
     "DEFAULT_SHUTDOWN_GRACE_S",
     "EXPIRES_EXTRA_MS",
     "IDLE_KEY_PREFIX",
+    "JOB_NOTES_TTL_MS",
     "MAX_WAKE_TOKENS",
+    "PROGRESS_KEY_PREFIX",
+    "TRY_ERRORS_KEY_PREFIX",
     "WAKE_KEY_PREFIX",
     "WIRE_VERSION",
     "WORKER_LIST_PREFIX",
@@ -65,6 +68,13 @@ MAX_WAKE_TOKENS = 16
 IDLE_KEY_PREFIX = "jobs:idle:"
 #: a worker's own list (``<prefix><worker id>``): jobs handed to it already claimed, by enqueue.lua
 WORKER_LIST_PREFIX = "jobs:worker:"
+
+#: list per job of the errors of its failed tries that were retried (``<prefix><job id>``)
+TRY_ERRORS_KEY_PREFIX = "jobs:errors:"
+#: a running job's last ``ctx.progress(...)`` report (``<prefix><job id>``)
+PROGRESS_KEY_PREFIX = "jobs:progress:"
+#: how long try errors and progress reports are kept
+JOB_NOTES_TTL_MS = 86_400_000
 
 #: ``SET NX`` marker per cron entry and tick; whoever sets it enqueues that tick
 CRON_TICK_KEY_PREFIX = "jobs:cron:tick:"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from arq.connections import ArqRedis
+
+from .constants import JOB_NOTES_TTL_MS, PROGRESS_KEY_PREFIX
 
 if TYPE_CHECKING:
     # imported on first use only: a worker whose jobs make no HTTP calls does not load an HTTP stack
@@ -79,6 +83,15 @@ class JobContext:
         if self._logger is None:
             self._logger = logging.LoggerAdapter(logger, {"job_id": self.job_id, "function": self.function})
         return self._logger
+
+    async def progress(self, fraction: float, meta: dict[str, Any] | None = None) -> None:
+        """Report how far the job is (0.0 to 1.0) with optional JSON details; shown by ``handle.info()``."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress is a fraction from 0 to 1, not {fraction}")
+        if self._redis is None:
+            return  # eager mode without Redis: nowhere to show it
+        report = {"fraction": fraction, "meta": meta or {}, "at_ms": int(time.time() * 1000)}
+        await self._redis.set(PROGRESS_KEY_PREFIX + self.job_id, orjson.dumps(report), px=JOB_NOTES_TTL_MS)
 
     async def aclose(self) -> None:
         """Close what this context opened for itself."""

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from arq.connections import ArqRedis
 from arq.jobs import DeserializationError, serialize_result
 from arq.utils import ms_to_datetime
@@ -21,7 +22,7 @@ from arq.worker import Function, JobExecutionFailed, Retry
 
 from . import constants as k
 from .claim import Claimed
-from .codec import Codec
+from .codec import Codec, describe_exception
 from .context import JobContext
 from .errors import PayloadError
 from .finish import Outcome
@@ -33,7 +34,7 @@ logger = logging.getLogger("jobs.worker")
 #: how often the sweeper looks for jobs past their deadline (timeouts are enforced to this precision)
 _SWEEP_EVERY_S = 0.05
 #: how often running jobs are checked against arq's abort set
-_ABORT_CHECK_EVERY_S = 0.1
+_ABORT_CHECK_EVERY_S = 0.05
 
 
 @dataclass(slots=True)
@@ -156,7 +157,8 @@ class Execution:
                 "job %s %s: try %d failed (%s: %s), retrying in %.2fs",
                 claimed.job_id, job.function, job.job_try, type(error).__name__, error, delay_ms / 1000,
             )  # fmt: skip
-            return Outcome(claimed.raw_id, "again", b"", _now_ms() + delay_ms)
+            record = {"try": job.job_try, "at_ms": _now_ms(), **describe_exception(error)}
+            return Outcome(claimed.raw_id, "again", orjson.dumps(record), _now_ms() + delay_ms)
         logger.warning("job %s %s failed: %s: %s", claimed.job_id, job.function, type(error).__name__, error)
         return self._done(claimed, job, start_ms, error)
 

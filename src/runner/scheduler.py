@@ -21,7 +21,6 @@ logger = logging.getLogger("jobs.cron")
 _RETRY_AFTER_S = 1.0
 
 
-
 class CronScheduler:
     def __init__(
         self,

@@ -4,7 +4,8 @@
 -- ARGV[2..]: groups of four: job id, action, result bytes ('' for none), number
 --   action 'done':  store the result for `number` ms (-1: forever, 0: not kept), then delete the job,
 --                   its try counter and in-progress key, and remove it from the queue and the abort set
---   action 'again': release the in-progress key and put the job back in the queue due at `number` (ms)
+--   action 'again': release the in-progress key and put the job back in the queue due at `number` (ms);
+--                   a result ('' for none) is the failed try's error, appended to jobs:errors:<id> for a day
 --   action 'back':  as 'again', and give back the try it spent (a job interrupted by a shutdown)
 local queue = KEYS[1]
 local again = false
@@ -26,6 +27,10 @@ for i = 2, #ARGV, 4 do
   else
     redis.call('DEL', 'arq:in-progress:' .. id)
     redis.call('ZADD', queue, 'XX', ARGV[i + 3], id)
+    if ARGV[i + 2] ~= '' then
+      redis.call('RPUSH', 'jobs:errors:' .. id, ARGV[i + 2])
+      redis.call('PEXPIRE', 'jobs:errors:' .. id, 86400000)
+    end
     if action == 'back' and tonumber(redis.call('GET', 'arq:retry:' .. id) or '0') > 0 then
       redis.call('DECR', 'arq:retry:' .. id)
     end
