@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging.config
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
+from src.runner.dlq import DeadJob, DeadLetters
 from src.runner.redis_server import RedisServer
+
+T = TypeVar("T")
 
 app = typer.Typer(help="An asyncio-native job runner on Redis.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -81,6 +90,81 @@ def run(redis_port: int = typer.Option(EMBEDDED_PORT, help="Port of the embedded
         if server is not None:
             server.stop()
         console.print("stopped")
+
+
+dlq_app = typer.Typer(help="The dead-letter queue: jobs that failed for good.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+def _with_dlq(action: Callable[[DeadLetters], Awaitable[T]]) -> T:
+    """Run ``action`` against the configured queue's dead-letter queue."""
+    from src.settings import get_settings
+
+    async def run() -> T:
+        client = await get_settings().open_client()
+        try:
+            return await action(DeadLetters(client.redis, client.queue_name))
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+@dlq_app.command("list")
+def dlq_list(offset: int = 0, limit: int = typer.Option(20, min=1, max=500)) -> None:
+    """Dead jobs, newest first."""
+
+    async def fetch(dlq: DeadLetters) -> tuple[int, list[DeadJob]]:
+        return await dlq.count(), await dlq.page(offset, limit)
+
+    total, dead = _with_dlq(fetch)
+    table = Table(title=f"dead jobs {offset + 1}-{offset + len(dead)} of {total}")
+    for column in ("job id", "function", "reason", "tries", "failed at (UTC)", "error"):
+        table.add_column(column)
+    for d in dead:
+        failed_at = datetime.fromtimestamp(d.failed_at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        error = f"{d.error_type}: {d.error_message}"
+        table.add_row(d.job_id, d.function, d.reason, str(d.tries), failed_at, error[:80])
+    Console().print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(job_id: str) -> None:
+    """Everything recorded about one dead job."""
+    dead = _with_dlq(lambda dlq: dlq.get(job_id))
+    if dead is None:
+        console.print(f"[red]no dead job {job_id}[/]")
+        raise typer.Exit(1)
+    Console().print_json(data={key: value for key, value in asdict(dead).items() if key != "traceback"})
+    Console().print(dead.traceback or "(no traceback)")
+
+
+@dlq_app.command("requeue")
+def dlq_requeue(
+    job_id: str | None = typer.Argument(None), all_: bool = typer.Option(False, "--all"), function: str | None = None
+) -> None:
+    """Put one dead job (or --all, optionally of one --function) back in the queue."""
+    if job_id is not None:
+        done = 1 if _with_dlq(lambda dlq: dlq.requeue(job_id)) else 0
+    elif all_:
+        done = _with_dlq(lambda dlq: dlq.requeue_all(function))
+    else:
+        raise typer.BadParameter("give a job id or --all")
+    console.print(f"requeued {done} job(s)")
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    job_id: str | None = typer.Argument(None), all_: bool = typer.Option(False, "--all"), function: str | None = None
+) -> None:
+    """Delete one dead job (or --all, optionally of one --function) for good."""
+    if job_id is not None:
+        done = 1 if _with_dlq(lambda dlq: dlq.purge(job_id)) else 0
+    elif all_:
+        done = _with_dlq(lambda dlq: dlq.purge_all(function))
+    else:
+        raise typer.BadParameter("give a job id or --all")
+    console.print(f"purged {done} job(s)")
 
 
 def _embedded_redis(port: int) -> RedisServer:

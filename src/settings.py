@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     lease_s: float = Field(default=k.DEFAULT_LEASE_S, ge=0.3)
     #: on SIGTERM/SIGINT, how long running jobs may take to finish before they go back to the queue
     shutdown_grace_s: float = Field(default=k.DEFAULT_SHUTDOWN_GRACE_S, ge=0)
+    #: how long jobs that failed for good stay in the dead-letter queue
+    dlq_retention_s: float = Field(default=k.DEFAULT_DLQ_RETENTION_S, gt=0)
     #: how long results are kept (0: not kept)
     keep_result_s: float = Field(default=k.DEFAULT_KEEP_RESULT_S, ge=0)
     #: how often an idle worker looks at the queue without being woken (only plain arq producers need it)
@@ -122,4 +124,5 @@ class WorkerSettings:
     max_payload_bytes = _s.max_payload_bytes
     lease_s = _s.lease_s
     shutdown_grace_s = _s.shutdown_grace_s
+    dlq_retention_s = _s.dlq_retention_s
     log_level = _s.log_level

@@ -77,3 +77,11 @@ async def context_of(ctx: JobContext) -> dict[str, str | int]:
 async def reports(ctx: JobContext, pause_s: float) -> None:
     await ctx.progress(0.5, {"step": "half"})
     await asyncio.sleep(pause_s)
+
+
+@job(retry=NO_RETRY)
+async def switchable(ctx: JobContext) -> str:
+    """Fails for good while the key ``broken`` is set in Redis."""
+    if await ctx.redis.get("broken"):
+        raise Permanent("broken on purpose")
+    return "fixed"

@@ -8,6 +8,7 @@ from .client import JobClient, JobHandle, JobInfo
 from .codec import Codec
 from .context import JobContext
 from .cron import CronEntry, cron
+from .dlq import DeadJob, DeadLetters
 from .eager import EagerClient
 from .errors import (
     ArgumentsInvalid,
@@ -33,6 +34,8 @@ __all__ = [
     "Codec",
     "CronEntry",
     "CronEntryError",
+    "DeadJob",
+    "DeadLetters",
     "EagerClient",
     "EnqueueOptions",
     "JobClient",

@@ -18,6 +18,7 @@ from arq.constants import (
 __all__ = [
     "CRON_TICK_KEY_PREFIX",
     "CRON_TICK_TTL_MS",
+    "DEFAULT_DLQ_RETENTION_S",
     "DEFAULT_JOB_TIMEOUT_S",
     "DEFAULT_KEEP_RESULT_S",
     "DEFAULT_LEASE_S",
@@ -25,6 +26,8 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_POLL_DELAY_S",
     "DEFAULT_SHUTDOWN_GRACE_S",
+    "DLQ_ENTRY_KEY_PREFIX",
+    "DLQ_KEY_PREFIX",
     "EXPIRES_EXTRA_MS",
     "IDLE_KEY_PREFIX",
     "JOB_NOTES_TTL_MS",
@@ -75,6 +78,13 @@ TRY_ERRORS_KEY_PREFIX = "jobs:errors:"
 PROGRESS_KEY_PREFIX = "jobs:progress:"
 #: how long try errors and progress reports are kept
 JOB_NOTES_TTL_MS = 86_400_000
+
+#: dead-letter queue: zset of job ids by the time they died (``<prefix><queue name>``)
+DLQ_KEY_PREFIX = "jobs:dlq:"
+#: one dead job's record (``<prefix><job id>``): function, arguments, error, traceback, tries, payload
+DLQ_ENTRY_KEY_PREFIX = "jobs:dlq:entry:"
+#: how long dead jobs are kept for inspection and requeue
+DEFAULT_DLQ_RETENTION_S = 14 * 86_400.0
 
 #: ``SET NX`` marker per cron entry and tick; whoever sets it enqueues that tick
 CRON_TICK_KEY_PREFIX = "jobs:cron:tick:"

@@ -24,6 +24,7 @@ from . import constants as k
 from .claim import Claimed
 from .codec import Codec, describe_exception
 from .context import JobContext
+from .dlq import dead_letter
 from .errors import PayloadError
 from .finish import Outcome
 from .job import JobSpec
@@ -80,7 +81,7 @@ class Execution:
         job = _Job(job_try=claimed.job_try)
         if not claimed.payload:
             logger.warning("job %s expired before it started", claimed.job_id)
-            return self._done(claimed, job, start_ms, JobExecutionFailed("job expired"))
+            return self._done(claimed, job, start_ms, JobExecutionFailed("job expired"), dead="expired before it ran")
         try:
             data = self.codec.loads(claimed.payload)
             job = _Job(data["f"], tuple(data["a"]), dict(data["k"]), claimed.job_try, int(data["et"]))
@@ -88,17 +89,19 @@ class Execution:
             error = DeserializationError("unable to deserialize job")
             error.__cause__ = e  # the reason travels with the result (see codec.describe_exception)
             logger.warning("job %s: %s: %s", claimed.job_id, type(e).__name__, e)
-            return self._done(claimed, job, start_ms, error)
+            return self._done(claimed, job, start_ms, error, dead="payload refused")
         job.job_try = max(job.job_try, int(data.get("t") or 0))
         if claimed.aborted:
             return self._done(claimed, job, start_ms, asyncio.CancelledError("aborted before start"))
         function: Function | None = self.functions.get(job.function)
         if function is None:
             logger.warning("job %s: function %r not found", claimed.job_id, job.function)
-            return self._done(claimed, job, start_ms, JobExecutionFailed(f"function {job.function!r} not found"))
+            missing = JobExecutionFailed(f"function {job.function!r} not found")
+            return self._done(claimed, job, start_ms, missing, dead="unknown function")
         max_tries = function.max_tries or self.max_tries
         if job.job_try > max_tries:
-            return self._done(claimed, job, start_ms, JobExecutionFailed(f"max {max_tries} retries exceeded"))
+            exhausted = JobExecutionFailed(f"max {max_tries} retries exceeded")
+            return self._done(claimed, job, start_ms, exhausted, dead="tries exhausted")
         return await self._run(claimed, job, function, start_ms)
 
     async def _run(self, claimed: Claimed, job: _Job, function: Function, start_ms: int) -> Outcome:
@@ -160,10 +163,13 @@ class Execution:
             record = {"try": job.job_try, "at_ms": _now_ms(), **describe_exception(error)}
             return Outcome(claimed.raw_id, "again", orjson.dumps(record), _now_ms() + delay_ms)
         logger.warning("job %s %s failed: %s: %s", claimed.job_id, job.function, type(error).__name__, error)
-        return self._done(claimed, job, start_ms, error)
+        retryable = spec is None or spec.retry.retries(error, 0)
+        return self._done(claimed, job, start_ms, error, dead="tries exhausted" if retryable else "permanent failure")
 
-    def _done(self, claimed: Claimed, job: _Job, start_ms: int, result: Any, *, success: bool = False) -> Outcome:
-        """A final outcome; ``result`` is the exception unless ``success``."""
+    def _done(
+        self, claimed: Claimed, job: _Job, start_ms: int, result: Any, *, success: bool = False, dead: str = ""
+    ) -> Outcome:
+        """A final outcome; ``result`` is the exception unless ``success``; ``dead``: why it goes to the DLQ."""
         if success:
             self.jobs_complete += 1
         else:
@@ -176,7 +182,8 @@ class Execution:
                 _now_ms(), f"{claimed.job_id}:{job.function}", self.queue_name, claimed.job_id,
                 serializer=self.codec.dumps,
             ) or b""  # fmt: skip
-        return Outcome(claimed.raw_id, "done", data, keep_ms)
+        record = b"" if not dead else dead_letter(claimed, job, self.queue_name, start_ms, result, dead)
+        return Outcome(claimed.raw_id, "done", data, keep_ms, record)
 
     def _keep_result_ms(self, function: Function | None) -> int:
         """How long to keep a result (ms): the function's setting, else the worker's; -1 is forever."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,12 +33,15 @@ class Outcome:
     action: Literal["done", "again", "back"]
     result: bytes
     number: int
+    #: the dead-letter record of a job that failed for good
+    dead: bytes = b""
 
 
 class Finisher:
-    def __init__(self, redis: Redis, queue_name: str) -> None:
+    def __init__(self, redis: Redis, queue_name: str, dlq_retention_ms: int) -> None:
         self._script = script(redis, "finish")
-        self._keys = [queue_name, k.WAKE_KEY_PREFIX + queue_name]
+        self._keys = [queue_name, k.WAKE_KEY_PREFIX + queue_name, k.DLQ_KEY_PREFIX + queue_name]
+        self._dlq_retention_ms = dlq_retention_ms
         self._pending: list[Outcome] = []
         self._flushing: asyncio.Task[None] | None = None
         self._outage = Outage("writing job outcomes")
@@ -63,9 +67,9 @@ class Finisher:
             self._flushing = None
 
     async def _write(self, batch: list[Outcome]) -> None:
-        args: list[bytes | str | int] = [k.MAX_WAKE_TOKENS]
+        args: list[bytes | str | int] = [k.MAX_WAKE_TOKENS, int(time.time() * 1000), self._dlq_retention_ms]
         for o in batch:
-            args += [o.raw_id, o.action, o.result, o.number]
+            args += [o.raw_id, o.action, o.result, o.number, o.dead]
         await self._script(keys=self._keys, args=args)
 
     async def drain(self) -> None:

@@ -71,6 +71,7 @@ class Worker(GracefulShutdown, Execution, arq.worker.Worker):
         max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
         lease_s: float = k.DEFAULT_LEASE_S,
         shutdown_grace_s: float = k.DEFAULT_SHUTDOWN_GRACE_S,
+        dlq_retention_s: float = k.DEFAULT_DLQ_RETENTION_S,
         **arq_kwargs: Any,
     ) -> None:
         arq_functions = [f.arq_function() if isinstance(f, JobSpec) else f for f in functions]
@@ -87,6 +88,7 @@ class Worker(GracefulShutdown, Execution, arq.worker.Worker):
             raise ValueError("lease_s must be at least 0.3 s (it is renewed every lease/3)")
         self.lease_ms = int(lease_s * 1000)
         self.shutdown_grace_s = shutdown_grace_s
+        self.dlq_retention_ms = int(dlq_retention_s * 1000)
         self._drain_task = None
         #: job id -> raw id of the jobs running here, whose leases the heartbeat renews
         self._raw_ids: dict[str, bytes] = {}
@@ -138,7 +140,7 @@ class Worker(GracefulShutdown, Execution, arq.worker.Worker):
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
-        self._finisher = Finisher(self.pool, self.queue_name)
+        self._finisher = Finisher(self.pool, self.queue_name, self.dlq_retention_ms)
         self._wake = WakeUp(self.pool, self.queue_name, self.worker_id)
         self._background += [
             asyncio.create_task(self.sweep_deadlines(), name="jobs-deadlines"),

@@ -1,15 +1,20 @@
 -- Record the outcome of a batch of jobs in one call, each as arq's finish_job would.
--- KEYS[1] queue zset, KEYS[2] wake-up list (a job put back wakes an idle worker to re-plan its wait)
--- ARGV[1] max wake-up tokens kept, then
--- ARGV[2..]: groups of four: job id, action, result bytes ('' for none), number
+-- KEYS[1] queue zset, KEYS[2] wake-up list (a job put back wakes an idle worker to re-plan its wait),
+-- KEYS[3] dead-letter zset
+-- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), then
+-- ARGV[4..]: groups of five: job id, action, result bytes ('' for none), number, dead-letter record ('' for none)
 --   action 'done':  store the result for `number` ms (-1: forever, 0: not kept), then delete the job,
 --                   its try counter and in-progress key, and remove it from the queue and the abort set
 --   action 'again': release the in-progress key and put the job back in the queue due at `number` (ms);
 --                   a result ('' for none) is the failed try's error, appended to jobs:errors:<id> for a day
 --   action 'back':  as 'again', and give back the try it spent (a job interrupted by a shutdown)
+-- A dead-letter record (a job that failed for good) is stored with the outcome, in the same call.
 local queue = KEYS[1]
 local again = false
-for i = 2, #ARGV, 4 do
+local now = tonumber(ARGV[2])
+local retention = tonumber(ARGV[3])
+local dead = false
+for i = 4, #ARGV, 5 do
   local id = ARGV[i]
   local action = ARGV[i + 1]
   if action == 'done' then
@@ -24,6 +29,11 @@ for i = 2, #ARGV, 4 do
     redis.call('DEL', 'arq:retry:' .. id, 'arq:in-progress:' .. id, 'arq:job:' .. id)
     redis.call('ZREM', queue, id)
     redis.call('ZREM', 'arq:abort', id)
+    if ARGV[i + 4] ~= '' then
+      redis.call('SET', 'jobs:dlq:entry:' .. id, ARGV[i + 4], 'PX', retention)
+      redis.call('ZADD', KEYS[3], now, id)
+      dead = true
+    end
   else
     redis.call('DEL', 'arq:in-progress:' .. id)
     redis.call('ZADD', queue, 'XX', ARGV[i + 3], id)
@@ -41,4 +51,7 @@ if again then
   redis.call('LPUSH', KEYS[2], '1')
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[1]) - 1)
 end
-return (#ARGV - 1) / 4
+if dead then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
+end
+return (#ARGV - 3) / 5

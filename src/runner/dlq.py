@@ -1,0 +1,125 @@
+"""The dead-letter queue: jobs that failed for good, kept for inspection, requeue or purge.
+
+A job goes here when it exhausted its tries, failed permanently (``Permanent``, invalid arguments or result,
+a timeout with no tries left), or could not be run at all (undecodable or unsigned payload, unknown function,
+expired before it ran). The worker writes the record in the same Lua call that finishes the job
+(``scripts/finish.lua``). Records live ``dlq_retention_s`` (14 days by default); nothing else removes them
+but :meth:`DeadLetters.purge`. Aborted jobs are not dead: somebody asked for that.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from redis.asyncio import Redis
+
+from . import constants as k
+from .codec import describe_exception
+from .scripts import script
+
+if TYPE_CHECKING:
+    from .claim import Claimed
+
+
+@dataclass(frozen=True, slots=True)
+class DeadJob:
+    job_id: str
+    queue: str
+    function: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    reason: str
+    error_type: str
+    error_message: str
+    traceback: str
+    tries: int
+    enqueued_at_ms: int
+    started_at_ms: int
+    failed_at_ms: int
+    #: the job exactly as it was queued (base64), what requeue puts back
+    payload_b64: str
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> DeadJob:
+        return cls(**orjson.loads(raw))
+
+
+def dead_letter(claimed: Claimed, job: Any, queue: str, start_ms: int, error: BaseException, reason: str) -> bytes:
+    """The record of a job that failed for good (``job`` is execute's decoded view of it)."""
+    described = describe_exception(error)
+    return orjson.dumps({
+        "job_id": claimed.job_id, "queue": queue, "function": job.function, "args": list(job.args),
+        "kwargs": job.kwargs, "reason": reason, "error_type": described["type"],
+        "error_message": described["message"],
+        "traceback": "".join(traceback.format_exception(error)) if error.__traceback__ else "",
+        "tries": job.job_try, "enqueued_at_ms": job.enqueue_time_ms, "started_at_ms": start_ms,
+        "failed_at_ms": int(time.time() * 1000), "payload_b64": base64.b64encode(claimed.payload).decode(),
+    }, default=repr)  # fmt: skip
+
+
+class DeadLetters:
+    """List, show, requeue and purge the dead jobs of one queue."""
+
+    def __init__(self, redis: Redis, queue_name: str = k.default_queue_name) -> None:
+        self.redis = redis
+        self.queue_name = queue_name
+        self._key = k.DLQ_KEY_PREFIX + queue_name
+        self._requeue = script(redis, "requeue")
+
+    async def count(self) -> int:
+        return int(await self.redis.zcard(self._key))
+
+    async def page(self, offset: int = 0, limit: int = 50) -> list[DeadJob]:
+        """Newest first, a page at a time."""
+        ids = await self.redis.zrevrange(self._key, offset, offset + limit - 1)
+        if not ids:
+            return []
+        raws = await self.redis.mget([k.DLQ_ENTRY_KEY_PREFIX + i.decode() for i in ids])
+        return [DeadJob.from_json(raw) for raw in raws if raw is not None]
+
+    async def get(self, job_id: str) -> DeadJob | None:
+        raw = await self.redis.get(k.DLQ_ENTRY_KEY_PREFIX + job_id)
+        return None if raw is None else DeadJob.from_json(raw)
+
+    async def requeue(self, job_id: str) -> bool:
+        """Put the job back in its queue as it was first enqueued (tries start again from 1)."""
+        dead = await self.get(job_id)
+        if dead is None:
+            return False
+        keys = [self.queue_name, self._key, k.WAKE_KEY_PREFIX + self.queue_name]
+        payload = base64.b64decode(dead.payload_b64)
+        args: list[bytes | str | int] = [
+            job_id,
+            int(time.time() * 1000),
+            k.EXPIRES_EXTRA_MS,
+            payload,
+            k.MAX_WAKE_TOKENS,
+        ]
+        return bool(await self._requeue(keys=keys, args=args))
+
+    async def requeue_all(self, function: str | None = None) -> int:
+        """Requeue every dead job (of ``function``, if given); returns how many."""
+        return sum([await self.requeue(dead.job_id) for dead in await self._matching(function)])
+
+    async def purge(self, job_id: str) -> bool:
+        async with self.redis.pipeline(transaction=True) as tx:
+            tx.zrem(self._key, job_id)
+            tx.delete(k.DLQ_ENTRY_KEY_PREFIX + job_id)
+            removed, _ = await tx.execute()
+        return bool(removed)
+
+    async def purge_all(self, function: str | None = None) -> int:
+        return sum([await self.purge(dead.job_id) for dead in await self._matching(function)])
+
+    async def _matching(self, function: str | None) -> list[DeadJob]:
+        found: list[DeadJob] = []
+        offset, page = 0, 500
+        while batch := await self.page(offset, page):
+            found += [d for d in batch if function is None or d.function == function]
+            offset += page
+        return found

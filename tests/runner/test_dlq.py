@@ -1,0 +1,114 @@
+"""The dead-letter queue: what lands there, with what, and requeue/purge."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+
+import pytest
+from arq.connections import ArqRedis
+
+from src.runner import DeadJob, DeadLetters, JobClient, JobFailed
+from src.runner import constants as k
+from src.runner.worker import Worker
+from tests.sample_jobs import add, flaky, nap, refuse, switchable
+
+ALL = [add, flaky, nap, refuse, switchable]
+
+
+@pytest.fixture
+def dlq(redis: ArqRedis) -> DeadLetters:
+    return DeadLetters(redis)
+
+
+async def _dead(dlq: DeadLetters, job_id: str) -> DeadJob:
+    for _ in range(300):
+        if (dead := await dlq.get(job_id)) is not None:
+            return dead
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{job_id} did not reach the dead-letter queue")
+
+
+async def test_permanent_failure_is_dead_with_everything_needed(
+    client: JobClient, dlq: DeadLetters, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker(ALL)
+    handle = await client.enqueue(refuse)
+    dead = await _dead(dlq, handle.job_id)
+    assert dead.reason == "permanent failure" and dead.function == "refuse"
+    assert (dead.error_type, dead.error_message, dead.tries) == ("Permanent", "no, never", 1)
+    assert "raise Permanent" in dead.traceback
+    assert dead.failed_at_ms >= dead.started_at_ms >= dead.enqueued_at_ms > 0
+
+
+async def test_exhausted_tries_are_dead(
+    client: JobClient, dlq: DeadLetters, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker(ALL)
+    handle = await client.enqueue(flaky, 9)
+    dead = await _dead(dlq, handle.job_id)
+    assert (dead.reason, dead.tries, dead.kwargs) == ("tries exhausted", 3, {"fail_times": 9})
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff garbage", "payload refused"),
+        (b'{"v":1,"d":{"t":null,"f":"gone","a":[],"k":{},"et":1}}', "unknown function"),
+    ],
+)
+async def test_jobs_that_cannot_run_are_dead_with_their_payload(
+    redis: ArqRedis, dlq: DeadLetters, running_worker: Callable[..., Worker], payload: bytes, reason: str
+) -> None:
+    running_worker(ALL)
+    await redis.set(k.job_key_prefix + "bad", payload)
+    await redis.zadd(k.default_queue_name, {"bad": 1})
+    dead = await _dead(dlq, "bad")
+    assert dead.reason == reason
+    assert base64.b64decode(dead.payload_b64) == payload
+
+
+async def test_aborted_jobs_are_not_dead(
+    client: JobClient, dlq: DeadLetters, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker(ALL)
+    handle = await client.enqueue(nap, 30)
+    while (await handle.info()).start_time is None and not await client.redis.exists(
+        k.in_progress_key_prefix + handle.job_id
+    ):
+        await asyncio.sleep(0.01)
+    assert await handle.abort()
+    assert await dlq.count() == 0
+
+
+async def test_requeue_runs_it_again_from_the_first_try(
+    client: JobClient, redis: ArqRedis, dlq: DeadLetters, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker(ALL)
+    await redis.set("broken", 1)
+    handle = await client.enqueue(switchable)
+    with pytest.raises(JobFailed, match="broken on purpose"):
+        await handle.result(timeout_s=5)
+    await _dead(dlq, handle.job_id)
+    await redis.delete("broken")
+    assert await dlq.requeue(handle.job_id) is True
+    assert await dlq.requeue(handle.job_id) is False  # not dead any more
+    assert await handle.result(timeout_s=5) == "fixed"
+    assert (await handle.info()).job_try == 1
+    assert await dlq.count() == 0
+
+
+async def test_page_count_and_purge(client: JobClient, dlq: DeadLetters, running_worker: Callable[..., Worker]) -> None:
+    running_worker(ALL)
+    handles = [await client.enqueue(refuse) for _ in range(3)] + [await client.enqueue(flaky, 9)]
+    for h in handles:
+        await _dead(dlq, h.job_id)
+    assert await dlq.count() == 4
+    first, second = await dlq.page(0, 2), await dlq.page(2, 2)
+    assert len(first) == 2 and len(second) == 2
+    assert first[0].failed_at_ms >= second[-1].failed_at_ms  # newest first
+    assert await dlq.purge_all(function="refuse") == 3
+    assert [d.function for d in await dlq.page()] == ["flaky"]
+    assert await dlq.purge(handles[-1].job_id) is True
+    assert await dlq.count() == 0
