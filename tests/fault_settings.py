@@ -23,8 +23,9 @@ async def long_nap(ctx: JobContext, seconds: float) -> int:
 
 @job(name="tick", retry=Backoff(max_tries=5, base_s=0.1))
 async def tick(ctx: JobContext, pause_s: float) -> None:
-    """Counts its runs per job id, then pauses (a stand-in for I/O)."""
+    """Counts its runs per job id and notes which process ran it last, then pauses (a stand-in for I/O)."""
     await ctx.redis.hincrby("runs", ctx.job_id, 1)
+    await ctx.redis.hset("owner", ctx.job_id, str(os.getpid()))
     await asyncio.sleep(pause_s)
 
 
