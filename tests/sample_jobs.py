@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -85,3 +86,15 @@ async def switchable(ctx: JobContext) -> str:
     if await ctx.redis.get("broken"):
         raise Permanent("broken on purpose")
     return "fixed"
+
+
+starts_at: list[float] = []
+
+
+@job(retry=Backoff(max_tries=4, base_s=0.2, max_s=0.5, jitter=0.5))
+async def backs_off(ctx: JobContext) -> int:
+    """Fails three times, noting when each try started."""
+    starts_at.append(time.monotonic())
+    if ctx.job_try < 4:
+        raise ConnectionError("not yet")
+    return ctx.job_try

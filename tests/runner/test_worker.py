@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -129,3 +130,17 @@ async def test_many_jobs_run_concurrently(client: JobClient, running_worker: Cal
 def test_duplicate_job_names_are_refused(make_worker: Callable[..., Worker]) -> None:
     with pytest.raises(ValueError, match="registered twice: add"):
         make_worker([add, add])
+
+
+async def test_observed_retry_delays_follow_the_backoff_policy(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    from tests.sample_jobs import backs_off, starts_at
+
+    starts_at.clear()
+    running_worker([backs_off])
+    assert await (await client.enqueue(backs_off)).result(timeout_s=10) == 4
+    gaps = [b - a for a, b in itertools.pairwise(starts_at)]
+    # try n waits min(max_s, base_s * 2**(n-1)) less up to half (jitter 0.5): 0.1-0.2, 0.2-0.4, 0.25-0.5
+    for gap, (low, high) in zip(gaps, [(0.1, 0.2), (0.2, 0.4), (0.25, 0.5)], strict=True):
+        assert low - 0.01 <= gap <= high + 0.1, gaps  # + the wake-up and claim after the due time
