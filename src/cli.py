@@ -144,12 +144,7 @@ def dlq_requeue(
     job_id: str | None = typer.Argument(None), all_: bool = typer.Option(False, "--all"), function: str | None = None
 ) -> None:
     """Put one dead job (or --all, optionally of one --function) back in the queue."""
-    if job_id is not None:
-        done = 1 if _with_dlq(lambda dlq: dlq.requeue(job_id)) else 0
-    elif all_:
-        done = _with_dlq(lambda dlq: dlq.requeue_all(function))
-    else:
-        raise typer.BadParameter("give a job id or --all")
+    done = _one_or_all(job_id, all_, lambda dlq, i: dlq.requeue(i), lambda dlq: dlq.requeue_all(function))
     console.print(f"requeued {done} job(s)")
 
 
@@ -158,13 +153,22 @@ def dlq_purge(
     job_id: str | None = typer.Argument(None), all_: bool = typer.Option(False, "--all"), function: str | None = None
 ) -> None:
     """Delete one dead job (or --all, optionally of one --function) for good."""
-    if job_id is not None:
-        done = 1 if _with_dlq(lambda dlq: dlq.purge(job_id)) else 0
-    elif all_:
-        done = _with_dlq(lambda dlq: dlq.purge_all(function))
-    else:
-        raise typer.BadParameter("give a job id or --all")
+    done = _one_or_all(job_id, all_, lambda dlq, i: dlq.purge(i), lambda dlq: dlq.purge_all(function))
     console.print(f"purged {done} job(s)")
+
+
+def _one_or_all(
+    job_id: str | None,
+    all_: bool,
+    one: Callable[[DeadLetters, str], Awaitable[bool]],
+    every: Callable[[DeadLetters], Awaitable[int]],
+) -> int:
+    """How many dead jobs ``one`` (for a job id) or ``every`` (for --all) acted on."""
+    if job_id is not None:
+        return 1 if _with_dlq(lambda dlq: one(dlq, job_id)) else 0
+    if all_:
+        return _with_dlq(every)
+    raise typer.BadParameter("give a job id or --all")
 
 
 def _embedded_redis(port: int) -> RedisServer:
