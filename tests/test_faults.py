@@ -8,23 +8,24 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import JobClient, JobStatus
+from src.runner import JobClient, JobHandle, JobStatus
 from src.runner import constants as k
 from src.runner.redis_server import RedisServer
 from tests.fault_settings import long_nap
 
 ROOT = Path(__file__).resolve().parent.parent
+StartWorker = Callable[..., "subprocess.Popen[bytes]"]
 LEASE_S = 1.0
 
 
 @pytest.fixture
-def start_worker(redis_server: RedisServer) -> Iterator[object]:
+def start_worker(redis_server: RedisServer) -> Iterator[StartWorker]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(grace_s: float = 10) -> subprocess.Popen[bytes]:
@@ -61,14 +62,14 @@ async def _starts(redis: ArqRedis, job_id: str, n: int, timeout_s: float = 10) -
 
 
 async def test_sigkilled_workers_job_runs_again_within_two_leases(
-    redis: ArqRedis, client: JobClient, start_worker: object
+    redis: ArqRedis, client: JobClient, start_worker: StartWorker
 ) -> None:
-    first = start_worker()  # type: ignore[operator]
+    first = start_worker()
     await _idle_workers(redis, 1)
     handle = await client.enqueue(long_nap, 2.0)
     [(pid, _)] = await _starts(redis, handle.job_id, 1)
     assert pid == first.pid
-    second = start_worker()  # type: ignore[operator]
+    second = start_worker()
     await _idle_workers(redis, 1)  # the second one, idle: the first is busy
     first.send_signal(signal.SIGKILL)
     killed_at = time.time()
@@ -80,26 +81,34 @@ async def test_sigkilled_workers_job_runs_again_within_two_leases(
     assert len(await redis.lrange(f"starts:{handle.job_id}", 0, -1)) == 2
 
 
-async def test_a_living_workers_lease_is_renewed(redis: ArqRedis, client: JobClient, start_worker: object) -> None:
-    start_worker()  # type: ignore[operator]
+async def test_a_living_workers_lease_is_renewed(redis: ArqRedis, client: JobClient, start_worker: StartWorker) -> None:
+    start_worker()
     await _idle_workers(redis, 1)
     handle = await client.enqueue(long_nap, 3.5 * LEASE_S)
     await _starts(redis, handle.job_id, 1)
-    start_worker()  # type: ignore[operator]
+    start_worker()
     await handle.result(timeout_s=15)
     # a second worker watched the whole time; the renewed lease kept it from running the job again
     assert len(await redis.lrange(f"starts:{handle.job_id}", 0, -1)) == 1
+
+
+async def _running_one_job(
+    redis: ArqRedis, client: JobClient, start_worker: StartWorker, *, grace_s: float, nap_s: float
+) -> tuple[subprocess.Popen[bytes], JobHandle[int]]:
+    """A worker process with the given grace period, running one job that naps ``nap_s``."""
+    worker = start_worker(grace_s=grace_s)
+    await _idle_workers(redis, 1)
+    handle = await client.enqueue(long_nap, nap_s)
+    await _starts(redis, handle.job_id, 1)
+    return worker, handle
 
 
 def _exit_code_within(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
     return proc.wait(timeout=timeout_s)
 
 
-async def test_sigterm_lets_running_jobs_finish(redis: ArqRedis, client: JobClient, start_worker: object) -> None:
-    worker = start_worker(grace_s=10)  # type: ignore[operator]
-    await _idle_workers(redis, 1)
-    handle = await client.enqueue(long_nap, 1.0)
-    await _starts(redis, handle.job_id, 1)
+async def test_sigterm_lets_running_jobs_finish(redis: ArqRedis, client: JobClient, start_worker: StartWorker) -> None:
+    worker, handle = await _running_one_job(redis, client, start_worker, grace_s=10, nap_s=1.0)
     worker.send_signal(signal.SIGTERM)
     started = time.monotonic()
     assert await asyncio.to_thread(_exit_code_within, worker, 10) == 0
@@ -109,26 +118,20 @@ async def test_sigterm_lets_running_jobs_finish(redis: ArqRedis, client: JobClie
 
 
 async def test_past_the_grace_period_jobs_go_back_without_spending_a_try(
-    redis: ArqRedis, client: JobClient, start_worker: object
+    redis: ArqRedis, client: JobClient, start_worker: StartWorker
 ) -> None:
-    worker = start_worker(grace_s=0.5)  # type: ignore[operator]
-    await _idle_workers(redis, 1)
-    handle = await client.enqueue(long_nap, 5.0)
-    await _starts(redis, handle.job_id, 1)
+    worker, handle = await _running_one_job(redis, client, start_worker, grace_s=0.5, nap_s=5.0)
     worker.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(_exit_code_within, worker, 5) == 0
     assert await handle.status() is JobStatus.queued
     assert int(await redis.get(k.retry_key_prefix + handle.job_id) or 0) == 0
-    other = start_worker()  # type: ignore[operator]
+    other = start_worker()
     assert await handle.result(timeout_s=10) == other.pid
     assert (await handle.info()).job_try == 1  # the interrupted run did not count
 
 
-async def test_a_second_signal_stops_at_once(redis: ArqRedis, client: JobClient, start_worker: object) -> None:
-    worker = start_worker(grace_s=60)  # type: ignore[operator]
-    await _idle_workers(redis, 1)
-    handle = await client.enqueue(long_nap, 30.0)
-    await _starts(redis, handle.job_id, 1)
+async def test_a_second_signal_stops_at_once(redis: ArqRedis, client: JobClient, start_worker: StartWorker) -> None:
+    worker, handle = await _running_one_job(redis, client, start_worker, grace_s=60, nap_s=30.0)
     worker.send_signal(signal.SIGTERM)
     await asyncio.sleep(0.3)
     worker.send_signal(signal.SIGTERM)
