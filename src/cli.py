@@ -19,6 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from src.runner.client import JobClient
+from src.runner.cron_state import cron_states
 from src.runner.dlq import DeadJob, DeadLetters
 from src.runner.redis_server import RedisServer
 
@@ -96,18 +98,23 @@ dlq_app = typer.Typer(help="The dead-letter queue: jobs that failed for good.", 
 app.add_typer(dlq_app, name="dlq")
 
 
-def _with_dlq(action: Callable[[DeadLetters], Awaitable[T]]) -> T:
-    """Run ``action`` against the configured queue's dead-letter queue."""
+def _with_client(action: Callable[[JobClient], Awaitable[T]]) -> T:
+    """Run ``action`` with a client of the configured Redis and queue."""
     from src.settings import get_settings
 
     async def run() -> T:
         client = await get_settings().open_client()
         try:
-            return await action(DeadLetters(client.redis, client.queue_name))
+            return await action(client)
         finally:
             await client.close()
 
     return asyncio.run(run())
+
+
+def _with_dlq(action: Callable[[DeadLetters], Awaitable[T]]) -> T:
+    """Run ``action`` against the configured queue's dead-letter queue."""
+    return _with_client(lambda client: action(DeadLetters(client.redis, client.queue_name)))
 
 
 @dlq_app.command("list")
@@ -122,7 +129,7 @@ def dlq_list(offset: int = 0, limit: int = typer.Option(20, min=1, max=500)) -> 
     for column in ("job id", "function", "reason", "tries", "failed at (UTC)", "error"):
         table.add_column(column)
     for d in dead:
-        failed_at = datetime.fromtimestamp(d.failed_at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        failed_at = _utc(datetime.fromtimestamp(d.failed_at_ms / 1000, UTC))
         error = f"{d.error_type}: {d.error_message}"
         table.add_row(d.job_id, d.function, d.reason, str(d.tries), failed_at, error[:80])
     Console().print(table)
@@ -169,6 +176,29 @@ def _one_or_all(
     if all_:
         return _with_dlq(every)
     raise typer.BadParameter("give a job id or --all")
+
+
+@app.command("cron")
+def cron_list() -> None:
+    """Every cron entry workers have run: schedule, policies, last and next tick, how the last run went."""
+    states = _with_client(lambda client: cron_states(client.redis))
+    table = Table(title=f"{len(states)} cron entries (times in UTC)")
+    for column in ("entry", "schedule", "job", "missed/overlap", "last tick", "next tick", "last run", "skipped"):
+        table.add_column(column)
+    for s in states:
+        last_run = s.phase if s.phase in ("queued", "running", "never") else s.last_status or "?"
+        if s.phase == "finished" and s.last_duration_ms is not None:
+            last_run += f" in {s.last_duration_ms} ms"
+        skipped = f"{s.skipped_overlap} overlapping, {s.missed_not_run} missed"
+        table.add_row(
+            s.name, f"{s.schedule} ({s.tz})", s.job, f"{s.missed}/{s.overlap}", _utc(s.last_tick), _utc(s.next_tick),
+            last_run, skipped,
+        )  # fmt: skip
+    Console().print(table)
+
+
+def _utc(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _embedded_redis(port: int) -> RedisServer:

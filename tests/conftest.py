@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +17,10 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from src.runner import Codec, JobClient
 from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+#: starts ``arq <settings>`` in a subprocess against the test Redis, with extra environment variables
+StartWorker = Callable[..., "subprocess.Popen[bytes]"]
 
 #: tests run workers with a short poll so they are quick without relying on timing
 TEST_POLL_DELAY_S = 0.01
@@ -94,3 +102,22 @@ async def running_worker(make_worker: Callable[..., Worker]) -> AsyncIterator[Ca
         t.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await t
+
+
+@pytest.fixture
+def start_process_worker(redis_server: RedisServer) -> Iterator[StartWorker]:
+    """Real worker processes (``arq <settings class path>``); any still running at the end are killed."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(settings: str, **env: str) -> subprocess.Popen[bytes]:
+        environ = {**os.environ, "JOBS_REDIS_URL": redis_server.url, **env}
+        args = [sys.executable, "-m", "arq", settings]
+        proc = subprocess.Popen(args, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

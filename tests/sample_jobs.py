@@ -98,3 +98,11 @@ async def backs_off(ctx: JobContext) -> int:
     if ctx.job_try < 4:
         raise ConnectionError("not yet")
     return ctx.job_try
+
+
+@job(retry=NO_RETRY)
+async def timed_nap(ctx: JobContext, seconds: float) -> None:
+    """Notes in the list ``runs`` when it starts and ends, for overlap tests."""
+    await ctx.redis.rpush("runs", f"start {ctx.job_id} {time.time()}")
+    await asyncio.sleep(seconds)
+    await ctx.redis.rpush("runs", f"end {ctx.job_id} {time.time()}")

@@ -3,44 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from arq.connections import ArqRedis
 
 from src.runner import JobClient, JobHandle, JobStatus
 from src.runner import constants as k
-from src.runner.redis_server import RedisServer
+from tests.conftest import StartWorker
 from tests.fault_settings import long_nap
 
-ROOT = Path(__file__).resolve().parent.parent
-StartWorker = Callable[..., "subprocess.Popen[bytes]"]
 LEASE_S = 1.0
 
 
 @pytest.fixture
-def start_worker(redis_server: RedisServer) -> Iterator[StartWorker]:
-    procs: list[subprocess.Popen[bytes]] = []
-
+def start_worker(start_process_worker: StartWorker) -> StartWorker:
     def start(grace_s: float = 10) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "JOBS_REDIS_URL": redis_server.url, "JOBS_LEASE_S": str(LEASE_S),
-               "JOBS_SHUTDOWN_GRACE_S": str(grace_s)}  # fmt: skip
-        args = [sys.executable, "-m", "arq", "tests.fault_settings.WorkerSettings"]
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(proc)
-        return proc
+        return start_process_worker(
+            "tests.fault_settings.WorkerSettings", JOBS_LEASE_S=str(LEASE_S), JOBS_SHUTDOWN_GRACE_S=str(grace_s)
+        )
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return start
 
 
 async def _idle_workers(redis: ArqRedis, n: int) -> None:

@@ -8,6 +8,7 @@ from .client import JobClient, JobHandle, JobInfo
 from .codec import Codec
 from .context import JobContext
 from .cron import CronEntry, cron
+from .cron_state import CronState, cron_states
 from .dlq import DeadJob, DeadLetters
 from .eager import EagerClient
 from .errors import (
@@ -34,6 +35,7 @@ __all__ = [
     "Codec",
     "CronEntry",
     "CronEntryError",
+    "CronState",
     "DeadJob",
     "DeadLetters",
     "EagerClient",
@@ -57,5 +59,6 @@ __all__ = [
     "SignatureError",
     "UnknownJob",
     "cron",
+    "cron_states",
     "job",
 ]

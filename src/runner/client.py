@@ -6,7 +6,8 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
 from typing import Any, Generic, ParamSpec, TypeVar
 from uuid import uuid4
 
@@ -27,8 +28,22 @@ R = TypeVar("R")
 
 #: jobs per enqueue script call in enqueue_many (bounds how long one call holds Redis)
 _ENQUEUE_CHUNK = 1000
+#: the cron part of the enqueue script's arguments for a plain job (see scripts/enqueue.lua)
+_NOT_CRON = [0, 0, 0, 0]
 #: result polling starts fast (most jobs finish in milliseconds) and backs off to this ceiling
 _RESULT_POLL_MAX_S = 0.05
+
+
+class TickResult(IntEnum):
+    """What enqueueing a cron tick did (the enqueue script's answer)."""
+
+    TAKEN = 0  # another worker enqueued this tick
+    ENQUEUED = 1
+    OVERLAP_SKIPPED = 2  # the entry skips overlapping runs and its previous run is unfinished
+
+
+def _ms_of(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,24 +190,32 @@ class JobClient:
             JobHandle(self, c.spec, j.job_id, enqueued=written[j.job_id]) for c, j in zip(calls, prepared, strict=True)
         ]
 
-    async def enqueue_tick(self, entry: CronEntry, tick: datetime) -> bool:
-        """Enqueue one cron tick once cluster-wide: only the caller that sets the tick marker writes the job."""
-        job = self._prepare(entry.job.options(job_id=entry.job_id(tick), defer_until=tick), entry.kwargs)
-        [written] = await self._run_enqueue(job.queue, [job], marker=entry.marker_key(tick))
-        return bool(written)
+    async def enqueue_tick(self, entry: CronEntry, tick: datetime | None, next_tick: datetime) -> TickResult:
+        """Enqueue one cron tick (``None``: a startup run) once cluster-wide: only the caller that sets the tick
+        marker writes the job, unless the entry skips overlapping runs and its previous run is unfinished."""
+        if tick is None:
+            now = datetime.now(UTC)
+            job_id, marker, marker_ttl_ms = (
+                entry.startup_job_id(now),
+                entry.startup_marker_key,
+                k.CRON_STARTUP_WINDOW_MS,
+            )
+        else:
+            job_id, marker, marker_ttl_ms = entry.job_id(tick), entry.marker_key(tick), entry.marker_ttl_ms
+        job = self._prepare(entry.job.options(job_id=job_id, defer_until=tick), entry.kwargs)
+        cron = [marker_ttl_ms, int(entry.overlap == "skip"), _ms_of(tick) if tick else 0, _ms_of(next_tick)]
+        [result] = await self._run_enqueue(job.queue, [job], cron, [marker, entry.state_key])
+        return TickResult(result)
 
-    async def _run_enqueue(self, queue: str, jobs: list[_Prepared], marker: str | None = None) -> list[int]:
+    async def _run_enqueue(
+        self, queue: str, jobs: list[_Prepared], cron: list[int] = _NOT_CRON, cron_keys: Sequence[str] = ()
+    ) -> list[int]:
         keys = [queue, k.WAKE_KEY_PREFIX + queue, k.IDLE_KEY_PREFIX + queue]
-        args: list[bytes | str | int] = [
-            k.MAX_WAKE_TOKENS,
-            int(time.time() * 1000),
-            k.CRON_TICK_TTL_MS if marker else 0,
-        ]
+        args: list[bytes | str | int] = [k.MAX_WAKE_TOKENS, int(time.time() * 1000), *cron]
         for job in jobs:
             keys += [k.job_key_prefix + job.job_id, k.result_key_prefix + job.job_id]
             args += [job.job_id, job.payload, job.score_ms, job.ttl_ms]
-        if marker:
-            keys.append(marker)
+        keys += cron_keys
         written: list[int] = await self._enqueue(keys=keys, args=args)
         return written
 

@@ -16,8 +16,13 @@ from arq.constants import (
 )
 
 __all__ = [
+    "CRON_ENTRIES_KEY",
+    "CRON_STARTUP_WINDOW_MS",
+    "CRON_STATE_KEY_PREFIX",
     "CRON_TICK_KEY_PREFIX",
     "CRON_TICK_TTL_MS",
+    "DEFAULT_CRON_MAX_DRIFT_S",
+    "DEFAULT_CRON_MAX_MISSED_RUNS",
     "DEFAULT_DLQ_RETENTION_S",
     "DEFAULT_JOB_TIMEOUT_S",
     "DEFAULT_KEEP_RESULT_S",
@@ -90,3 +95,14 @@ DEFAULT_DLQ_RETENTION_S = 14 * 86_400.0
 CRON_TICK_KEY_PREFIX = "jobs:cron:tick:"
 #: tick markers outlive any sensible clock skew between hosts
 CRON_TICK_TTL_MS = 86_400_000
+#: hash per cron entry (``<prefix><entry name>``): its definition, last tick, last run's status and duration,
+#: next tick, skipped ticks; written by the enqueue and finish scripts, read by ``jobs cron``
+CRON_STATE_KEY_PREFIX = "jobs:cron:state:"
+#: set of the names of every cron entry any worker has run, for listing their state
+CRON_ENTRIES_KEY = "jobs:cron:entries"
+#: ``run_at_startup``: workers starting within this long of each other enqueue one startup run between them
+CRON_STARTUP_WINDOW_MS = 60_000
+#: missed-run policies ``latest``/``all``: a missed tick older than this does not run
+DEFAULT_CRON_MAX_DRIFT_S = 3600.0
+#: missed-run policy ``all``: at most this many missed ticks run (the most recent ones)
+DEFAULT_CRON_MAX_MISSED_RUNS = 100

@@ -1,21 +1,26 @@
-"""Cron entries: which job runs when, as crontab text in a time zone.
+"""Cron entries: which job runs when, as crontab text in a time zone, and what to do about missed ticks.
 
-``cron(name, "*/5 * * * *", job, tz="Europe/Berlin", kwargs={...})`` validates everything at once (crontab
-text, zone, arguments against the job's signature) and raises :class:`CronEntryError` naming the entry, so a
-bad table stops the worker at start instead of failing silently at the first tick. Schedules are evaluated
-by cronsim: 5 fields, or 6 with seconds first, plus the ``@hourly``-style aliases.
+``cron(name, "*/5 * * * *", job, tz="Europe/Berlin", kwargs={...}, missed="latest")`` validates everything at
+once (name, crontab text, zone, policies, arguments against the job's signature) and raises
+:class:`CronEntryError` naming the entry, so a bad table stops the worker at start instead of failing silently
+at the first tick. Schedules are evaluated by cronsim: 5 fields, or 6 with seconds first, plus the
+``@hourly``-style aliases; across DST changes a tick in the gap fires at the first valid moment after it and a
+tick in the repeated hour fires once (twice for schedules that name every hour or run sub-hourly).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-from .constants import CRON_TICK_KEY_PREFIX
+from . import constants as k
 from .errors import ArgumentsInvalid, CronEntryError
 from .job import JobSpec
 
@@ -29,6 +34,18 @@ ALIASES = {
     "@hourly": "0 * * * *",
 }
 
+#: ``skip``: missed ticks do not run; ``latest``: the most recent one runs; ``all``: each one runs
+MissedPolicy = Literal["skip", "latest", "all"]
+#: ``allow``: a tick runs even while the previous run is unfinished; ``skip``: such a tick does not run
+OverlapPolicy = Literal["allow", "skip"]
+
+#: missed ticks are counted back this far at most (an entry ticking every second, down for a week, would
+#: otherwise take seconds to count)
+MISSED_COUNTED_UP_TO = 1000
+
+#: entry names become part of job ids and Redis keys (``cron:<name>:<tick ms>``)
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+
 
 @dataclass(frozen=True, slots=True)
 class CronEntry:
@@ -40,37 +57,114 @@ class CronEntry:
     tz: ZoneInfo
     #: the job's arguments, validated and in their JSON form
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: ticks missed while no worker was up (or Redis was unreachable)
+    missed: MissedPolicy = "skip"
+    #: for ``latest`` and ``all``: a missed tick older than this is not run
+    max_drift_s: float = k.DEFAULT_CRON_MAX_DRIFT_S
+    #: for ``all``: at most this many missed ticks run (the most recent ones)
+    max_missed_runs: int = k.DEFAULT_CRON_MAX_MISSED_RUNS
+    overlap: OverlapPolicy = "allow"
+    #: enqueue one run when workers start (once for workers starting within ``CRON_STARTUP_WINDOW_MS``)
+    run_at_startup: bool = False
 
     def next_tick(self, after: datetime) -> datetime:
         """The first tick strictly after ``after`` (an aware datetime), in the entry's zone."""
-        return next(CronSim(ALIASES.get(self.schedule, self.schedule), after.astimezone(self.tz)))
+        return next(self.ticks_after(after))
+
+    def ticks_after(self, after: datetime) -> Iterator[datetime]:
+        """Ticks strictly after ``after``, in order."""
+        return iter(CronSim(self.schedule, after.astimezone(self.tz)))
+
+    def ticks_before(self, before: datetime) -> Iterator[datetime]:
+        """Ticks strictly before ``before``, most recent first."""
+        return iter(CronSim(self.schedule, before.astimezone(self.tz), reverse=True))
+
+    def missed_to_run(self, after: datetime | None, before: datetime, now: datetime) -> tuple[list[datetime], int]:
+        """Of the ticks in (``after``, ``before``) that nobody enqueued, the ones the missed-run policy runs
+        (oldest first), and how many it leaves out (counted up to ``MISSED_COUNTED_UP_TO``)."""
+        if after is None:
+            return [], 0  # never ran anywhere: nothing was missed
+        wanted = {"skip": 0, "latest": 1, "all": self.max_missed_runs}[self.missed]
+        oldest = now - timedelta(seconds=self.max_drift_s)
+        missed: list[datetime] = []
+        left_out = 0
+        for tick in islice(self.ticks_before(before), self.max_missed_runs + MISSED_COUNTED_UP_TO):
+            if tick <= after:
+                break
+            if len(missed) < wanted and tick >= oldest:
+                missed.append(tick)
+            else:
+                left_out += 1
+        return missed[::-1], left_out
 
     def job_id(self, tick: datetime) -> str:
         """The same id for the same tick on every worker, so a tick is one job."""
         return f"cron:{self.name}:{int(tick.timestamp() * 1000)}"
 
     def marker_key(self, tick: datetime) -> str:
-        return f"{CRON_TICK_KEY_PREFIX}{self.name}:{int(tick.timestamp() * 1000)}"
+        return f"{k.CRON_TICK_KEY_PREFIX}{self.name}:{int(tick.timestamp() * 1000)}"
+
+    def startup_job_id(self, now: datetime) -> str:
+        return f"cron:{self.name}:startup-{int(now.timestamp() * 1000)}"
+
+    @property
+    def startup_marker_key(self) -> str:
+        return f"{k.CRON_TICK_KEY_PREFIX}{self.name}:startup"
+
+    @property
+    def state_key(self) -> str:
+        return k.CRON_STATE_KEY_PREFIX + self.name
+
+    @property
+    def marker_ttl_ms(self) -> int:
+        """Tick markers outlive the drift within which a missed tick may still be enqueued."""
+        return k.CRON_TICK_TTL_MS + int(self.max_drift_s * 1000)
 
 
 def cron(
-    name: str, schedule: str, job: JobSpec[Any, Any], *, tz: str = "UTC", kwargs: dict[str, Any] | None = None
+    name: str,
+    schedule: str,
+    job: JobSpec[Any, Any],
+    *,
+    tz: str = "UTC",
+    kwargs: dict[str, Any] | None = None,
+    missed: MissedPolicy = "skip",
+    max_drift_s: float = k.DEFAULT_CRON_MAX_DRIFT_S,
+    max_missed_runs: int = k.DEFAULT_CRON_MAX_MISSED_RUNS,
+    overlap: OverlapPolicy = "allow",
+    run_at_startup: bool = False,
 ) -> CronEntry:
     """A validated :class:`CronEntry`; any problem raises :class:`CronEntryError` naming the entry."""
+
+    def invalid(why: str) -> CronEntryError:
+        return CronEntryError(f"cron entry {name!r}: {why}")
+
+    if not _NAME.fullmatch(name):
+        raise invalid("names are 1-100 letters, digits, '_', '.' or '-' (they become part of job ids)")
     expression = ALIASES.get(schedule.strip(), schedule.strip())
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise CronEntryError(f"cron entry {name!r}: unknown time zone {tz!r} (use an IANA name)") from None
+        raise invalid(f"unknown time zone {tz!r} (use an IANA name)") from None
     try:
         CronSim(expression, datetime.now(zone))
     except CronSimError as e:
-        raise CronEntryError(f"cron entry {name!r}: invalid crontab {schedule!r}: {e}") from None
+        raise invalid(f"invalid crontab {schedule!r}: {e}") from None
+    if missed not in get_args(MissedPolicy):
+        raise invalid(f"missed={missed!r}: use one of {', '.join(get_args(MissedPolicy))}")
+    if overlap not in get_args(OverlapPolicy):
+        raise invalid(f"overlap={overlap!r}: use one of {', '.join(get_args(OverlapPolicy))}")
+    if not max_drift_s >= 0:
+        raise invalid(f"max_drift_s={max_drift_s!r} must be >= 0")
+    if max_missed_runs < 1:
+        raise invalid(f"max_missed_runs={max_missed_runs!r} must be >= 1")
     try:
         encoded = job.encode_args((), kwargs or {})
     except ArgumentsInvalid as e:
-        raise CronEntryError(f"cron entry {name!r}: {e}") from None
-    return CronEntry(name, expression, job, zone, encoded)
+        raise invalid(str(e)) from None
+    return CronEntry(
+        name, expression, job, zone, encoded, missed, float(max_drift_s), max_missed_runs, overlap, run_at_startup
+    )
 
 
 def check_table(entries: list[CronEntry], registered: set[str]) -> None:

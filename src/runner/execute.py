@@ -53,6 +53,14 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _run_status(outcome: Outcome) -> str:
+    if outcome.action == "again":
+        return "retrying"
+    if outcome.action == "back":
+        return "interrupted"
+    return "complete" if outcome.succeeded else "failed" if outcome.dead else "aborted"
+
+
 class Execution:
     # set by Worker.__init__ (ours or arq's)
     specs: dict[str, JobSpec[Any, Any]]
@@ -77,6 +85,14 @@ class Execution:
         raise NotImplementedError
 
     async def execute(self, claimed: Claimed) -> Outcome:
+        start_ms = _now_ms()
+        outcome = await self._execute(claimed)
+        if claimed.job_id.startswith("cron:"):  # the entry's state notes how its runs end
+            outcome.run_status = _run_status(outcome)
+            outcome.run_ms = _now_ms() - start_ms
+        return outcome
+
+    async def _execute(self, claimed: Claimed) -> Outcome:
         start_ms = _now_ms()
         job = _Job(job_try=claimed.job_try)
         if not claimed.payload:
@@ -183,7 +199,7 @@ class Execution:
                 serializer=self.codec.dumps,
             ) or b""  # fmt: skip
         record = b"" if not dead else dead_letter(claimed, job, self.queue_name, start_ms, result, dead)
-        return Outcome(claimed.raw_id, "done", data, keep_ms, record)
+        return Outcome(claimed.raw_id, "done", data, keep_ms, record, succeeded=success)
 
     def _keep_result_ms(self, function: Function | None) -> int:
         """How long to keep a result (ms): the function's setting, else the worker's; -1 is forever."""

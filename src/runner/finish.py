@@ -35,6 +35,11 @@ class Outcome:
     number: int
     #: the dead-letter record of a job that failed for good
     dead: bytes = b""
+    #: a final outcome that is a success
+    succeeded: bool = False
+    #: for cron jobs only (the entry's state records it): how the run ended, and how long it took
+    run_status: str = ""
+    run_ms: int = 0
 
 
 class Finisher:
@@ -69,7 +74,7 @@ class Finisher:
     async def _write(self, batch: list[Outcome]) -> None:
         args: list[bytes | str | int] = [k.MAX_WAKE_TOKENS, int(time.time() * 1000), self._dlq_retention_ms]
         for o in batch:
-            args += [o.raw_id, o.action, o.result, o.number, o.dead]
+            args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms]
         await self._script(keys=self._keys, args=args)
 
     async def drain(self) -> None:

@@ -43,7 +43,9 @@ def install() -> None:
 
 
 def worker_kwargs(settings_cls: Any) -> dict[str, Any]:
-    """The attributes of a settings class (or dict) that :class:`Worker` or arq's worker accept."""
+    """The attributes of a settings class (or dict) that :class:`Worker` or arq's worker accept; a class's
+    inherited attributes count too (arq reads only the class's own), so settings can share a base class."""
     accepted = set(inspect.signature(Worker).parameters) | set(inspect.signature(arq.worker.Worker).parameters)
-    source = settings_cls if isinstance(settings_cls, dict) else vars(settings_cls)
-    return {key: value for key, value in source.items() if key in accepted}
+    if isinstance(settings_cls, dict):
+        return {key: value for key, value in settings_cls.items() if key in accepted}
+    return {key: getattr(settings_cls, key) for key in dir(settings_cls) if key in accepted}

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,9 +11,9 @@ from arq.connections import ArqRedis
 
 from src.runner import CronEntryError, JobClient, cron
 from src.runner import constants as k
-from src.runner.scheduler import CronScheduler
+from src.runner.cron_state import cron_states
 from src.runner.worker import Worker
-from tests.sample_jobs import add, echo
+from tests.sample_jobs import add, echo, refuse, timed_nap
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -48,12 +49,17 @@ def test_job_id_and_marker_derive_from_the_tick() -> None:
         ({"tz": "Mars/Olympus"}, "cron entry 'bad': unknown time zone 'Mars/Olympus'"),
         ({"kwargs": {"a": "x"}}, "cron entry 'bad': invalid arguments for add\\(\\): a: "),
         ({"kwargs": {}}, "cron entry 'bad': .*a: Field required"),
+        ({"name": "a b"}, "cron entry 'a b': names are 1-100 letters"),
+        ({"missed": "some"}, "cron entry 'bad': missed='some': use one of skip, latest, all"),
+        ({"overlap": "queue"}, "cron entry 'bad': overlap='queue': use one of allow, skip"),
+        ({"max_drift_s": -1}, "cron entry 'bad': max_drift_s=-1 must be >= 0"),
+        ({"max_missed_runs": 0}, "cron entry 'bad': max_missed_runs=0 must be >= 1"),
     ],
 )
 def test_invalid_entries_name_the_entry(kwargs: dict[str, object], message: str) -> None:
-    args: dict[str, object] = {"schedule": "* * * * *", "tz": "UTC", "kwargs": {"a": 1}, **kwargs}
+    args: dict[str, object] = {"name": "bad", "schedule": "* * * * *", "tz": "UTC", "kwargs": {"a": 1}, **kwargs}
     with pytest.raises(CronEntryError, match=message):
-        cron("bad", args.pop("schedule"), add, **args)  # type: ignore[arg-type]
+        cron(args.pop("name"), args.pop("schedule"), add, **args)  # type: ignore[arg-type]
 
 
 def test_worker_refuses_entries_for_unregistered_jobs_and_duplicates(make_worker: Callable[..., Worker]) -> None:
@@ -62,17 +68,6 @@ def test_worker_refuses_entries_for_unregistered_jobs_and_duplicates(make_worker
         make_worker([add], cron_entries=[entry])
     with pytest.raises(CronEntryError, match="cron entry 'x' is defined twice"):
         make_worker([echo], cron_entries=[entry, entry])
-
-
-async def test_two_schedulers_enqueue_each_tick_once(client: JobClient, redis: ArqRedis) -> None:
-    entry = cron("every-second", "* * * * * *", add, kwargs={"a": 1})
-    clock = [datetime(2026, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC)]
-    schedulers = [CronScheduler([entry], client, now=lambda: clock[0]) for _ in range(2)]
-    clock[0] += timedelta(seconds=3)
-    for s in schedulers:
-        await s.enqueue_due()
-    queued = sorted(m.decode() for m in await redis.zrange(k.default_queue_name, 0, -1))
-    assert queued == [f"cron:every-second:{1767225601000 + i * 1000}" for i in range(3)]
 
 
 async def test_worker_runs_cron_entries(
@@ -87,3 +82,64 @@ async def test_worker_runs_cron_entries(
     assert results, "no cron tick ran within 3 s"
     job_id = results[0].decode().removeprefix(k.result_key_prefix)
     assert await client.handle(echo, job_id).result(timeout_s=1) == "tick"
+
+
+async def _runs(redis: ArqRedis, entry: str) -> list[tuple[float, float]]:
+    """(start, end) of each finished run of ``entry`` noted by ``timed_nap``, by start."""
+    starts: dict[str, float] = {}
+    ends: dict[str, float] = {}
+    for row in await redis.lrange("runs", 0, -1):
+        event, job_id, at = row.decode().split()
+        if job_id.startswith(f"cron:{entry}:"):
+            (starts if event == "start" else ends)[job_id] = float(at)
+    return sorted((starts[j], ends.get(j, float("inf"))) for j in starts)
+
+
+async def test_overlap_skip_leaves_out_ticks_while_the_previous_run_is_unfinished(
+    redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    """A 2.5 s job every second: with ``skip`` runs never overlap, with ``allow`` they do."""
+    entries = [
+        cron(name, "* * * * * *", timed_nap, kwargs={"seconds": 2.5}, overlap=name.removeprefix("nap-"))  # type: ignore[arg-type]
+        for name in ("nap-skip", "nap-allow")
+    ]
+    running_worker([timed_nap], cron_entries=entries)
+    await asyncio.sleep(6.2)
+    skipping = await _runs(redis, "nap-skip")
+    assert len(skipping) >= 2
+    assert all(end <= next_start for (_, end), (next_start, _) in pairwise(skipping))
+    allowing = await _runs(redis, "nap-allow")
+    assert len(allowing) >= 4
+    assert any(next_start < end for (_, end), (next_start, _) in pairwise(allowing))
+    states = {s.name: s for s in await cron_states(redis)}
+    assert states["nap-skip"].skipped_overlap >= 3
+    assert states["nap-allow"].skipped_overlap == 0
+
+
+async def test_entry_state_shows_the_last_run(redis: ArqRedis, running_worker: Callable[..., Worker]) -> None:
+    running_worker(
+        [timed_nap, refuse],
+        cron_entries=[
+            cron("naps", "* * * * * *", timed_nap, kwargs={"seconds": 0.2}),
+            cron("refusals", "* * * * * *", refuse, tz="Europe/Berlin"),
+        ],
+    )
+    for _ in range(300):
+        states = {s.name: s for s in await cron_states(redis)}
+        if all(s.last_status for s in states.values()) and len(states) == 2:
+            break
+        await asyncio.sleep(0.01)
+    naps, refusals = states["naps"], states["refusals"]
+    assert (naps.schedule, naps.tz, naps.job, naps.missed, naps.overlap) == (
+        "* * * * * *",
+        "UTC",
+        "timed_nap",
+        "skip",
+        "allow",
+    )
+    assert naps.last_status == "complete"
+    assert naps.last_duration_ms is not None and 200 <= naps.last_duration_ms < 1000
+    assert naps.last_tick is not None and naps.next_tick == naps.last_tick + timedelta(seconds=1)
+    assert naps.last_finished is not None and naps.last_finished > naps.last_tick
+    assert refusals.last_status == "failed"
+    assert refusals.tz == "Europe/Berlin"

@@ -1,22 +1,40 @@
 -- Enqueue jobs in one call, with arq's keys and semantics, and wake or feed idle workers.
--- One job (JobClient.enqueue) is a batch of one; enqueue_many sends up to a thousand at once.
+-- One job (JobClient.enqueue) is a batch of one; enqueue_many sends up to a thousand at once; a cron tick is a
+-- batch of one with a tick marker, so that only one worker enqueues it.
 -- KEYS[1] queue zset, KEYS[2] wake-up list, KEYS[3] idle-worker zset,
---   then per job: job key, result key; then (with a marker ttl) the cron tick marker
--- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] tick marker ttl (ms, '0': no marker),
---   then per job: id, payload, score (due time, ms), job key ttl (ms)
--- Returns one 1 (written) or 0 (a job or result with that id exists, or the tick was taken) per job.
+--   then per job: job key, result key; then, for a cron tick: the tick marker and the entry's state hash
+-- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] tick marker ttl (ms, '0': not a cron tick),
+--   ARGV[4] '1': skip the tick while the entry's previous run is unfinished, ARGV[5] tick (ms, '0' for a
+--   startup run), ARGV[6] the entry's next tick (ms), then per job: id, payload, score (due time, ms), job key
+--   ttl (ms)
+-- Returns one 1 (written) or 0 (a job or result with that id exists, or the tick was taken) per job; 2 for a
+-- tick skipped because the previous run is unfinished.
 local queue, wake, idle = KEYS[1], KEYS[2], KEYS[3]
 local now = tonumber(ARGV[2])
-local n = (#ARGV - 3) / 4
+local n = (#ARGV - 6) / 4
 if ARGV[3] ~= '0' then
-  if not redis.call('SET', KEYS[4 + 2 * n], ARGV[4], 'NX', 'PX', ARGV[3]) then
+  local state, id, tick = KEYS[5 + 2 * n], ARGV[7], ARGV[5]
+  if not redis.call('SET', KEYS[4 + 2 * n], id, 'NX', 'PX', ARGV[3]) then
     return {0}
   end
+  if tick ~= '0' then
+    if tonumber(tick) > tonumber(redis.call('HGET', state, 'last_tick') or '0') then
+      redis.call('HSET', state, 'last_tick', tick, 'next_tick', ARGV[6])
+    end
+  end
+  local previous = redis.call('HGET', state, 'last_job_id')
+  if ARGV[4] == '1' and previous and redis.call('EXISTS', 'arq:job:' .. previous) == 1 then
+    redis.call('HSET', state, 'last_skipped_tick', tick, 'last_skipped_because', previous)
+    redis.call('HINCRBY', state, 'skipped_overlap', 1)
+    return {2}
+  end
+  redis.call('HSET', state, 'last_job_id', id, 'last_enqueued_ms', now)
+  redis.call('HINCRBY', state, 'enqueued', 1)
 end
 local written = {}
 local tokens = 0
 for j = 0, n - 1 do
-  local a = 4 + 4 * j
+  local a = 7 + 4 * j
   local id, payload, score, ttl = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local job_key, result_key = KEYS[4 + 2 * j], KEYS[5 + 2 * j]
   if redis.call('EXISTS', job_key, result_key) > 0 then

@@ -2,7 +2,8 @@
 -- KEYS[1] queue zset, KEYS[2] wake-up list (a job put back wakes an idle worker to re-plan its wait),
 -- KEYS[3] dead-letter zset
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), then
--- ARGV[4..]: groups of five: job id, action, result bytes ('' for none), number, dead-letter record ('' for none)
+-- ARGV[4..]: groups of seven: job id, action, result bytes ('' for none), number, dead-letter record ('' for
+--   none), run status ('' unless a cron job: its entry's state records the status and duration), duration (ms)
 --   action 'done':  store the result for `number` ms (-1: forever, 0: not kept), then delete the job,
 --                   its try counter and in-progress key, and remove it from the queue and the abort set
 --   action 'again': release the in-progress key and put the job back in the queue due at `number` (ms);
@@ -14,7 +15,7 @@ local again = false
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local dead = false
-for i = 4, #ARGV, 5 do
+for i = 4, #ARGV, 7 do
   local id = ARGV[i]
   local action = ARGV[i + 1]
   if action == 'done' then
@@ -46,6 +47,14 @@ for i = 4, #ARGV, 5 do
     end
     again = true
   end
+  if ARGV[i + 5] ~= '' then
+    -- a cron job's id is cron:<entry name>:<tick or startup-time>; only an entry a worker registered is noted
+    local state = 'jobs:cron:state:' .. string.match(id, '^cron:(.*):[^:]*$')
+    if redis.call('EXISTS', state) == 1 then
+      redis.call('HSET', state, 'last_status', ARGV[i + 5], 'last_duration_ms', ARGV[i + 6],
+        'last_finished_ms', now, 'last_run_job_id', id)
+    end
+  end
 end
 if again then
   redis.call('LPUSH', KEYS[2], '1')
@@ -54,4 +63,4 @@ end
 if dead then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
 end
-return (#ARGV - 3) / 5
+return (#ARGV - 3) / 7
