@@ -39,6 +39,8 @@ PICKUP_N = 200
 BACKLOG_N = int(os.environ.get("BENCH_BACKLOG", "1000000"))
 BACKLOG_WINDOW = 20_000
 VARIANTS = ["ours", "arq-tuned", "arq"]
+#: run only these workloads (comma-separated method names, e.g. ``BENCH_ONLY=enqueue,sleep_load``)
+ONLY = {name for name in os.environ.get("BENCH_ONLY", "").split(",") if name}
 LABELS = {"ours": "ours (defaults)", "arq-tuned": "arq tuned", "arq": "arq defaults"}
 
 
@@ -164,6 +166,9 @@ class Bench:
         if not debug_log:
             self.results.add("worker peak RSS (MiB)", variant, rss)
 
+    async def drain_debug_log(self, variant: str) -> None:
+        await self.drain(variant, debug_log=True)
+
     async def sleep_load(self, variant: str) -> None:
         await self.redis.flushdb()
         await self.fill(variant, "sleepy", SLEEP_N)
@@ -270,6 +275,9 @@ class Bench:
 
 
 async def each(runs: int, variants: list[str], workload: Callable[[str], Awaitable[None]]) -> None:
+    name = getattr(workload, "__name__", "")
+    if ONLY and name not in ONLY:
+        return
     for run in range(runs):
         for variant in variants:
             print(f"{workload.__name__} run {run + 1}/{runs}: {variant}", flush=True)
@@ -284,7 +292,7 @@ async def main() -> None:
         async with Bench(server) as b:
             await each(RUNS, ["ours", "arq"], b.enqueue)
             await each(RUNS, VARIANTS, b.drain)
-            await each(RUNS, ["ours"], lambda v: b.drain(v, debug_log=True))
+            await each(RUNS, ["ours"], b.drain_debug_log)
             await each(RUNS, VARIANTS, b.sleep_load)
             await each(RUNS, VARIANTS, b.pickup)
             await each(RUNS, ["ours"], b.deferred)
@@ -293,7 +301,8 @@ async def main() -> None:
             report = render(b.results, time.perf_counter() - started)
     finally:
         server.stop()
-    (ROOT / "bench" / "RESULTS.md").write_text(report)
+    if not ONLY:  # a partial run is for development; RESULTS.md always holds a whole one
+        (ROOT / "bench" / "RESULTS.md").write_text(report)
     print(report)
 
 

@@ -20,7 +20,7 @@ from .codec import Codec
 from .cron import CronEntry
 from .errors import JobFailed, JobNotFound, PayloadTooLarge, ResultNotReady
 from .job import EnqueueOptions, JobCall, JobSpec
-from .packing import use_hiredis_packing
+from .lean_pool import make_lean
 from .scripts import script
 
 P = ParamSpec("P")
@@ -155,7 +155,7 @@ class JobClient:
         redis = await create_pool(
             redis_settings, job_serializer=codec.dumps, job_deserializer=codec.loads, default_queue_name=queue_name
         )
-        use_hiredis_packing(redis)
+        make_lean(redis)
         return cls(redis, codec, queue_name=queue_name, max_payload_bytes=max_payload_bytes)
 
     async def close(self) -> None:

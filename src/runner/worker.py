@@ -33,9 +33,9 @@ from .cron import CronEntry, check_table
 from .execute import Execution
 from .finish import Finisher, Outcome
 from .job import JobSpec
+from .lean_pool import make_lean
 from .lease import renew_leases
 from .outage import REDIS_DOWN, Outage
-from .packing import use_hiredis_packing
 from .pickup import Pickup
 from .scheduler import CronScheduler
 from .shutdown import GracefulShutdown
@@ -130,7 +130,7 @@ class Worker(GracefulShutdown, Execution, Pickup, arq.worker.Worker):
                 default_queue_name=self.queue_name,
                 expires_extra_ms=self.expires_extra_ms,
             )
-        use_hiredis_packing(self.pool)
+        make_lean(self.pool)
         await log_redis_info(self.pool, logger.info)
         self.ctx["redis"] = self.pool
         if self.on_startup:

@@ -1,0 +1,73 @@
+"""A leaner redis-py asyncio pool for the hot path: hiredis command packing and a checkout that does not yield.
+
+Two costs of redis-py's asyncio client dominate a round trip from Python, and :func:`make_lean` removes both
+from a pool, whatever its connection class (TCP, TLS, unix socket):
+
+- **Packing**: the asyncio ``Connection`` packs every command in Python (its sync client uses hiredis when
+  present). Lean connections pack with ``hiredis.pack_command``.
+- **Checkout**: before lending a connection, the pool checks that nothing is waiting to be read on it with a
+  zero-timeout read, which suspends the caller and costs a trip through the event loop per command. A lean
+  pool checks the connection's stream buffer instead: whatever the socket delivered (a reply nobody read,
+  or the server closing it) is already there, because the event loop feeds it as it arrives. A connection
+  with unread data or at end of file is replaced, as before. (A command interrupted half-way leaves nothing
+  behind: redis-py disconnects a connection when a send or read is interrupted.)
+
+Measured on the drain and sleep benchmarks: a third less worker CPU per job; on a sequential enqueue, about 15 %.
+The pool and stream attributes used are private; redis is pinned below 6 and the test suite exercises both
+replacement cases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import DataError
+
+try:
+    import hiredis
+except ImportError:  # pragma: no cover - hiredis is a dependency (redis[hiredis])
+    hiredis = None  # type: ignore[assignment]
+
+
+class _HiredisPacking(AbstractConnection):
+    def pack_command(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        # redis-py sends some commands with their subcommand in the name ("CLIENT UNBLOCK")
+        if isinstance(first, str) and " " in first:
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as e:
+            raise DataError(str(e)) from None
+
+
+class _LeanCheckout(ConnectionPool):
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        await connection.connect()  # type: ignore[no-untyped-call]  # connects only if it is not connected
+        if _has_unread_data(connection):
+            await connection.disconnect()
+            await connection.connect()  # type: ignore[no-untyped-call]
+
+
+def _has_unread_data(connection: AbstractConnection) -> bool:
+    stream = connection._reader
+    return stream is None or bool(stream._buffer) or stream._eof or stream.exception() is not None  # type: ignore[attr-defined]
+
+
+def make_lean(redis: Redis) -> None:
+    """Make ``redis``'s pool lean: its connections, the ones it has and the ones it opens, pack with hiredis,
+    and its checkout does not yield. Idempotent."""
+    pool = redis.connection_pool
+    if not isinstance(pool, _LeanCheckout):
+        pool.__class__ = type(f"Lean{type(pool).__name__}", (_LeanCheckout, type(pool)), {})
+    base = pool.connection_class
+    if hiredis is None or issubclass(base, _HiredisPacking):
+        return
+    packing = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
+    pool.connection_class = packing
+    # a pool is usually created with a PING, and a sequential caller reuses that connection: re-class it too
+    for connection in (*pool._available_connections, *pool._in_use_connections):
+        if type(connection) is base:
+            connection.__class__ = packing
