@@ -339,7 +339,8 @@ def render(results: Results, elapsed_s: float) -> str:
                 lines.append(f"| {metric}, {extra} | {_cell(values)} | | | | |")
     lines += [
         "",
-        "Reproduce: `make bench` (installs what it needs; `BENCH_RUNS`, `BENCH_BACKLOG` to change sizes).",
+        "Reproduce: `make bench` (installs what it needs; `BENCH_RUNS`, `BENCH_BACKLOG` to change sizes; "
+        "`BENCH_ONLY=enqueue,sleep_load` runs some workloads and leaves this file alone).",
         "",
     ]
     return "\n".join(lines)
