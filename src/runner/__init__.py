@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from arq.jobs import JobStatus
 
-from .client import JobClient, JobHandle, JobInfo
+from .client import JobClient
 from .codec import Codec
 from .context import JobContext
 from .cron import CronEntry, cron
@@ -25,6 +25,7 @@ from .errors import (
     SignatureError,
     UnknownJob,
 )
+from .handle import JobHandle, JobInfo
 from .job import EnqueueOptions, JobSpec, job
 from .retry import NO_RETRY, Backoff, Permanent, Retry
 

@@ -1,4 +1,4 @@
-"""``JobClient``: typed enqueue into Redis and ``JobHandle`` to follow a job to its result."""
+"""``JobClient``: typed enqueue in one round trip, and the reads behind ``JobHandle`` (status, result, abort)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from uuid import uuid4
 
 import orjson
@@ -18,7 +18,8 @@ from arq.jobs import Job, JobResult, JobStatus, deserialize_result, serialize_re
 from . import constants as k
 from .codec import Codec
 from .cron import CronEntry
-from .errors import JobFailed, JobNotFound, PayloadTooLarge, ResultNotReady
+from .errors import JobNotFound, PayloadTooLarge, ResultNotReady
+from .handle import JobHandle, JobInfo
 from .job import EnqueueOptions, JobCall, JobSpec
 from .lean_pool import make_lean
 from .scripts import script
@@ -47,36 +48,6 @@ def _ms_of(moment: datetime) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class JobInfo:
-    """A snapshot of one job: where it is, and its outcome once it has one."""
-
-    job_id: str
-    status: JobStatus
-    function: str | None
-    kwargs: dict[str, Any]
-    job_try: int | None
-    enqueue_time: datetime | None
-    start_time: datetime | None = None
-    finish_time: datetime | None = None
-    success: bool | None = None
-    result: Any = None
-    error: str | None = None
-    #: errors of the tries that failed and were retried: ``{"try", "type", "message", "at_ms"}`` each
-    try_errors: tuple[dict[str, Any], ...] = ()
-    #: the last ``ctx.progress(...)`` report: ``{"fraction", "meta", "at_ms"}``
-    progress: dict[str, Any] | None = None
-
-    @classmethod
-    def from_result(cls, job_id: str, status: JobStatus, outcome: JobResult) -> JobInfo:
-        failed = not outcome.success
-        return cls(
-            job_id, status, outcome.function, outcome.kwargs, outcome.job_try, outcome.enqueue_time,
-            outcome.start_time, outcome.finish_time, outcome.success,
-            result=None if failed else outcome.result, error=str(outcome.result) if failed else None,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
 class _Prepared:
     """One job ready for ``enqueue.lua``."""
 
@@ -85,41 +56,6 @@ class _Prepared:
     payload: bytes
     score_ms: int
     ttl_ms: int
-
-
-class JobHandle(Generic[R]):
-    """A reference to one enqueued job, typed by the job's result."""
-
-    __slots__ = ("client", "enqueued", "job_id", "spec")
-
-    def __init__(self, client: JobClient, spec: JobSpec[Any, R], job_id: str, *, enqueued: bool = True) -> None:
-        self.client = client
-        self.spec = spec
-        self.job_id = job_id
-        #: False when a job or result with this id already existed, so nothing new was written
-        self.enqueued = enqueued
-
-    def __repr__(self) -> str:
-        return f"<JobHandle {self.spec.name} {self.job_id}>"
-
-    async def status(self) -> JobStatus:
-        return await self.client.status(self.job_id)
-
-    async def info(self) -> JobInfo:
-        return await self.client.info(self.job_id)
-
-    async def abort(self, timeout_s: float = 5.0) -> bool:
-        """Cancel the job, queued or running; True once it ended as aborted (it is not retried)."""
-        return await self.client.abort(self.job_id, timeout_s)
-
-    async def result(self, timeout_s: float | None = None) -> R:
-        """Wait for the job's result; raises :class:`JobFailed` if it failed, :class:`ResultNotReady` on timeout."""
-        outcome = await self.client.wait_result(self.job_id, timeout_s)
-        if outcome.success:
-            return self.spec.decode_result(outcome.result)
-        if isinstance(outcome.result, BaseException):
-            raise outcome.result
-        raise JobFailed("UnknownError", repr(outcome.result))
 
 
 class JobClient:

@@ -18,10 +18,11 @@ from arq.utils import ms_to_datetime
 from arq.worker import Retry
 
 from . import constants as k
-from .client import JobClient, JobHandle, JobInfo
+from .client import JobClient
 from .codec import Codec
 from .context import CTX_DEFAULT_TIMEOUT_S
 from .errors import JobNotFound
+from .handle import JobHandle, JobInfo
 from .job import JobCall, JobSpec
 
 P = ParamSpec("P")
