@@ -86,14 +86,13 @@ class Execution:
 
     async def execute(self, claimed: Claimed) -> Outcome:
         start_ms = _now_ms()
-        outcome = await self._execute(claimed)
+        outcome = await self._execute(claimed, start_ms)
         if claimed.job_id.startswith("cron:"):  # the entry's state notes how its runs end
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms
         return outcome
 
-    async def _execute(self, claimed: Claimed) -> Outcome:
-        start_ms = _now_ms()
+    async def _execute(self, claimed: Claimed, start_ms: int) -> Outcome:
         job = _Job(job_try=claimed.job_try)
         if not claimed.payload:
             logger.warning("job %s expired before it started", claimed.job_id)
