@@ -72,12 +72,17 @@ def run(redis_port: int = typer.Option(EMBEDDED_PORT, help="Port of the embedded
         console.print("redis           from JOBS_REDIS_URL")
     settings = get_settings()
     api = f"http://{settings.api_host}:{settings.api_port}"
+    # Children get a session of their own, so Ctrl-C reaches only this process, which then sends each child
+    # one SIGTERM: a worker that got the terminal's SIGINT too would take the SIGTERM as a second signal
+    # and skip its grace period. Hang-up and SIGTERM stop everything the same way.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     children = [
-        subprocess.Popen([sys.executable, "-m", "src.cli", "worker"], env=env, cwd=ROOT),
+        subprocess.Popen([sys.executable, "-m", "src.cli", "worker"], env=env, cwd=ROOT, start_new_session=True),
         subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--host", settings.api_host,
              "--port", str(settings.api_port), "--log-level", "warning"],
-            env=env, cwd=ROOT,
+            env=env, cwd=ROOT, start_new_session=True,
         ),
     ]  # fmt: skip
     console.print(f"worker          pid {children[0].pid}")
@@ -92,6 +97,10 @@ def run(redis_port: int = typer.Option(EMBEDDED_PORT, help="Port of the embedded
         if server is not None:
             server.stop()
         console.print("stopped")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 dlq_app = typer.Typer(help="The dead-letter queue: jobs that failed for good.", no_args_is_help=True)

@@ -86,6 +86,8 @@ def test_jobs_run_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
+    # the worker got exactly one signal, from the launcher, and drained with its grace period
+    assert "shutdown on SIGTERM: taking no new jobs" in output and "shutdown on SIGINT" not in output, output
     assert f"redis://127.0.0.1:{redis_port}/0" in output and f"http://127.0.0.1:{api_port}" in output
     assert not RedisServer(tmp_path, port=redis_port).ping()
     assert any((tmp_path / "redis").rglob("*.aof")), "embedded Redis should persist with AOF"

@@ -48,7 +48,8 @@ class RedisServer:
         for key, value in settings.items():
             args += [f"--{key}", *value.split()]
         with (self.data_dir / "redis.log").open("ab") as log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+            # its own session: Ctrl-C in a terminal reaches only whoever started it, which stops it last
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready()
         return self
 
