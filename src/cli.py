@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from src.runner.client import JobClient
-from src.runner.cron_state import cron_states
+from src.runner.cron_state import cron_states, forget
 from src.runner.dlq import DeadJob, DeadLetters
 from src.runner.redis_server import RedisServer
 
@@ -187,23 +187,42 @@ def _one_or_all(
     raise typer.BadParameter("give a job id or --all")
 
 
-@app.command("cron")
-def cron_list() -> None:
+cron_app = typer.Typer(help="The cron entries workers run, and their state.", invoke_without_command=True)
+app.add_typer(cron_app, name="cron")
+
+
+@cron_app.callback()
+def cron_list(ctx: typer.Context) -> None:
     """Every cron entry workers have run: schedule, policies, last and next tick, how the last run went."""
+    if ctx.invoked_subcommand is not None:
+        return
     states = _with_client(lambda client: cron_states(client.redis))
     table = Table(title=f"{len(states)} cron entries (times in UTC)")
     for column in ("entry", "schedule", "job", "missed/overlap", "last tick", "next tick", "last run", "skipped"):
         table.add_column(column)
+    now = datetime.now(UTC)
     for s in states:
         last_run = s.phase if s.phase in ("queued", "running", "never") else s.last_status or "?"
         if s.phase == "finished" and s.last_duration_ms is not None:
             last_run += f" in {s.last_duration_ms} ms"
+        next_tick = _utc(s.next_tick)
+        if s.next_tick is not None and now - s.next_tick > timedelta(seconds=60):
+            next_tick += " [red](overdue: no worker runs it)[/]"
         skipped = f"{s.skipped_overlap} overlapping, {s.missed_not_run} missed"
         table.add_row(
-            s.name, f"{s.schedule} ({s.tz})", s.job, f"{s.missed}/{s.overlap}", _utc(s.last_tick), _utc(s.next_tick),
+            s.name, f"{s.schedule} ({s.tz})", s.job, f"{s.missed}/{s.overlap}", _utc(s.last_tick), next_tick,
             last_run, skipped,
         )  # fmt: skip
     Console().print(table)
+
+
+@cron_app.command("forget")
+def cron_forget(name: str) -> None:
+    """Drop the state of an entry taken out of the table (a worker still running it registers it again)."""
+    if not _with_client(lambda client: forget(client.redis, name)):
+        console.print(f"[red]no cron entry {name}[/]")
+        raise typer.Exit(1)
+    console.print(f"forgot cron entry {name}")
 
 
 def _utc(moment: datetime | None) -> str:

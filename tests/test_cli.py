@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from src.runner import DeadLetters, JobClient, cron
+from src.runner import constants as k
 from src.runner.cron_state import cron_states
 from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
@@ -65,3 +66,17 @@ async def test_cron_lists_entries_and_their_last_run(
     row = next(line for line in listed.stdout.splitlines() if "nightly-nap" in line)
     for shown in ("* * * * * * (Europe/Berlin)", "timed_nap", "all/allow", "complete in", "0 overlapping"):
         assert shown in row, (shown, row)
+
+
+async def test_cron_forget_drops_an_entry_and_flags_overdue_ones(
+    env: pytest.MonkeyPatch, redis_server: RedisServer, client: JobClient
+) -> None:
+    await client.redis.sadd(k.CRON_ENTRIES_KEY, "retired")
+    await client.redis.hset(k.CRON_STATE_KEY_PREFIX + "retired", mapping={"schedule": "@daily", "next_tick": 1})
+    listed = await asyncio.to_thread(_jobs, redis_server, "cron")
+    assert "retired" in listed.stdout and "overdue: no worker runs it" in listed.stdout
+    forgot = await asyncio.to_thread(_jobs, redis_server, "cron", "forget", "retired")
+    assert forgot.returncode == 0 and "forgot cron entry retired" in forgot.stderr
+    assert "retired" not in (await asyncio.to_thread(_jobs, redis_server, "cron")).stdout
+    again = await asyncio.to_thread(_jobs, redis_server, "cron", "forget", "retired")
+    assert again.returncode == 1

@@ -65,6 +65,16 @@ async def note_missed(redis: Redis, entry: CronEntry, not_run: int) -> None:
         await pipe.execute()
 
 
+async def forget(redis: Redis, name: str) -> bool:
+    """Drop an entry's state, e.g. of an entry taken out of the table; a worker still running it registers it
+    again when it starts. True if there was a state."""
+    async with redis.pipeline(transaction=True) as tx:
+        tx.srem(k.CRON_ENTRIES_KEY, name)
+        tx.delete(k.CRON_STATE_KEY_PREFIX + name)
+        removed, deleted = await tx.execute()
+    return bool(removed or deleted)
+
+
 async def cron_states(redis: Redis) -> list[CronState]:
     """Every entry any worker registered, by name."""
     async with redis.pipeline(transaction=False) as pipe:
