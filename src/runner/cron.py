@@ -10,6 +10,7 @@ tick in the repeated hour fires once (twice for schedules that name every hour o
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -154,8 +155,8 @@ def cron(
         raise invalid(f"missed={missed!r}: use one of {', '.join(get_args(MissedPolicy))}")
     if overlap not in get_args(OverlapPolicy):
         raise invalid(f"overlap={overlap!r}: use one of {', '.join(get_args(OverlapPolicy))}")
-    if not max_drift_s >= 0:
-        raise invalid(f"max_drift_s={max_drift_s!r} must be >= 0")
+    if not 0 <= max_drift_s < math.inf:
+        raise invalid(f"max_drift_s={max_drift_s!r} must be a number of seconds >= 0")
     if max_missed_runs < 1:
         raise invalid(f"max_missed_runs={max_missed_runs!r} must be >= 1")
     try:

@@ -52,7 +52,8 @@ def test_job_id_and_marker_derive_from_the_tick() -> None:
         ({"name": "a b"}, "cron entry 'a b': names are 1-100 letters"),
         ({"missed": "some"}, "cron entry 'bad': missed='some': use one of skip, latest, all"),
         ({"overlap": "queue"}, "cron entry 'bad': overlap='queue': use one of allow, skip"),
-        ({"max_drift_s": -1}, "cron entry 'bad': max_drift_s=-1 must be >= 0"),
+        ({"max_drift_s": -1}, "cron entry 'bad': max_drift_s=-1 must be a number of seconds >= 0"),
+        ({"max_drift_s": float("inf")}, "cron entry 'bad': max_drift_s=inf must be"),
         ({"max_missed_runs": 0}, "cron entry 'bad': max_missed_runs=0 must be >= 1"),
     ],
 )
