@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from . import constants as k
 from .outage import REDIS_DOWN, Outage
@@ -42,6 +43,11 @@ class Outcome:
     run_ms: int = 0
 
 
+def _script_failed(error: BaseException) -> bool:
+    """The finish script itself raised (an error inside Lua), which no retry mends."""
+    return isinstance(error, ResponseError) and "user_script" in str(error)
+
+
 class Finisher:
     def __init__(self, redis: Redis, queue_name: str, dlq_retention_ms: int) -> None:
         self._script = script(redis, "finish")
@@ -63,6 +69,9 @@ class Finisher:
                 try:
                     await self._write(batch)
                 except REDIS_DOWN as e:
+                    if _script_failed(e):
+                        await self._write_one_by_one(batch)
+                        continue
                     # keep them: outcomes are only dropped once written (Redis restarting, a short outage)
                     self._pending[:0] = batch
                     await self._outage.failed(e)
@@ -76,6 +85,19 @@ class Finisher:
         for o in batch:
             args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms]
         await self._script(keys=self._keys, args=args)
+
+    async def _write_one_by_one(self, batch: list[Outcome]) -> None:
+        """A script error is no outage: retrying the batch would fail again and hold every later outcome
+        behind it. Write each outcome alone and drop the one that fails (its job runs again once its
+        in-progress key expires)."""
+        for outcome in batch:
+            try:
+                await self._write([outcome])
+            except REDIS_DOWN as e:
+                if not _script_failed(e):
+                    self._pending.append(outcome)
+                    continue
+                logger.exception("job %s: writing its outcome failed; it runs again after its lease", outcome.raw_id)
 
     async def drain(self) -> None:
         """Wait until every outcome added so far is written."""

@@ -144,3 +144,12 @@ async def test_entry_state_shows_the_last_run(redis: ArqRedis, running_worker: C
     assert naps.last_finished is not None and naps.last_finished > naps.last_tick
     assert refusals.last_status == "failed"
     assert refusals.tz == "Europe/Berlin"
+
+
+async def test_a_job_whose_id_merely_starts_with_cron_finishes(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([add])
+    odd = await client.enqueue(add.options(job_id="cron:backup"), 1)
+    assert await odd.result(timeout_s=5) == 2
+    assert await (await client.enqueue(add, 2)).result(timeout_s=5) == 3

@@ -49,8 +49,10 @@ for i = 4, #ARGV, 7 do
   end
   if ARGV[i + 5] ~= '' then
     -- a cron job's id is cron:<entry name>:<tick or startup-time>; only an entry a worker registered is noted
-    local state = 'jobs:cron:state:' .. string.match(id, '^cron:(.*):[^:]*$')
-    if redis.call('EXISTS', state) == 1 then
+    -- (a job enqueued by hand with an id like 'cron:x' has no entry name: nothing to note)
+    local name = string.match(id, '^cron:(.*):[^:]*$')
+    local state = name and ('jobs:cron:state:' .. name)
+    if state and redis.call('EXISTS', state) == 1 then
       redis.call('HSET', state, 'last_status', ARGV[i + 5], 'last_duration_ms', ARGV[i + 6],
         'last_finished_ms', now, 'last_run_job_id', id)
     end
