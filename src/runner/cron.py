@@ -4,8 +4,10 @@
 once (name, crontab text, zone, policies, arguments against the job's signature) and raises
 :class:`CronEntryError` naming the entry, so a bad table stops the worker at start instead of failing silently
 at the first tick. Schedules are evaluated by cronsim: 5 fields, or 6 with seconds first, plus the
-``@hourly``-style aliases; across DST changes a tick in the gap fires at the first valid moment after it and a
-tick in the repeated hour fires once (twice for schedules that name every hour or run sub-hourly).
+``@hourly``-style aliases. Across DST changes a 5-field tick in the gap fires at the first valid moment after
+it and one in the repeated hour fires once (twice for schedules that run every hour or more often); 6-field
+schedules match the wall clock as written (a tick in the gap does not fire, one in the repeated hour fires
+twice).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -40,8 +42,8 @@ MissedPolicy = Literal["skip", "latest", "all"]
 #: ``allow``: a tick runs even while the previous run is unfinished; ``skip``: such a tick does not run
 OverlapPolicy = Literal["allow", "skip"]
 
-#: missed ticks are counted back this far at most (an entry ticking every second, down for a week, would
-#: otherwise take seconds to count)
+#: missed ticks are counted back this many past ``max_missed_runs`` at most (an entry ticking every second,
+#: down for a week, would otherwise take seconds to count)
 MISSED_COUNTED_UP_TO = 1000
 
 #: entry names become part of job ids and Redis keys (``cron:<name>:<tick ms>``)
@@ -69,34 +71,54 @@ class CronEntry:
     run_at_startup: bool = False
 
     def next_tick(self, after: datetime) -> datetime:
-        """The first tick strictly after ``after`` (an aware datetime), in the entry's zone."""
+        """The first tick strictly after ``after`` (an aware datetime), in UTC."""
         return next(self.ticks_after(after))
 
     def ticks_after(self, after: datetime) -> Iterator[datetime]:
-        """Ticks strictly after ``after``, in order."""
-        return iter(CronSim(self.schedule, after.astimezone(self.tz)))
+        """Ticks strictly after ``after``, in order, in UTC.
 
-    def ticks_before(self, before: datetime) -> Iterator[datetime]:
-        """Ticks strictly before ``before``, most recent first."""
-        return iter(CronSim(self.schedule, before.astimezone(self.tz), reverse=True))
+        Ticks are handed out in UTC because two datetimes of the same zone compare by wall time, ignoring
+        ``fold``: in a repeated autumn hour 02:00 CET would count as before 02:30 CEST. And from a moment in
+        the second pass of that hour, cronsim (which drops the fold) can yield a first-pass tick that is
+        already past; comparing instants leaves it out."""
+        after = after.astimezone(UTC)
+        ticks = (tick.astimezone(UTC) for tick in CronSim(self.schedule, after.astimezone(self.tz)))
+        return (tick for tick in ticks if tick > after)
+
+    def missed_ticks(self, after: datetime, before: datetime) -> list[datetime]:
+        """Ticks in (``after``, ``before``), most recent first, at most ``max_missed_runs`` +
+        ``MISSED_COUNTED_UP_TO`` of them (walking back from ``before``, so a long outage costs nothing)."""
+        found: list[datetime] = []
+        backwards = CronSim(self.schedule, before.astimezone(self.tz), reverse=True)
+        for tick in (tick.astimezone(UTC) for tick in islice(backwards, self.missed_cap)):
+            if tick <= after:
+                break
+            found.append(tick)
+        # the backward walk drops the fold of a repeated autumn hour and can step over a tick there; a
+        # forward walk from the most recent tick found (or from ``after``) to ``before`` finds it
+        for tick in self.ticks_after(found[0] if found else after):
+            if tick >= before:
+                break
+            found.append(tick)
+        return sorted(set(found), reverse=True)[: self.missed_cap]
 
     def missed_to_run(self, after: datetime | None, before: datetime, now: datetime) -> tuple[list[datetime], int]:
         """Of the ticks in (``after``, ``before``) that nobody enqueued, the ones the missed-run policy runs
-        (oldest first), and how many it leaves out (counted up to ``MISSED_COUNTED_UP_TO``)."""
+        (oldest first), and how many it leaves out (counted up to ``MISSED_COUNTED_UP_TO``). With
+        ``overlap="skip"`` at most one runs: each would be skipped as overlapping the one before."""
         if after is None:
             return [], 0  # never ran anywhere: nothing was missed
         wanted = {"skip": 0, "latest": 1, "all": self.max_missed_runs}[self.missed]
+        if self.overlap == "skip":
+            wanted = min(wanted, 1)
         oldest = now - timedelta(seconds=self.max_drift_s)
-        missed: list[datetime] = []
-        left_out = 0
-        for tick in islice(self.ticks_before(before), self.max_missed_runs + MISSED_COUNTED_UP_TO):
-            if tick <= after:
-                break
-            if len(missed) < wanted and tick >= oldest:
-                missed.append(tick)
-            else:
-                left_out += 1
-        return missed[::-1], left_out
+        missed = self.missed_ticks(after, before)
+        to_run = [tick for tick in missed if tick >= oldest][:wanted]
+        return to_run[::-1], len(missed) - len(to_run)
+
+    @property
+    def missed_cap(self) -> int:
+        return self.max_missed_runs + MISSED_COUNTED_UP_TO
 
     def job_id(self, tick: datetime) -> str:
         """The same id for the same tick on every worker, so a tick is one job."""

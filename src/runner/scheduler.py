@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from .client import JobClient, TickResult
-from .cron import MISSED_COUNTED_UP_TO, CronEntry
+from .cron import CronEntry
 from .cron_state import note_missed, register
 from .outage import REDIS_DOWN, Outage
 
@@ -27,6 +27,10 @@ logger = logging.getLogger("jobs.cron")
 
 #: after an unexpected error, try the same ticks again this soon
 _RETRY_AFTER_S = 1.0
+#: the loop wakes at least this often and writes the table's definitions again (after Redis lost its data)
+_REGISTER_EVERY = timedelta(seconds=60)
+#: a loop that wakes this much later than it planned joins again (see :meth:`CronScheduler.run`)
+_LATE_REJOIN = timedelta(seconds=60)
 #: a tick at the join instant is the join's own (on time); anything before it is missed
 _JUST_BEFORE = timedelta(microseconds=1)
 
@@ -48,20 +52,33 @@ class CronScheduler:
         #: when this scheduler last joined; None before its start and while Redis is unreachable
         self.joined: datetime | None = None
         self._started = False
+        self._registered = datetime.min.replace(tzinfo=UTC)
 
     async def run(self) -> None:
         outage = Outage("enqueueing cron ticks")
+        wake_at: datetime | None = None
         while self.entries:
+            if wake_at is not None and self.now() - wake_at > _LATE_REJOIN:
+                # the process was paused, the clock stepped or the loop was blocked: the ticks of that gap
+                # count as missed, like ticks no worker was up for
+                logger.warning("cron: woke %s late; the ticks in between follow each entry's missed-run policy",
+                               self.now() - wake_at)  # fmt: skip
+                self.joined = None
             try:
                 if self.joined is None:
                     await self.join()
-                wake_at = await self.step()
+                elif self.now() - self._registered >= _REGISTER_EVERY:
+                    self._registered = self.now()
+                    await register(self.client.redis, self.entries, self._registered)
+                wake_at = min(await self.step(), self.now() + _REGISTER_EVERY)
             except REDIS_DOWN as e:
                 self.joined = None  # ticks due until Redis is back are missed: the policy decides
+                wake_at = None
                 await outage.failed(e)
                 continue
             except Exception:
                 logger.exception("cron: enqueueing due ticks failed; trying again in %gs", _RETRY_AFTER_S)
+                wake_at = None
                 await self.sleep(_RETRY_AFTER_S)
                 continue
             outage.ok()
@@ -70,7 +87,7 @@ class CronScheduler:
     async def join(self) -> None:
         """Register the table, run the missed ticks each entry's policy picks, and (on the first join) the
         ``run_at_startup`` entries."""
-        now = self.now()
+        now = self._registered = self.now()
         last_ticks = await register(self.client.redis, self.entries, now)
         for entry in self.entries:
             last = max(filter(None, (last_ticks[entry.name], self.cursor.get(entry.name))), default=None)
@@ -80,7 +97,7 @@ class CronScheduler:
             if not_run:
                 logger.info(
                     "cron %s: %s missed tick(s) since %s not run (missed=%r, max_drift_s=%g)", entry.name,
-                    f"{not_run}+" if not_run >= MISSED_COUNTED_UP_TO else not_run,
+                    f"{not_run}+" if not_run + len(to_run) >= entry.missed_cap else not_run,
                     last.isoformat() if last else "?", entry.missed, entry.max_drift_s,
                 )  # fmt: skip
             if to_run or not_run:
@@ -108,9 +125,16 @@ class CronScheduler:
         return wake_at
 
     async def _enqueue(self, entry: CronEntry, tick: datetime | None) -> None:
-        after = tick or self.now()
-        result = await self.client.enqueue_tick(entry, tick, entry.next_tick(after))
+        """Enqueue one tick; an error of this entry's own (not Redis's) is logged and the tick left out, so one
+        bad entry holds up no other."""
         when = tick.isoformat() if tick else "startup"
+        try:
+            result = await self.client.enqueue_tick(entry, tick, entry.next_tick(tick or self.now()))
+        except REDIS_DOWN:
+            raise
+        except Exception:
+            logger.exception("cron %s: tick %s could not be enqueued; left out", entry.name, when)
+            return
         if result is TickResult.OVERLAP_SKIPPED:
             logger.info("cron %s: tick %s skipped: the previous run is unfinished (overlap='skip')", entry.name, when)
         elif result is TickResult.ENQUEUED:

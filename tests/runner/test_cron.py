@@ -153,3 +153,14 @@ async def test_a_job_whose_id_merely_starts_with_cron_finishes(
     odd = await client.enqueue(add.options(job_id="cron:backup"), 1)
     assert await odd.result(timeout_s=5) == 2
     assert await (await client.enqueue(add, 2)).result(timeout_s=5) == 3
+
+
+def test_six_field_schedules_match_the_wall_clock_across_dst() -> None:
+    entry = cron("s", "0 30 2 * * *", add, tz="Europe/Berlin", kwargs={"a": 1})
+    spring = entry.ticks_after(datetime(2026, 3, 28, 12, tzinfo=BERLIN))
+    assert [next(spring).astimezone(BERLIN).day for _ in range(2)] == [30, 31]  # none on the 29th
+    autumn = entry.ticks_after(datetime(2026, 10, 24, 12, tzinfo=BERLIN))
+    assert [next(autumn) for _ in range(2)] == [  # twice on the 25th: 02:30 CEST and 02:30 CET
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+        datetime(2026, 10, 25, 1, 30, tzinfo=UTC),
+    ]

@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import JobClient, cron
+from src.runner import Codec, JobClient, cron
 from src.runner import constants as k
 from src.runner.cron import CronEntry
 from src.runner.cron_state import cron_states
 from src.runner.scheduler import CronScheduler
-from tests.sample_jobs import add
+from tests.sample_jobs import add, echo
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOON = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -27,7 +27,7 @@ class Clock:
     """Time that moves only when the scheduler sleeps, so a day of ticks takes milliseconds."""
 
     def __init__(self, start: datetime, until: datetime | None = None) -> None:
-        self.t = start
+        self.t = start.astimezone(UTC)  # arithmetic on a zone's datetimes is wall-clock arithmetic
         self.until = until
 
     def now(self) -> datetime:
@@ -88,10 +88,11 @@ async def test_run_loop_enqueues_each_tick_when_due(client: JobClient, redis: Ar
         ("all", {"max_drift_s": 2.5}, [4, 5, 6]),  # at 6.5 s, ticks before 4 s are too old
         ("all", {"max_missed_runs": 2}, [5, 6]),  # the most recent ones
         ("latest", {"max_drift_s": 0.4}, []),  # the latest missed tick is 0.5 s old
+        ("all", {"overlap": "skip"}, [6]),  # each would overlap the one before: only the latest runs
     ],
 )
 async def test_missed_ticks_follow_the_entry_policy(
-    client: JobClient, redis: ArqRedis, policy: str, limits: dict[str, float], expected: list[int]
+    client: JobClient, redis: ArqRedis, policy: str, limits: dict[str, object], expected: list[int]
 ) -> None:
     entry = cron("m", "* * * * * *", add, kwargs={"a": 1}, missed=policy, **limits)  # type: ignore[arg-type]
     clock = Clock(NOON + timedelta(milliseconds=500))
@@ -99,6 +100,7 @@ async def test_missed_ticks_follow_the_entry_policy(
     await first.join()
     clock.t += timedelta(seconds=1)
     await first.step()  # tick 1 runs; then no worker is up for ticks 2..6
+    await redis.delete(k.job_key_prefix + entry.job_id(NOON + timedelta(seconds=1)))  # and it finished
     clock.t += timedelta(seconds=5)
     second = clock.scheduler(entry, client=client)
     await second.join()
@@ -106,7 +108,8 @@ async def test_missed_ticks_follow_the_entry_policy(
     [state] = await cron_states(redis)
     assert state.missed_not_run == 5 - len(expected)
     clock.t += timedelta(milliseconds=500)
-    await second.step()  # from the join on, every tick runs
+    await redis.delete(*[k.job_key_prefix + m.decode() for m in await redis.zrange(k.default_queue_name, 0, -1)])
+    await second.step()  # from the join on, every tick runs (the runs before it have finished)
     assert (await _queued_ticks(redis, "m"))[-1] == NOON + timedelta(seconds=7)
 
 
@@ -153,6 +156,30 @@ async def test_dst_in_berlin_fires_as_cronsim_defines(client: JobClient, redis: 
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("policy", ["skip", "latest"])
+async def test_a_join_in_the_repeated_hour_sees_the_tick_missed_in_its_first_pass(
+    client: JobClient, redis: ArqRedis, policy: str
+) -> None:
+    """02:45 on 2026-10-25 in Berlin is 00:45 UTC (CEST); a worker that starts at 02:10 CET (01:10 UTC, the
+    hour's second pass) missed it: the policy decides, and the loop does not take it for a due tick."""
+    entry = cron("nightly", "45 2 * * *", add, tz="Europe/Berlin", kwargs={"a": 1}, missed=policy)  # type: ignore[arg-type]
+    clock = Clock(datetime(2026, 10, 24, 0, 40, tzinfo=UTC))
+    first = clock.scheduler(entry, client=client)
+    await first.join()
+    clock.t = datetime(2026, 10, 24, 0, 45, 1, tzinfo=UTC)
+    await first.step()  # 02:45 CEST on the 24th
+    clock.t = datetime(2026, 10, 25, 1, 10, tzinfo=UTC)
+    second = clock.scheduler(entry, client=client)
+    await second.join()
+    assert await second.step() == datetime(2026, 10, 26, 1, 45, tzinfo=UTC)  # 02:45 CET
+    ran = [datetime(2026, 10, 24, 0, 45, tzinfo=UTC)]
+    if policy == "latest":
+        ran.append(datetime(2026, 10, 25, 0, 45, tzinfo=UTC))
+    assert await _queued_ticks(redis, "nightly") == ran
+    [state] = await cron_states(redis)
+    assert state.missed_not_run == (1 if policy == "skip" else 0)
+
+
 async def test_run_at_startup_runs_once_for_workers_starting_together(client: JobClient, redis: ArqRedis) -> None:
     entry = cron("warm", "@daily", add, kwargs={"a": 1}, run_at_startup=True)
     clock = Clock(NOON)
@@ -163,3 +190,55 @@ async def test_run_at_startup_runs_once_for_workers_starting_together(client: Jo
     ids = [m.decode() for m in await redis.zrange(k.default_queue_name, 0, -1)]
     assert len(ids) == 1
     assert ids[0].startswith("cron:warm:startup-")
+
+
+class PausingClock(Clock):
+    """A clock whose process is paused (SIGSTOP, a VM pause) once, at ``pause_at``, for ``pause``."""
+
+    def __init__(self, start: datetime, until: datetime, pause_at: datetime, pause: timedelta) -> None:
+        super().__init__(start, until)
+        self.pause_at, self.pause = pause_at, pause
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds)
+        if self.t >= self.pause_at and self.pause:
+            self.t, self.pause = self.t + self.pause, timedelta(0)
+
+
+@pytest.mark.parametrize(("policy", "during_pause"), [("skip", []), ("latest", [9])])
+async def test_a_loop_that_wakes_far_too_late_treats_the_gap_as_missed(
+    client: JobClient, redis: ArqRedis, policy: str, during_pause: list[int]
+) -> None:
+    entry = cron("minutely", "* * * * *", add, kwargs={"a": 1}, missed=policy)  # type: ignore[arg-type]
+    start = NOON - timedelta(seconds=30)
+    clock = PausingClock(start, until=NOON + timedelta(minutes=12), pause_at=NOON + timedelta(minutes=2),
+                         pause=timedelta(minutes=7, seconds=30))  # fmt: skip
+    with pytest.raises(ClockStopped):
+        await clock.scheduler(entry, client=client).run()
+    minutes = [int((t - NOON).total_seconds() // 60) for t in await _queued_ticks(redis, "minutely")]
+    assert minutes == [0, 1, *during_pause, 10, 11, 12]  # tick 2 fell in the pause
+
+
+async def test_one_entry_that_cannot_be_enqueued_holds_up_no_other(redis: ArqRedis, codec: Codec) -> None:
+    client = JobClient(redis, codec, max_payload_bytes=200)
+    too_big = cron("too-big", "* * * * * *", echo, kwargs={"text": "x" * 300})
+    fine = cron("fine", "* * * * * *", add, kwargs={"a": 1})
+    clock = Clock(NOON + timedelta(milliseconds=500))
+    scheduler = clock.scheduler(too_big, fine, client=client)
+    await scheduler.join()
+    clock.t += timedelta(seconds=2)
+    await scheduler.step()
+    assert await _queued_ticks(redis, "fine") == _seconds(1, 2)
+    assert await _queued_ticks(redis, "too-big") == []
+
+
+async def test_the_table_is_registered_again_after_redis_lost_its_data(client: JobClient, redis: ArqRedis) -> None:
+    entry = cron("daily", "@daily", add, kwargs={"a": 1})
+    clock = Clock(NOON, until=NOON + timedelta(minutes=3))
+    scheduler = clock.scheduler(entry, client=client)
+    await scheduler.join()
+    await redis.flushdb()  # a restart without persistence
+    with pytest.raises(ClockStopped):
+        await scheduler.run()  # asleep until tomorrow's tick, it still wakes every minute
+    [state] = await cron_states(redis)
+    assert (state.name, state.schedule, state.next_tick) == ("daily", "0 0 * * *", datetime(2026, 1, 2, tzinfo=UTC))
