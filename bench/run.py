@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import uvloop
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -152,15 +153,19 @@ class Bench:
                 await asyncio.gather(*(self.redis.enqueue_job("noop") for _ in range(100)))
             self.results.add("enqueue batch 100 (jobs/s)", variant, DRAIN_N / (time.perf_counter() - started))
 
-    async def drain(self, variant: str, *, debug_log: bool = False) -> None:
+    async def run_filled(self, variant: str, job: str, n: int, timeout_s: float, **start: Any) -> float:
+        """Fill the queue with ``n`` jobs, run workers until all are done, stop them; the first worker's peak RSS."""
         await self.redis.flushdb()
-        await self.fill(variant, "noop", DRAIN_N)
-        procs = self.start(variant, DRAIN_N, debug_log=debug_log)
+        await self.fill(variant, job, n)
+        procs = self.start(variant, n, **start)
         try:
-            await self.wait_count(DRAIN_N, 300)
-            rss = self.peak_rss_mib(procs[0])
+            await self.wait_count(n, timeout_s)
+            return self.peak_rss_mib(procs[0])
         finally:
             self.stop(procs)
+
+    async def drain(self, variant: str, *, debug_log: bool = False) -> None:
+        rss = await self.run_filled(variant, "noop", DRAIN_N, 300, debug_log=debug_log)
         label = variant + ("+debug-log" if debug_log else "")
         self.results.add("drain 10k (jobs/s)", label, DRAIN_N / await self.first_to_last_s())
         if not debug_log:
@@ -170,13 +175,7 @@ class Bench:
         await self.drain(variant, debug_log=True)
 
     async def sleep_load(self, variant: str) -> None:
-        await self.redis.flushdb()
-        await self.fill(variant, "sleepy", SLEEP_N)
-        procs = self.start(variant, SLEEP_N, max_jobs=100)
-        try:
-            await self.wait_count(SLEEP_N, 120)
-        finally:
-            self.stop(procs)
+        await self.run_filled(variant, "sleepy", SLEEP_N, 120, max_jobs=100)
         self.results.add("2000 x sleep 50ms, c=100 (s)", variant, await self.first_to_last_s())
 
     async def pickup(self, variant: str) -> None:
@@ -243,13 +242,7 @@ class Bench:
         self.results.add("deferred start late max (ms)", variant, lateness[-1])
 
     async def fleet(self, variant: str) -> None:
-        await self.redis.flushdb()
-        await self.fill(variant, "tracked", DRAIN_N)
-        procs = self.start(variant, DRAIN_N, count=4)
-        try:
-            await self.wait_count(DRAIN_N, 300)
-        finally:
-            self.stop(procs)
+        await self.run_filled(variant, "tracked", DRAIN_N, 300, count=4)
         seen = await self.redis.hvals(jobs.SEEN)
         self.results.add("4 workers drain 10k (jobs/s)", variant, DRAIN_N / await self.first_to_last_s())
         self.results.add("4 workers duplicates", variant, sum(int(v) > 1 for v in seen) + DRAIN_N - len(seen))
