@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     # imported on first use only: a worker whose jobs make no HTTP calls does not load an HTTP stack
     import httpx2
 
-logger = logging.getLogger("jobs.job")
+logger = logging.getLogger("hasten.job")
 
 #: key our worker adds to arq's ctx dict; a stock arq worker leaves it out and the default applies
 CTX_DEFAULT_TIMEOUT_S = "jobs_default_timeout_s"

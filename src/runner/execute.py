@@ -30,7 +30,7 @@ from .finish import Outcome
 from .job import JobSpec
 from .outage import REDIS_DOWN, Outage
 
-logger = logging.getLogger("jobs.worker")
+logger = logging.getLogger("hasten.worker")
 
 #: how often the sweeper looks for jobs past their deadline (timeouts are enforced to this precision)
 _SWEEP_EVERY_S = 0.05

@@ -22,7 +22,7 @@ from . import constants as k
 from .outage import REDIS_DOWN, Outage
 from .scripts import script
 
-logger = logging.getLogger("jobs.worker")
+logger = logging.getLogger("hasten.worker")
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ import time
 
 from redis.exceptions import RedisError
 
-logger = logging.getLogger("jobs.worker")
+logger = logging.getLogger("hasten.worker")
 
 #: what a lost or refused connection raises (redis-py wraps most of it; sockets raise OSError)
 REDIS_DOWN = (RedisError, OSError)

@@ -21,7 +21,7 @@ from .finish import Finisher, Outcome
 from .outage import REDIS_DOWN, Outage
 from .wakeup import WakeUp
 
-logger = logging.getLogger("jobs.worker")
+logger = logging.getLogger("hasten.worker")
 
 #: how long the pickup loop waits for more slots when only a few are free
 _GATHER_SLOTS_S = 0.001

@@ -23,7 +23,7 @@ from .cron import CronEntry
 from .cron_state import note_missed, register
 from .outage import REDIS_DOWN, Outage
 
-logger = logging.getLogger("jobs.cron")
+logger = logging.getLogger("hasten.cron")
 
 #: after an unexpected error, try the same ticks again this soon
 _RETRY_AFTER_S = 1.0

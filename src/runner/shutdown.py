@@ -14,7 +14,7 @@ import signal
 import time
 from typing import Any
 
-logger = logging.getLogger("jobs.worker")
+logger = logging.getLogger("hasten.worker")
 
 #: how often the drain checks whether the running jobs are done
 _DRAIN_CHECK_S = 0.05

@@ -44,7 +44,7 @@ from .wakeup import WakeUp
 if TYPE_CHECKING:
     import httpx2
 
-logger = logging.getLogger("jobs.worker")
+logger = logging.getLogger("hasten.worker")
 
 #: connect/read timeout of the shared HTTP client; a job's own timeout_s still bounds the whole job
 _HTTP_TIMEOUT_S = 30.0
