@@ -29,8 +29,10 @@ def start_worker(start_process_worker: StartWorker) -> StartWorker:
 
 
 async def _idle_workers(redis: ArqRedis, n: int) -> None:
+    """Wait until ``n`` workers are registered as idle (a worker with free slots is, even while jobs run)."""
     for _ in range(500):
-        if await redis.zcard(k.IDLE_KEY_PREFIX + k.default_queue_name) >= n:
+        live = await redis.zcount(k.IDLE_KEY_PREFIX + k.default_queue_name, time.time() * 1000, "+inf")
+        if live >= n:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{n} idle workers did not register")
@@ -55,7 +57,7 @@ async def test_sigkilled_workers_job_runs_again_within_two_leases(
     [(pid, _)] = await _starts(redis, handle.job_id, 1)
     assert pid == first.pid
     second = start_worker()
-    await _idle_workers(redis, 1)  # the second one, idle: the first is busy
+    await _idle_workers(redis, 2)  # the second one is up (the first, with free slots, is registered too)
     first.send_signal(signal.SIGKILL)
     killed_at = time.time()
     starts = await _starts(redis, handle.job_id, 2)

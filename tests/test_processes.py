@@ -55,7 +55,7 @@ async def test_arq_command_runs_our_worker(
         await client.close()
     arq_worker.send_signal(signal.SIGTERM)
     output, _ = arq_worker.communicate(timeout=10)
-    assert "jobs worker on uvloop.Loop: 3 jobs, 1 cron entries, queue 'arq:queue', codec JSON" in output
+    assert "hasten worker on uvloop.Loop: 3 jobs, 1 cron entries, queue 'arq:queue', codec JSON" in output
     check = subprocess.run([*ARQ, "--check"], cwd=ROOT, env=_env(JOBS_REDIS_URL=redis_server.url), check=False)
     assert check.returncode == 1  # health key removed on clean shutdown
 

@@ -14,6 +14,7 @@ from .eager import EagerClient
 from .errors import (
     ArgumentsInvalid,
     CronEntryError,
+    JobAborted,
     JobFailed,
     JobNotFound,
     JobsError,
@@ -41,6 +42,7 @@ __all__ = [
     "DeadLetters",
     "EagerClient",
     "EnqueueOptions",
+    "JobAborted",
     "JobClient",
     "JobContext",
     "JobFailed",

@@ -16,8 +16,10 @@ from .scripts import script
 
 #: rows one claim may examine; running jobs it skips count too
 _SCAN_ROWS_MIN = 64
-#: the cursor starts again from the head of the queue this often, to find jobs whose in-progress key expired
-_CURSOR_RESET_S = 1.0
+#: the cursor starts again from the head of the queue at most this often, to find jobs whose lease expired
+#: (a crashed worker's); with a short lease, every third of it. Never before each idle wait: with many long
+#: jobs running, each rescan examines all of them.
+_CURSOR_RESET_MAX_S = 2.0
 
 
 @dataclass(slots=True)
@@ -57,28 +59,45 @@ class ClaimBatch:
 class Claimer:
     """Claims due jobs from one queue, keeping a cursor past the jobs that are already running."""
 
-    def __init__(self, redis: Redis, queue_name: str, worker_id: str, in_progress_ms: int, idle_ttl_ms: int) -> None:
+    def __init__(self, redis: Redis, queue_name: str, worker_id: str, lease_ms: int, idle_ttl_ms: int) -> None:
         self._script = script(redis, "claim")
         self._keys = [queue_name, k.IDLE_KEY_PREFIX + queue_name, k.WORKER_LIST_PREFIX + worker_id]
-        self._in_progress_ms = in_progress_ms
-        self._idle_member = f"{worker_id}|{in_progress_ms}"
+        self._owner = worker_id
+        self._lease_ms = lease_ms
+        # a job handed over holds the hand-off lease until this worker takes it: never longer than a lease
+        self._idle_member = f"{worker_id}|{min(k.HANDOFF_LEASE_MS, lease_ms)}"
         self._idle_ttl_ms = idle_ttl_ms
         self._cursor: tuple[bytes, bytes] = (b"", b"-inf")
         self._cursor_set_at = 0.0
+        self._reset_every_s = min(lease_ms / 3000, _CURSOR_RESET_MAX_S)
 
     def reset(self) -> None:
         self._cursor = (b"", b"-inf")
 
-    async def claim(self, limit: int) -> ClaimBatch:
+    def rewind(self) -> None:
+        """Before an idle wait: go back to the first job of the cursor's millisecond, so that a job enqueued
+        since with the same due time (ties sort by id, maybe before the cursor) is found, without re-scanning
+        every running job before it as a reset would."""
+        member, score = self._cursor
+        if member:
+            self._cursor = (b"", repr(float(score) - 1).encode())
+
+    def rewind_to(self, score_ms: float) -> None:
+        """A job was put back (or enqueued) due at ``score_ms``: scan from there if the cursor is past it."""
+        if score_ms <= float(self._cursor[1]):
+            self._cursor = (b"", repr(score_ms - 1).encode())
+
+    async def claim(self, limit: int, skip: list[bytes] | None = None) -> ClaimBatch:
+        """Up to ``limit`` jobs; ``skip``: ids running here without a lease, which this worker must not claim."""
         now = time.monotonic()
-        if now - self._cursor_set_at > _CURSOR_RESET_S:
+        if now - self._cursor_set_at > self._reset_every_s:
             self.reset()
             self._cursor_set_at = now
         member, score = self._cursor
         scan = max(limit * 2, _SCAN_ROWS_MIN)
         args: list[bytes | str | int] = [
-            int(time.time() * 1000), limit, self._in_progress_ms, member, score, scan, self._idle_member,
-            self._idle_ttl_ms,
+            int(time.time() * 1000), limit, self._lease_ms, member, score, scan, self._idle_member,
+            self._idle_ttl_ms, self._owner, *(skip or ()),
         ]  # fmt: skip
         rows, last_member, last_score, more, next_due, handed = await self._script(keys=self._keys, args=args)
         self._cursor = (last_member, last_score)

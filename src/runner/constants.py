@@ -31,13 +31,16 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_POLL_DELAY_S",
     "DEFAULT_SHUTDOWN_GRACE_S",
+    "DEFAULT_SOCKET_TIMEOUT_S",
     "DLQ_ENTRY_KEY_PREFIX",
     "DLQ_KEY_PREFIX",
     "EXPIRES_EXTRA_MS",
+    "HANDOFF_LEASE_MS",
     "IDLE_KEY_PREFIX",
     "JOB_NOTES_TTL_MS",
     "MAX_WAKE_TOKENS",
     "PROGRESS_KEY_PREFIX",
+    "SHUTDOWN_WRITE_BOUND_S",
     "TRY_ERRORS_KEY_PREFIX",
     "WAKE_KEY_PREFIX",
     "WIRE_VERSION",
@@ -64,6 +67,10 @@ DEFAULT_LEASE_S = 30.0
 #: an idle worker sends about two commands per poll
 DEFAULT_POLL_DELAY_S = 1.0
 DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
+#: a worker's Redis commands wait this long for a reply before the connection counts as dead (half-open)
+DEFAULT_SOCKET_TIMEOUT_S = 5.0
+#: on shutdown, how long outcomes not yet written (Redis away) are tried before they are left to the leases
+SHUTDOWN_WRITE_BOUND_S = 5.0
 #: how long after its due time an unstarted job key lives (arq's default: one day)
 EXPIRES_EXTRA_MS = 86_400_000
 
@@ -76,6 +83,9 @@ MAX_WAKE_TOKENS = 16
 IDLE_KEY_PREFIX = "jobs:idle:"
 #: a worker's own list (``<prefix><worker id>``): jobs handed to it already claimed, by enqueue.lua
 WORKER_LIST_PREFIX = "jobs:worker:"
+#: the lease (and list lifetime) of a job handed to an idle worker until the worker takes it: a worker that died
+#: just after registering as idle holds the job this long, not a whole lease
+HANDOFF_LEASE_MS = 3000
 
 #: list per job of the errors of its failed tries that were retried (``<prefix><job id>``)
 TRY_ERRORS_KEY_PREFIX = "jobs:errors:"

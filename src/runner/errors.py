@@ -12,6 +12,8 @@
      ├── CronEntryError          a cron entry is invalid (bad crontab, zone, job or arguments)
      ├── JobFailed               the job ended in an exception (re-raised by ``JobHandle.result``)
      ├── JobTimeout              the job ran past its ``timeout_s``
+ ├── JobAborted              the job was aborted (``JobHandle.abort``) before it finished
+ ├── JobCancelled            the job raised ``CancelledError`` itself (a failed try, retried like any error)
      ├── JobNotFound             no job, and no result, with that id
      └── ResultNotReady          ``JobHandle.result`` gave up waiting
 """
@@ -53,6 +55,19 @@ class CronEntryError(JobsError):
 
 class JobTimeout(JobsError):
     """The job ran longer than its ``timeout_s``."""
+
+
+class JobAborted(JobsError):
+    """The job was aborted before it finished (re-raised by ``JobHandle.result``).
+
+    arq stores an aborted job's result as ``CancelledError``; a caller must not see that, because a
+    ``TaskGroup``, retry helpers and middleware take a ``CancelledError`` for their own cancellation.
+    """
+
+
+class JobCancelled(JobsError):
+    """A job raised ``asyncio.CancelledError`` although the worker did not cancel it (a library turning its own
+    timeout into one, a cancelled future): a failed try like any exception, retried by the job's policy."""
 
 
 class JobNotFound(JobsError):

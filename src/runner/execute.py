@@ -1,9 +1,12 @@
 """Running one claimed job to an :class:`Outcome`: decode, look up, validate, run, decide what is written.
 
-:class:`Execution` is a mixin of :class:`~src.runner.worker.Worker`, kept apart from the worker's loop. It
-keeps arq's counters (``jobs_complete`` …, which arq's health check reports) and arq's outcome semantics:
-success or failure is ``done`` (result stored, job removed), a retry is ``again`` (back in the queue).
-Timeouts are not one timer per job: the worker's sweeper cancels tasks past their deadline (see ``worker.py``).
+:class:`Executor` is given the worker's registry of running jobs (``running.py``): it sets a job's deadline when
+its function starts, and reads why the worker cancelled it, if the worker did. It keeps arq's counters
+(``jobs_complete`` …, which arq's health check reports) and arq's outcome semantics: success or failure is
+``done`` (result stored, job removed), a retry is ``again`` (back in the queue). How a ``CancelledError`` ends a
+try is decided from the worker's own state, never from the exception type: a timeout is a failed try, an abort
+ends the job, a shutdown puts it back without spending a try, and a ``CancelledError`` the job raised itself
+(a library that turns its own timeout into one, a cancelled future) is a failed try like any exception.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from arq.connections import ArqRedis
 from arq.jobs import DeserializationError, serialize_result
 from arq.utils import ms_to_datetime
 from arq.worker import Function, JobExecutionFailed, Retry
@@ -25,17 +28,12 @@ from .claim import Claimed
 from .codec import Codec, describe_exception
 from .context import JobContext
 from .dlq import dead_letter
-from .errors import PayloadError
+from .errors import JobCancelled, PayloadError
 from .finish import Outcome
 from .job import JobSpec
-from .outage import REDIS_DOWN, Outage
+from .running import RunningJobs
 
 logger = logging.getLogger("hasten.worker")
-
-#: how often the sweeper looks for jobs past their deadline (timeouts are enforced to this precision)
-_SWEEP_EVERY_S = 0.05
-#: how often running jobs are checked against arq's abort set
-_ABORT_CHECK_EVERY_S = 0.05
 
 
 @dataclass(slots=True)
@@ -61,28 +59,48 @@ def _run_status(outcome: Outcome) -> str:
     return "complete" if outcome.succeeded else "failed" if outcome.dead else "aborted"
 
 
-class Execution:
-    # set by Worker.__init__ (ours or arq's)
-    specs: dict[str, JobSpec[Any, Any]]
-    functions: dict[str, Any]
-    codec: Codec
-    queue_name: str
-    ctx: dict[Any, Any]
+@dataclass(slots=True)
+class Counters:
+    """arq's counters, which its health check line reports."""
+
+    complete: int = 0
+    failed: int = 0
+    retried: int = 0
+
+
+@dataclass(slots=True)
+class ResultPolicy:
+    """How long results are kept and how many tries a job gets, unless its function says otherwise."""
+
     job_timeout_s: float
     keep_result_s: float
     keep_result_forever: bool
     max_tries: int
-    jobs_complete: int
-    jobs_failed: int
-    jobs_retried: int
-    pool: ArqRedis
-    #: job id -> (monotonic deadline, task): the sweeper cancels what runs past its deadline
-    deadlines: dict[str, tuple[float, asyncio.Task[Any]]]
-    #: why a task was cancelled ("timeout" or "abort"); no reason means shutdown
-    cancel_reasons: dict[str, str]
 
-    def shared_http(self) -> Any:  # the worker's pooled HTTP client (Worker.shared_http)
-        raise NotImplementedError
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        functions: dict[str, Any],
+        specs: dict[str, JobSpec[Any, Any]],
+        codec: Codec,
+        queue_name: str,
+        ctx: dict[Any, Any],
+        policy: ResultPolicy,
+        running: RunningJobs,
+        shared_http: Callable[[], Any],
+        counters: Counters,
+    ) -> None:
+        self.functions = functions
+        self.specs = specs
+        self.codec = codec
+        self.queue_name = queue_name
+        self.ctx = ctx
+        self.policy = policy
+        self.running = running
+        self.shared_http = shared_http
+        self.counters = counters
 
     async def execute(self, claimed: Claimed) -> Outcome:
         start_ms = _now_ms()
@@ -113,19 +131,23 @@ class Execution:
             logger.warning("job %s: function %r not found", claimed.job_id, job.function)
             missing = JobExecutionFailed(f"function {job.function!r} not found")
             return self._done(claimed, job, start_ms, missing, dead="unknown function")
-        max_tries = function.max_tries or self.max_tries
+        max_tries = function.max_tries or self.policy.max_tries
         if job.job_try > max_tries:
             exhausted = JobExecutionFailed(f"max {max_tries} retries exceeded")
             return self._done(claimed, job, start_ms, exhausted, dead="tries exhausted")
         return await self._run(claimed, job, function, start_ms)
 
+    def _timeout_s(self, spec: JobSpec[Any, Any] | None, function: Function) -> float:
+        for timeout_s in (spec.timeout_s if spec else function.timeout_s, self.policy.job_timeout_s):
+            if timeout_s is not None and timeout_s > 0:
+                return timeout_s
+        return k.DEFAULT_JOB_TIMEOUT_S
+
     async def _run(self, claimed: Claimed, job: _Job, function: Function, start_ms: int) -> Outcome:
         job_id = claimed.job_id
         spec = self.specs.get(job.function)
-        timeout_s = (spec.timeout_s if spec else function.timeout_s) or self.job_timeout_s or 300.0
-        task = asyncio.current_task()
-        assert task is not None
-        self.deadlines[job_id] = (time.monotonic() + timeout_s, task)
+        timeout_s = self._timeout_s(spec, function)
+        self.running.set_deadline(job_id, time.monotonic() + timeout_s)
         logger.debug("→ %s %s try=%d", job_id, job.function, job.job_try)
         try:
             if spec is not None:
@@ -134,25 +156,41 @@ class Execution:
                 ctx = {**self.ctx, "job_id": job_id, "job_try": job.job_try, "score": claimed.score_ms,
                        "enqueue_time": ms_to_datetime(job.enqueue_time_ms)}  # fmt: skip
                 result = await function.coroutine(ctx, *job.args, **job.kwargs)
-        except asyncio.CancelledError:
-            reason = self.cancel_reasons.pop(job_id, None)
-            if reason == "abort":
-                return self._done(claimed, job, start_ms, asyncio.CancelledError("aborted"))
-            if reason == "timeout":
-                error = spec.timeout_error(timeout_s) if spec else TimeoutError(f"timed out after {timeout_s:g}s")
-                return self._failed(claimed, job, spec, start_ms, error)
-            # shutdown past its grace period: back in the queue at its old place, without spending a try
-            self.jobs_retried += 1
-            return Outcome(claimed.raw_id, "back", b"", claimed.score_ms)
         except Retry as e:
-            self.jobs_retried += 1
-            return Outcome(claimed.raw_id, "again", b"", _now_ms() + (e.defer_score or 0))
-        except Exception as e:
-            return self._failed(claimed, job, spec, start_ms, e)
-        finally:
-            self.deadlines.pop(job_id, None)
+            if self.running.cancel_reason(job_id) is None:
+                self.counters.retried += 1
+                return Outcome(claimed.raw_id, "again", b"", _now_ms() + (e.defer_score or 0))
+            return self._cancelled(claimed, job, spec, start_ms, timeout_s, e)
+        except (Exception, asyncio.CancelledError) as e:
+            return self._cancelled(claimed, job, spec, start_ms, timeout_s, e)
+        if self.running.cancel_reason(job_id) is not None:  # cancelled, and the job swallowed it
+            return self._cancelled(claimed, job, spec, start_ms, timeout_s, None)
         logger.debug("← %s %s", job_id, job.function)
         return self._done(claimed, job, start_ms, result, success=True)
+
+    def _cancelled(
+        self, claimed: Claimed, job: _Job, spec: JobSpec[Any, Any] | None, start_ms: int, timeout_s: float,
+        error: BaseException | None,
+    ) -> Outcome:  # fmt: skip
+        """How a try that raised ``error`` ends, given why (if at all) the worker cancelled it."""
+        reason = self.running.cancel_reason(claimed.job_id)
+        if reason == "abort":
+            return self._done(claimed, job, start_ms, asyncio.CancelledError("aborted"))
+        if reason == "timeout":
+            timed_out = spec.timeout_error(timeout_s) if spec else TimeoutError(f"timed out after {timeout_s:g}s")
+            return self._failed(claimed, job, spec, start_ms, timed_out)
+        task = asyncio.current_task()
+        if reason is None and isinstance(error, asyncio.CancelledError) and task is not None and task.cancelling():
+            reason = "shutdown"  # cancelled from outside the worker (the event loop closing): not the job's doing
+        if reason == "shutdown":
+            # shutdown past its grace period: back in the queue at its old place, without spending a try
+            self.counters.retried += 1
+            return Outcome(claimed.raw_id, "back", b"", claimed.score_ms)
+        assert error is not None
+        if isinstance(error, asyncio.CancelledError):
+            # stored as is, arq's wire would read it as an abort
+            error = JobCancelled(f"the job raised CancelledError itself: {error}".rstrip(": "))
+        return self._failed(claimed, job, spec, start_ms, error)
 
     def _context(self, job_id: str, job: _Job, spec: JobSpec[Any, Any]) -> JobContext:
         return JobContext(
@@ -169,7 +207,7 @@ class Execution:
         self, claimed: Claimed, job: _Job, spec: JobSpec[Any, Any] | None, start_ms: int, error: BaseException
     ) -> Outcome:
         if spec is not None and spec.retry.retries(error, job.job_try):
-            self.jobs_retried += 1
+            self.counters.retried += 1
             delay_ms = int(spec.retry.delay_s(job.job_try) * 1000)
             logger.info(
                 "job %s %s: try %d failed (%s: %s), retrying in %.2fs",
@@ -186,9 +224,9 @@ class Execution:
     ) -> Outcome:
         """A final outcome; ``result`` is the exception unless ``success``; ``dead``: why it goes to the DLQ."""
         if success:
-            self.jobs_complete += 1
+            self.counters.complete += 1
         else:
-            self.jobs_failed += 1
+            self.counters.failed += 1
         keep_ms = self._keep_result_ms(self.functions.get(job.function))
         data = b""
         if keep_ms != 0:
@@ -202,41 +240,9 @@ class Execution:
 
     def _keep_result_ms(self, function: Function | None) -> int:
         """How long to keep a result (ms): the function's setting, else the worker's; -1 is forever."""
-        forever = self.keep_result_forever
-        keep_s = self.keep_result_s
+        forever = self.policy.keep_result_forever
+        keep_s = self.policy.keep_result_s
         if function is not None:
             forever = forever if function.keep_result_forever is None else function.keep_result_forever
             keep_s = keep_s if function.keep_result_s is None else function.keep_result_s
         return -1 if forever else int(keep_s * 1000)
-
-    # the two periodic duties over running jobs ------------------------------------------------------------
-    async def sweep_deadlines(self) -> None:
-        """Cancel jobs past their timeout: one periodic task instead of a timer per job."""
-        while True:
-            await asyncio.sleep(_SWEEP_EVERY_S)
-            now = time.monotonic()
-            for job_id, (deadline, task) in list(self.deadlines.items()):
-                if now >= deadline and job_id not in self.cancel_reasons:
-                    self.cancel_reasons[job_id] = "timeout"
-                    task.cancel()
-
-    async def watch_aborts(self) -> None:
-        """Cancel running jobs listed in arq's abort set (``Job.abort()``); only while jobs run."""
-        outage = Outage("watching aborts")
-        while True:
-            await asyncio.sleep(_ABORT_CHECK_EVERY_S)
-            if not self.deadlines:
-                continue
-            try:
-                members = await self.pool.zrange(k.abort_jobs_ss, 0, -1)
-                hits = [job_id for job_id in (m.decode(errors="backslashreplace") for m in members)
-                        if job_id in self.deadlines]  # fmt: skip
-                for job_id in hits:
-                    self.cancel_reasons[job_id] = "abort"
-                    self.deadlines[job_id][1].cancel()
-                if hits:
-                    await self.pool.zrem(k.abort_jobs_ss, *hits)
-            except REDIS_DOWN as e:
-                await outage.failed(e)
-            else:
-                outage.ok()

@@ -1,25 +1,28 @@
-"""Batched finish: outcomes that complete close together are written in one Lua call (``scripts/finish.lua``).
+"""Group commit of outcomes: what finishes while one write is in flight goes in the next, in one Lua call
+(``scripts/finish.lua``).
 
-There is no timer: the first outcome starts a flush on the next loop iteration, and outcomes that arrive while
-a flush is in flight go in the next one, so batches grow with load and an idle worker writes at once. While Redis
-is away, outcomes stay in memory and are written when it is back. A crash
-may lose the outcomes of the flush in flight (a few ms); those jobs run again after their in-progress key
-expires, which at-least-once allows.
+There is no timer: the first outcome starts a write at once, and outcomes that arrive while it is in flight go in
+the next one as soon as it returns, so batches grow with load and an idle worker writes at once. A finished
+job's outcome exists only in memory for at most one write. While Redis is away (an outage: see ``outage.py``),
+outcomes stay in memory and are written when it is back; an outcome Redis refuses is retried on its own, with
+an error logged each time, so it holds up no other. A crash loses what was not yet written; those jobs run again
+after their lease, which at-least-once allows. The script writes an outcome only while the job's lease is this
+worker's (or gone): one that lost its lease never clobbers the new owner's state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from typing import Literal
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from . import constants as k
-from .outage import REDIS_DOWN, Outage
+from .outage import REDIS_DOWN, Outage, RedisHealth, is_refusal
 from .scripts import script
 
 logger = logging.getLogger("hasten.worker")
@@ -43,19 +46,21 @@ class Outcome:
     run_ms: int = 0
 
 
-def _script_failed(error: BaseException) -> bool:
-    """The finish script itself raised (an error inside Lua), which no retry mends."""
-    return isinstance(error, ResponseError) and "user_script" in str(error)
-
-
 class Finisher:
-    def __init__(self, redis: Redis, queue_name: str, dlq_retention_ms: int) -> None:
+    def __init__(
+        self, redis: Redis, queue_name: str, owner: str, dlq_retention_ms: int, health: RedisHealth | None = None
+    ) -> None:
         self._script = script(redis, "finish")
         self._keys = [queue_name, k.WAKE_KEY_PREFIX + queue_name, k.DLQ_KEY_PREFIX + queue_name]
+        self._owner = owner
         self._dlq_retention_ms = dlq_retention_ms
         self._pending: list[Outcome] = []
         self._flushing: asyncio.Task[None] | None = None
-        self._outage = Outage("writing job outcomes")
+        self._outage = Outage("writing job outcomes", health)
+
+    def __len__(self) -> int:
+        """Outcomes not yet written."""
+        return len(self._pending)
 
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
@@ -69,10 +74,10 @@ class Finisher:
                 try:
                     await self._write(batch)
                 except REDIS_DOWN as e:
-                    if _script_failed(e):
+                    # keep them: outcomes are only dropped once written (Redis restarting, full, a short outage)
+                    if is_refusal(e) and len(batch) > 1:
                         await self._write_one_by_one(batch)
                         continue
-                    # keep them: outcomes are only dropped once written (Redis restarting, a short outage)
                     self._pending[:0] = batch
                     await self._outage.failed(e)
                 else:
@@ -81,27 +86,35 @@ class Finisher:
             self._flushing = None
 
     async def _write(self, batch: list[Outcome]) -> None:
-        args: list[bytes | str | int] = [k.MAX_WAKE_TOKENS, int(time.time() * 1000), self._dlq_retention_ms]
+        now_ms = int(time.time() * 1000)
+        args: list[bytes | str | int] = [k.MAX_WAKE_TOKENS, now_ms, self._dlq_retention_ms, self._owner]
         for o in batch:
             args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms]
-        await self._script(keys=self._keys, args=args)
+        for raw_id in await self._script(keys=self._keys, args=args):
+            logger.info(
+                "job %s: outcome not written: its lease was lost, the job is another worker's now (or done)",
+                raw_id.decode(errors="backslashreplace"),
+            )
 
     async def _write_one_by_one(self, batch: list[Outcome]) -> None:
-        """A script error is no outage: retrying the batch would fail again and hold every later outcome
-        behind it. Write each outcome alone and drop the one that fails (its job runs again once its
-        in-progress key expires)."""
+        """Redis refused the batch: write each outcome alone, so that the one it refuses holds up no other. The
+        refused one stays pending and is retried (logged at ERROR each time) after a backoff."""
+        refused: BaseException | None = None
         for outcome in batch:
             try:
                 await self._write([outcome])
             except REDIS_DOWN as e:
-                if not _script_failed(e):
-                    self._pending.append(outcome)
-                    continue
-                logger.exception("job %s: writing its outcome failed; it runs again after its lease", outcome.raw_id)
+                self._pending.append(outcome)
+                refused = e
+        if refused is not None:
+            await self._outage.failed(refused)
 
-    async def drain(self) -> None:
-        """Wait until every outcome added so far is written."""
-        while self._flushing is not None or self._pending:
-            if self._flushing is None:
-                self._flushing = asyncio.create_task(self._flush_loop())
-            await asyncio.shield(self._flushing)
+    async def drain(self, timeout_s: float | None = None) -> int:
+        """Wait until every outcome added so far is written, at most ``timeout_s``; returns how many are left."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self._flushing is not None or self._pending:
+                    if self._flushing is None:
+                        self._flushing = asyncio.create_task(self._flush_loop())
+                    await asyncio.shield(self._flushing)
+        return len(self._pending)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from arq.jobs import JobResult, JobStatus
 
-from .errors import JobFailed
+from .errors import JobAborted, JobFailed
 from .job import JobSpec
 
 if TYPE_CHECKING:
@@ -73,10 +74,14 @@ class JobHandle(Generic[R]):
         return await self.client.abort(self.job_id, timeout_s)
 
     async def result(self, timeout_s: float | None = None) -> R:
-        """Wait for the job's result; raises :class:`JobFailed` if it failed, :class:`ResultNotReady` on timeout."""
+        """Wait for the job's result; raises :class:`JobFailed` if it failed, :class:`JobAborted` if it was
+        aborted, :class:`ResultNotReady` on timeout."""
         outcome = await self.client.wait_result(self.job_id, timeout_s)
         if outcome.success:
             return self.spec.decode_result(outcome.result)
+        if isinstance(outcome.result, asyncio.CancelledError):
+            # arq's wire form of an abort; raised as such it would pass for the caller's own cancellation
+            raise JobAborted(f"job {self.job_id} was aborted") from None
         if isinstance(outcome.result, BaseException):
             raise outcome.result
         raise JobFailed("UnknownError", repr(outcome.result))

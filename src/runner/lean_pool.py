@@ -44,7 +44,13 @@ class _HiredisPacking(AbstractConnection):
 
 
 class _LeanCheckout(ConnectionPool):
+    #: bumped by ``sockets.retire_connections``: connections made before are replaced at their next checkout
+    generation = 0
+
     async def ensure_connection(self, connection: AbstractConnection) -> None:
+        if getattr(connection, "generation", 0) < self.generation:
+            await connection.disconnect(nowait=True)
+        connection.generation = self.generation  # type: ignore[attr-defined]
         await connection.connect()  # type: ignore[no-untyped-call]  # connects only if it is not connected
         if _has_unread_data(connection):
             await connection.disconnect()

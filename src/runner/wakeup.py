@@ -6,6 +6,9 @@ list, so the pop returns the job and the worker starts it without another round 
 Redis times out blocked commands only at its ``hz`` resolution (100 ms by default), so when the worker must
 wake at a precise moment (a deferred job falls due) a local timer unblocks the connection with
 ``CLIENT UNBLOCK`` instead; plain-arq producers push no token and are found by the fallback poll.
+A pop is bounded twice: it blocks for less than the pool's socket timeout (``sockets.py``; a longer idle wait is
+several pops), and a local timer of its own timeout plus a margin ends it: a half-open connection costs one
+margin and is then replaced by a new one.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from .claim import Claimed
 
 #: below this, Redis's own blocking timeout is too coarse and the local timer takes over
 _PRECISE_BELOW_S = 0.2
+#: how much longer than its own timeout a blocking pop may take before its connection counts as dead
+_POP_MARGIN_S = 1.0
+#: the longest one blocking pop waits: well under the socket timeout that bounds every reply
+MAX_POP_S = k.DEFAULT_SOCKET_TIMEOUT_S - _POP_MARGIN_S - 0.5
 
 
 class WakeUp:
@@ -34,11 +41,13 @@ class WakeUp:
         self._timer: asyncio.TimerHandle | None = None
         self._unblocking: set[asyncio.Task[None]] = set()
 
-    async def wait(self, timeout_s: float, *, precise: bool = False) -> Claimed | None:
-        """Block until a job is handed over, a token arrives or ``timeout_s`` passes; returns a handed job.
+    async def wait(self, timeout_s: float, *, precise: bool = False) -> Claimed | float | None:
+        """Block until a job is handed over, a token arrives or ``timeout_s`` passes; returns a handed job, or a
+        token's due time (ms: a job was enqueued or put back due then), or None.
 
         ``precise``: wake at ``timeout_s`` to the millisecond (a deferred job falls due then).
         """
+        timeout_s = min(timeout_s, MAX_POP_S)
         precise = precise or timeout_s < _PRECISE_BELOW_S
         if precise and self._conn_id is None:
             self._conn_id = int(await self._conn.client_id())
@@ -47,18 +56,24 @@ class WakeUp:
         try:
             # the server-side timeout is only the backstop when the local timer is set
             server_timeout = timeout_s + 0.1 if precise else timeout_s
-            # BLPOP by hand: redis-py types the timeout as int, Redis takes fractional seconds
-            popped = await self._conn.execute_command("BLPOP", *self._keys, server_timeout)  # type: ignore[no-untyped-call]
-        except (RedisError, OSError):
-            self._conn_id = None  # a new connection gets a new id
+            async with asyncio.timeout(server_timeout + _POP_MARGIN_S):
+                # BLPOP by hand: redis-py types the timeout as int, Redis takes fractional seconds
+                popped = await self._conn.execute_command("BLPOP", *self._keys, server_timeout)  # type: ignore[no-untyped-call]
+        except (RedisError, OSError):  # TimeoutError too: no reply within the margin, a half-open connection
+            self._conn_id = None  # redis-py drops a connection interrupted mid-read: the next pop connects anew
             raise
         finally:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-        if popped is not None and popped[0] == self._keys[0].encode():
+        if popped is None:
+            return None
+        if popped[0] == self._keys[0].encode():
             return Claimed.unpack(popped[1])
-        return None
+        try:
+            return float(popped[1])
+        except ValueError:  # a token of an older version (b"1"): no due time
+            return None
 
     def _unblock(self) -> None:
         self._timer = None

@@ -1,12 +1,15 @@
-"""Our ``Worker``: arq's worker class, with our own pickup loop.
+"""Our ``Worker``: arq's worker class, wired to our own hot path.
 
-It subclasses ``arq.worker.Worker`` for arq's settings, signal handling, health check and CLI, and replaces
-the queue loop (``main``) with the hot path:
+It subclasses ``arq.worker.Worker`` for arq's settings, signal registration, health-check key and CLI, and
+replaces the queue loop (``main``) and the signal handling. ``__init__`` and ``main`` are wiring: the jobs
+running in this process belong to one :class:`~src.runner.running.RunningJobs`, which each part is given —
 
-- an idle worker blocks on its queue's wake-up list (``wakeup.py``) instead of polling every 0.5 s;
-- one Lua call claims a batch of due jobs (``claim.py``) instead of 4 + 1 round trips per job;
-- each job is one task (``execute.py``), timeouts are enforced by one sweeper instead of a timer per job;
-- outcomes that complete close together are written in one Lua call (``finish.py``).
+- the pickup loop (``pickup.py``): an idle worker blocks on its queue's wake-up list (``wakeup.py``) instead of
+  polling every 0.5 s, and one Lua call claims a batch of due jobs (``claim.py``);
+- the executor (``execute.py``): each job is one task; its outcome goes to the group-committing finisher
+  (``finish.py``);
+- the deadline sweeper (``deadlines.py``), the abort watcher (``aborts.py``), the lease keeper (``lease.py``)
+  and the graceful drain (``shutdown.py``).
 
 Keys and semantics stay arq's, so stock arq workers and clients can share the queue.
 """
@@ -25,20 +28,24 @@ from arq.connections import create_pool, log_redis_info
 from arq.typing import StartupShutdown
 
 from . import constants as k
+from .aborts import watch_aborts
 from .claim import Claimer
 from .client import JobClient
 from .codec import Codec
 from .context import CTX_DEFAULT_TIMEOUT_S, new_http_client
 from .cron import CronEntry, check_table
-from .execute import Execution
+from .deadlines import sweep_deadlines
+from .execute import Counters, Executor, ResultPolicy
 from .finish import Finisher, Outcome
 from .job import JobSpec
 from .lean_pool import make_lean
-from .lease import renew_leases
-from .outage import REDIS_DOWN, Outage
-from .pickup import Pickup
+from .lease import LeaseKeeper
+from .outage import REDIS_DOWN, Outage, RedisHealth, reassert_cancellation
+from .pickup import Pickup, PickupLimits
+from .running import RunningJobs
 from .scheduler import CronScheduler
-from .shutdown import GracefulShutdown
+from .shutdown import GracefulDrain
+from .sockets import bound, retire_connections
 from .wakeup import WakeUp
 
 if TYPE_CHECKING:
@@ -48,9 +55,12 @@ logger = logging.getLogger("hasten.worker")
 
 #: connect/read timeout of the shared HTTP client; a job's own timeout_s still bounds the whole job
 _HTTP_TIMEOUT_S = 30.0
+#: the health-check key is written at most this often, and at least this often (arq's default is an hour)
+_HEALTH_MIN_S = 1.0
+_HEALTH_MAX_S = 60.0
 
 
-class Worker(GracefulShutdown, Execution, Pickup, arq.worker.Worker):
+class Worker(arq.worker.Worker):
     """arq's worker with typed jobs and a push-based hot path.
 
     Takes arq's keyword arguments plus ``cron_entries``, ``codec`` and ``max_payload_bytes``. ``poll_delay``
@@ -75,33 +85,35 @@ class Worker(GracefulShutdown, Execution, Pickup, arq.worker.Worker):
         if duplicates:
             raise ValueError(f"job names must be unique, registered twice: {', '.join(duplicates)}")
         check_table(list(cron_entries), set(names))
+        if lease_s < 0.3:
+            raise ValueError("lease_s must be at least 0.3 s (it is renewed every lease/3)")
         self.specs = {f.name: f for f in functions if isinstance(f, JobSpec)}
         self.codec = codec or Codec()
         self.cron_entries = list(cron_entries)
         self.max_payload_bytes = max_payload_bytes
-        if lease_s < 0.3:
-            raise ValueError("lease_s must be at least 0.3 s (it is renewed every lease/3)")
         self.lease_ms = int(lease_s * 1000)
         self.shutdown_grace_s = shutdown_grace_s
         self.dlq_retention_ms = int(dlq_retention_s * 1000)
-        self._drain_task = None
-        #: job id -> raw id of the jobs running here, whose leases the heartbeat renews
-        self._raw_ids: dict[str, bytes] = {}
+        self.worker_id = uuid4().hex
+        #: the one owner of the jobs running in this process
+        self.running = RunningJobs()
+        self.health = RedisHealth(on_timeout=self._retire_connections)
+        self._counters = Counters()
         self.http: httpx2.AsyncClient | None = None
-        self.deadlines = {}
-        self.cancel_reasons = {}
         # our defaults where they differ from arq's (arq: 10 jobs, 0.5 s poll)
         arq_kwargs.setdefault("max_jobs", k.DEFAULT_MAX_JOBS)
         arq_kwargs.setdefault("poll_delay", k.DEFAULT_POLL_DELAY_S)
         self._user_startup: StartupShutdown | None = arq_kwargs.pop("on_startup", None)
         self._user_shutdown: StartupShutdown | None = arq_kwargs.pop("on_shutdown", None)
         self._background: list[asyncio.Task[None]] = []
-        self._slot_free = asyncio.Event()
         self._finisher: Finisher | None = None
         self._wake: WakeUp | None = None
         self._claimer: Claimer | None = None
-        self.worker_id = uuid4().hex
-        self._started_count = 0
+        self._pickup: Pickup | None = None
+        self._drain = GracefulDrain(
+            running=self.running, pickup=lambda: self._pickup, grace_s=shutdown_grace_s,
+            stop_handoffs=self.stop_handoffs, stop_now=self._stop_now,
+        )  # fmt: skip
         super().__init__(
             arq_functions,
             job_serializer=self.codec.dumps,
@@ -111,8 +123,50 @@ class Worker(GracefulShutdown, Execution, Pickup, arq.worker.Worker):
             **arq_kwargs,
         )
         self.ctx[CTX_DEFAULT_TIMEOUT_S] = self.job_timeout_s
-        #: below this many free slots (with jobs running) the loop gathers slots before claiming
-        self._claim_min = min(8, max(self.max_jobs // 4, 1))
+        self.executor = Executor(
+            functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,
+            policy=ResultPolicy(self.job_timeout_s, self.keep_result_s, self.keep_result_forever, self.max_tries),
+            running=self.running, shared_http=self.shared_http, counters=self._counters,
+        )  # fmt: skip
+
+    # arq's attributes, kept for arq's health line and for code written against arq's Worker -----------------
+    @property
+    def tasks(self) -> dict[str, asyncio.Task[Any]]:
+        """The running jobs' tasks by job id (a snapshot: the registry owns them)."""
+        return {entry.job_id: entry.task for entry in self.running}
+
+    @tasks.setter
+    def tasks(self, value: dict[str, asyncio.Task[Any]]) -> None:
+        if value:  # arq's __init__ assigns an empty dict; anything else would bypass the registry
+            raise AttributeError("running jobs belong to Worker.running")
+
+    @property
+    def jobs_complete(self) -> int:
+        return self._counters.complete
+
+    @jobs_complete.setter
+    def jobs_complete(self, value: int) -> None:
+        self._counters.complete = value
+
+    @property
+    def jobs_failed(self) -> int:
+        return self._counters.failed
+
+    @jobs_failed.setter
+    def jobs_failed(self, value: int) -> None:
+        self._counters.failed = value
+
+    @property
+    def jobs_retried(self) -> int:
+        return self._counters.retried
+
+    @jobs_retried.setter
+    def jobs_retried(self, value: int) -> None:
+        self._counters.retried = value
+
+    def _retire_connections(self) -> None:
+        if self._pool is not None:
+            retire_connections(self._pool)
 
     def shared_http(self) -> httpx2.AsyncClient:
         """One pooled HTTP client for all jobs of this worker, made when a job first uses ``ctx.http``."""
@@ -131,29 +185,41 @@ class Worker(GracefulShutdown, Execution, Pickup, arq.worker.Worker):
                 expires_extra_ms=self.expires_extra_ms,
             )
         make_lean(self.pool)
+        bound(self.pool)
         await log_redis_info(self.pool, logger.info)
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
-        self._finisher = Finisher(self.pool, self.queue_name, self.dlq_retention_ms)
-        self._wake = WakeUp(self.pool, self.queue_name, self.worker_id)
+        self._pickup = self._wire()
+        await self._pickup.run()
+
+    def _wire(self) -> Pickup:
+        """The parts that act on running jobs, each given the registry; the background duties started."""
+        pool, running, health = self.pool, self.running, self.health
+        self._finisher = Finisher(pool, self.queue_name, self.worker_id, self.dlq_retention_ms, health)
+        self._wake = WakeUp(pool, self.queue_name, self.worker_id)
+        leases = LeaseKeeper(pool, running, self.worker_id, self.lease_ms, health)
         self._background += [
-            asyncio.create_task(self.sweep_deadlines(), name="jobs-deadlines"),
-            asyncio.create_task(self.watch_aborts(), name="jobs-aborts"),
-            asyncio.create_task(self._record_health(), name="jobs-health"),
-            asyncio.create_task(renew_leases(self.pool, self._running_ids, self.lease_ms), name="jobs-leases"),
+            asyncio.create_task(sweep_deadlines(running), name="hasten-deadlines"),
+            asyncio.create_task(watch_aborts(pool, running, health), name="hasten-aborts"),
+            asyncio.create_task(self._record_health(), name="hasten-health"),
+            asyncio.create_task(leases.run(), name="hasten-leases"),
         ]
         self._claimer = Claimer(
-            self.pool, self.queue_name, self.worker_id, self.lease_ms,
+            pool, self.queue_name, self.worker_id, self.lease_ms,
             # registered as idle a little longer than one fallback poll, which renews it
             idle_ttl_ms=int(self.poll_delay_s * 1000) + 1000,
         )  # fmt: skip
-        await self._pickup(self._claimer)
+        return Pickup(
+            redis=pool, queue_name=self.queue_name, running=running, claimer=self._claimer, wake=self._wake,
+            leases=leases, finisher=self._finisher, execute=self.executor.execute, health=health,
+            limits=PickupLimits(self.max_jobs, self.poll_delay_s, self.burst, self.max_burst_jobs),
+        )  # fmt: skip
 
     async def _startup(self, ctx: dict[Any, Any]) -> None:
         loop = type(asyncio.get_running_loop())
         logger.info(
-            "jobs worker on %s.%s: %d jobs, %d cron entries, queue %r, codec %s",
+            "hasten worker on %s.%s: %d jobs, %d cron entries, queue %r, codec %s",
             loop.__module__, loop.__qualname__, len(self.functions), len(self.cron_entries), self.queue_name,
             "JSON+HMAC" if self.codec.signs else "JSON",
         )  # fmt: skip
@@ -162,7 +228,7 @@ class Worker(GracefulShutdown, Execution, Pickup, arq.worker.Worker):
                 self.pool, self.codec, queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes
             )
             scheduler = CronScheduler(self.cron_entries, client)
-            self._background.append(asyncio.create_task(scheduler.run(), name="jobs-cron"))
+            self._background.append(asyncio.create_task(scheduler.run(), name="hasten-cron"))
         if self._user_startup:
             await self._user_startup(ctx)
 
@@ -172,6 +238,29 @@ class Worker(GracefulShutdown, Execution, Pickup, arq.worker.Worker):
         if self.http is not None:
             await self.http.aclose()
             self.http = None
+
+    # stopping -------------------------------------------------------------------------------------------
+    def handle_sig(self, signum: int) -> None:
+        """SIGTERM/SIGINT: the graceful drain (``shutdown.py``); arq registers this handler."""
+        self._drain.on_signal(signal.Signals(signum))
+
+    def _stop_now(self, sig: signal.Signals) -> None:
+        """Cancel what runs (it goes back to the queue, its try unspent) and end the main task."""
+        cancelled = self.running.cancel_all("shutdown")
+        if sig is not signal.SIGUSR1:
+            logger.info(
+                "stopping on %s: %d complete, %d failed, %d retried, %d cancelled (back to the queue)",
+                sig.name, self.jobs_complete, self.jobs_failed, self.jobs_retried, cancelled,
+            )  # fmt: skip
+        if self.main_task is not None:
+            self.main_task.cancel()
+        if self.on_stop is not None:
+            self.on_stop(sig)
+
+    async def outcomes_written(self) -> None:
+        """Wait until every outcome of a job that ended so far is written (for tests and tools)."""
+        if self._finisher is not None:
+            await self._finisher.drain()
 
     async def stop_handoffs(self) -> None:
         """Leave the idle set; jobs handed to us but not started go back to the queue, their try unspent."""
@@ -189,27 +278,55 @@ class Worker(GracefulShutdown, Execution, Pickup, arq.worker.Worker):
         self._background.clear()
         if self._pool is None:
             return
-        await self.stop_handoffs()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        try:
+            async with asyncio.timeout(k.SHUTDOWN_WRITE_BOUND_S):
+                await self.stop_handoffs()
+        except (*REDIS_DOWN, TimeoutError):
+            logger.warning("could not leave the idle set; jobs handed over meanwhile run after their hand-off lease")
+        await asyncio.gather(*self.running.tasks(), return_exceptions=True)
         if self._finisher is not None:
-            await self._finisher.drain()
+            left = await self._finisher.drain(k.SHUTDOWN_WRITE_BOUND_S)
+            if left:
+                logger.warning(
+                    "%d job outcomes could not be written (Redis unavailable); those jobs run again after their "
+                    "lease", left,
+                )  # fmt: skip
         if self._wake is not None:
             await self._wake.close()
-        await self.pool.delete(self.health_check_key)
+        try:
+            async with asyncio.timeout(k.SHUTDOWN_WRITE_BOUND_S):
+                await self.pool.delete(self.health_check_key)
+        except (*REDIS_DOWN, TimeoutError):
+            pass  # it expires on its own
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
         await self.pool.aclose(close_connection_pool=True)
         self._pool = None
 
     # background duties ----------------------------------------------------------------------------------
+    async def record_health(self) -> None:
+        """arq's health-check key (read by ``arq --check``), absent while Redis refuses a duty's commands."""
+        if self.health.refusing:
+            await self.pool.delete(self.health_check_key)
+            self._last_health_check = 0
+            return
+        await super().record_health()
+
     async def _record_health(self) -> None:
-        """arq's health-check key (read by ``arq --check``), at arq's interval."""
-        outage = Outage("recording health")
+        outage = Outage("recording health", self.health)
+        every_s = max(min(self.health_check_interval, _HEALTH_MAX_S), _HEALTH_MIN_S)
         while True:
             try:
                 await self.record_health()
+                reassert_cancellation()
             except REDIS_DOWN as e:
                 await outage.failed(e)
                 continue
             outage.ok()
-            await asyncio.sleep(min(self.health_check_interval, 60))
+            await asyncio.sleep(every_s)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Worker {self.worker_id} j_complete={self.jobs_complete} j_failed={self.jobs_failed} "
+            f"j_retried={self.jobs_retried} j_ongoing={len(self.running)}>"
+        )

@@ -53,7 +53,9 @@ async def test_garbage_never_stops_the_worker(
 ) -> None:
     await redis.flushdb()
     if id(running_worker) not in _worker_started:  # one worker for all the examples of this test run
-        running_worker([add, move, echo], max_jobs=10)
+        # entries go straight into the queue at score 1, behind the worker's claim cursor, with no wake-up token:
+        # they are found at the periodic rescan, every third of a lease
+        running_worker([add, move, echo], max_jobs=10, lease_s=0.6)
         _worker_started.add(id(running_worker))
     async with redis.pipeline(transaction=False) as pipe:
         for raw_id, payload in batch:

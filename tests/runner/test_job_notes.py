@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import JobClient, JobContext, JobStatus
+from src.runner import JobAborted, JobClient, JobContext, JobStatus
 from src.runner import constants as k
 from src.runner.worker import Worker
 from tests.sample_jobs import add, flaky, nap, reports
@@ -51,7 +51,7 @@ async def test_abort_a_queued_job(client: JobClient, redis: ArqRedis) -> None:
     handle = await client.enqueue(add.options(defer_by=60), 1)
     assert await handle.abort() is True
     assert await redis.zcard(k.default_queue_name) == 0
-    with pytest.raises(asyncio.CancelledError):
+    with pytest.raises(JobAborted):
         await handle.result(timeout_s=1)
 
 

@@ -5,7 +5,7 @@ def test_exports_are_exactly_these() -> None:
     assert len(src.runner.__all__) == len(set(src.runner.__all__))  # order: ruff RUF022
     assert set(src.runner.__all__) == {
         "NO_RETRY", "ArgumentsInvalid", "Backoff", "Codec", "CronEntry", "CronEntryError", "CronState", "DeadJob",
-        "DeadLetters", "EagerClient",
+        "DeadLetters", "EagerClient", "JobAborted",
         "EnqueueOptions", "JobClient", "JobContext", "JobFailed", "JobHandle", "JobInfo", "JobNotFound", "JobSpec",
         "JobStatus", "JobTimeout", "JobsError", "PayloadError", "PayloadTooLarge", "Permanent", "ResultInvalid",
         "ResultNotReady", "Retry", "SignatureError", "UnknownJob", "cron", "cron_states", "job",

@@ -2,14 +2,17 @@
 -- KEYS[1] queue zset, KEYS[2] idle-worker zset, KEYS[3] this worker's own list (jobs handed to it)
 -- ARGV[1] now (ms), ARGV[2] how many to claim, ARGV[3] in-progress ttl (ms),
 -- ARGV[4] cursor member ('' for none), ARGV[5] cursor score ('-inf' for none), ARGV[6] rows to scan at most,
--- ARGV[7] this worker's idle member ('<id>|<in-progress ttl>'), ARGV[8] idle registration ttl (ms)
+-- ARGV[7] this worker's idle member ('<id>|<hand-off lease ms>'), ARGV[8] idle registration ttl (ms),
+-- ARGV[9] owner (this worker's id: the value of the in-progress keys it holds), ARGV[10..] ids of jobs that run in
+--   this worker without a lease (lost while they ran): never claimed again by it while they run
 --
--- Jobs already handed to this worker (see enqueue.lua) are taken from its own list first. A claim that finds
+-- Jobs already handed to this worker (see enqueue.lua) are taken from its own list first, and their short
+-- hand-off lease becomes a full one. A claim that finds
 -- fewer due jobs than it asked for registers the worker as idle, so the next enqueue hands it the job.
 --
 -- Running jobs stay in the queue (arq's semantics), so scanning from the head each time would re-examine every
--- running job. The caller keeps a cursor, the last member examined: while it is still in the queue the scan
--- goes on right after it (by rank), otherwise from its score. The caller resets it now and then, which finds
+-- running job. The caller keeps a cursor, the last member examined: while it is still in the queue at the same
+-- score the scan goes on right after it (by rank), otherwise from its score. The caller resets it now and then, which finds
 -- jobs whose in-progress key expired behind the cursor.
 -- A job is ours when SET in-progress NX succeeds: the key a stock arq worker WATCHes, so a mixed fleet never
 -- runs a job twice.
@@ -23,13 +26,23 @@ local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local scan = tonumber(ARGV[6])
 redis.call('ZREM', KEYS[2], ARGV[7])
+local owner = ARGV[9]
 local handed = redis.call('LPOP', KEYS[3], limit) or {}
+for _, packed in ipairs(handed) do
+  -- '<len(id)>:<id>...': the hand-off lease becomes a full lease where it is still ours
+  local digits = string.match(packed, '^(%d+):')
+  local ip_key = 'arq:in-progress:' .. string.sub(packed, #digits + 2, #digits + 1 + tonumber(digits))
+  if redis.call('GET', ip_key) == owner then
+    redis.call('PEXPIRE', ip_key, ARGV[3])
+  end
+end
 limit = limit - #handed
 if limit <= 0 then
   return {{}, ARGV[4], ARGV[5], 1, false, handed}
 end
 local rank = false
-if ARGV[4] ~= '' then
+if ARGV[4] ~= '' and redis.call('ZSCORE', queue, ARGV[4]) == ARGV[5] then
+  -- the cursor's job is still where it was (not finished, nor put back at another time)
   rank = redis.call('ZRANK', queue, ARGV[4])
 end
 local rows
@@ -41,6 +54,10 @@ end
 local more = 0
 if #rows == 2 * scan then
   more = 1
+end
+local skip = {}
+for i = 10, #ARGV do
+  skip[ARGV[i]] = true
 end
 local claimed = {}
 local count = 0
@@ -55,7 +72,7 @@ for i = 1, #rows, 2 do
   end
   last_id = id
   last_score = score
-  if redis.call('SET', 'arq:in-progress:' .. id, '1', 'PX', ARGV[3], 'NX') then
+  if not skip[id] and redis.call('SET', 'arq:in-progress:' .. id, owner, 'PX', ARGV[3], 'NX') then
     local retry_key = 'arq:retry:' .. id
     local try = redis.call('INCR', retry_key)
     redis.call('EXPIRE', retry_key, 88400)

@@ -32,7 +32,7 @@ if ARGV[3] ~= '0' then
   redis.call('HINCRBY', state, 'enqueued', 1)
 end
 local written = {}
-local tokens = 0
+local tokens = {}
 for j = 0, n - 1 do
   local a = 7 + 4 * j
   local id, payload, score, ttl = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
@@ -44,34 +44,34 @@ for j = 0, n - 1 do
     redis.call('ZADD', queue, score, id)
     written[#written + 1] = 1
     if tonumber(score) <= now then
-      -- idle hand-off: a worker that registered as idle (member "<worker id>|<in-progress ttl ms>", scored by
+      -- idle hand-off: a worker that registered as idle (member "<worker id>|<hand-off lease ms>", scored by
       -- expiry) gets the job already claimed, on its own list, so its blocking pop returns a job. A worker
       -- registers in the same call that finds nothing due and blocks right after, so with no live
       -- registration every worker is busy and claims again when a slot frees: no token is needed.
+      -- The lease is short and the list expires with it: a job handed to a worker that died in the meantime
+      -- is claimed by another within seconds; the worker makes it a full lease when it takes the job.
       local member = redis.call('ZRANGEBYSCORE', idle, now, '+inf', 'LIMIT', 0, 1)[1]
       if member then
         local sep = string.find(member, '|', 1, true)
+        local worker, lease = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
+        local list = 'jobs:worker:' .. worker
         redis.call('ZREM', idle, member)
-        redis.call('SET', 'arq:in-progress:' .. id, '1', 'PX', string.sub(member, sep + 1))
+        redis.call('SET', 'arq:in-progress:' .. id, worker, 'PX', lease)
         local try = redis.call('INCR', 'arq:retry:' .. id)
         redis.call('EXPIRE', 'arq:retry:' .. id, 88400)
-        redis.call('LPUSH', 'jobs:worker:' .. string.sub(member, 1, sep - 1),
-          #id .. ':' .. id .. score .. ':' .. try .. ':' .. payload)
+        redis.call('LPUSH', list, #id .. ':' .. id .. score .. ':' .. try .. ':' .. payload)
+        redis.call('PEXPIRE', list, lease)
       end
     else
-      -- a deferred job: wake a blocked worker so it plans its wait for this due time
-      tokens = tokens + 1
+      -- a deferred job: wake a blocked worker so it plans its wait for this due time (a token is a due time)
+      tokens[#tokens + 1] = score
     end
   end
 end
 -- a token wakes one blocked worker; a short list bounds stale tokens
 local max_tokens = tonumber(ARGV[1])
-if tokens > 0 then
-  local push = {}
-  for i = 1, math.min(tokens, max_tokens) do
-    push[i] = '1'
-  end
-  redis.call('LPUSH', wake, unpack(push))
+if #tokens > 0 then
+  redis.call('LPUSH', wake, unpack(tokens, 1, math.min(#tokens, max_tokens)))
   redis.call('LTRIM', wake, 0, max_tokens - 1)
 end
 return written

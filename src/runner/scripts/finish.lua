@@ -1,8 +1,9 @@
 -- Record the outcome of a batch of jobs in one call, each as arq's finish_job would.
--- KEYS[1] queue zset, KEYS[2] wake-up list (a job put back wakes an idle worker to re-plan its wait),
+-- KEYS[1] queue zset, KEYS[2] wake-up list (a job put back wakes an idle worker with a token that is the earliest
+--   due time put back, so that the worker looks there even if its claim cursor is past it),
 -- KEYS[3] dead-letter zset
--- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), then
--- ARGV[4..]: groups of seven: job id, action, result bytes ('' for none), number, dead-letter record ('' for
+-- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), ARGV[4] owner (the
+--   worker's id, the value of the in-progress keys it holds), then ARGV[5..]: groups of seven: job id, action, result bytes ('' for none), number, dead-letter record ('' for
 --   none), run status ('' unless a cron job: its entry's state records the status and duration), duration (ms)
 --   action 'done':  store the result for `number` ms (-1: forever, 0: not kept), then delete the job,
 --                   its try counter and in-progress key, and remove it from the queue and the abort set
@@ -10,15 +11,25 @@
 --                   a result ('' for none) is the failed try's error, appended to jobs:errors:<id> for a day
 --   action 'back':  as 'again', and give back the try it spent (a job interrupted by a shutdown)
 -- A dead-letter record (a job that failed for good) is stored with the outcome, in the same call.
+-- Leases are owned: an outcome is written only while the job's in-progress key is the owner's, or gone with the
+-- job still there. A worker that lost its lease (another worker took the job over, or finished it) changes
+-- nothing of the job: the new owner's state is never clobbered and a result is recorded once.
+-- Returns the ids whose outcome was not written for that reason.
 local queue = KEYS[1]
 local again = false
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local dead = false
-for i = 4, #ARGV, 7 do
+local owner = ARGV[4]
+local skipped = {}
+for i = 5, #ARGV, 7 do
   local id = ARGV[i]
   local action = ARGV[i + 1]
-  if action == 'done' then
+  local holder = redis.call('GET', 'arq:in-progress:' .. id)
+  local ours = holder == owner or (not holder and redis.call('EXISTS', 'arq:job:' .. id) == 1)
+  if not ours then
+    skipped[#skipped + 1] = id
+  elseif action == 'done' then
     local ttl = tonumber(ARGV[i + 3])
     if ARGV[i + 2] ~= '' and ttl ~= 0 then
       if ttl < 0 then
@@ -38,6 +49,9 @@ for i = 4, #ARGV, 7 do
   else
     redis.call('DEL', 'arq:in-progress:' .. id)
     redis.call('ZADD', queue, 'XX', ARGV[i + 3], id)
+    if not again or tonumber(ARGV[i + 3]) < again then
+      again = tonumber(ARGV[i + 3])
+    end
     if ARGV[i + 2] ~= '' then
       redis.call('RPUSH', 'jobs:errors:' .. id, ARGV[i + 2])
       redis.call('PEXPIRE', 'jobs:errors:' .. id, 86400000)
@@ -45,9 +59,8 @@ for i = 4, #ARGV, 7 do
     if action == 'back' and tonumber(redis.call('GET', 'arq:retry:' .. id) or '0') > 0 then
       redis.call('DECR', 'arq:retry:' .. id)
     end
-    again = true
   end
-  if ARGV[i + 5] ~= '' then
+  if ours and ARGV[i + 5] ~= '' then
     -- a cron job's id is cron:<entry name>:<tick or startup-time>; only an entry a worker registered is noted
     -- (a job enqueued by hand with an id like 'cron:x' has no entry name: nothing to note)
     local name = string.match(id, '^cron:(.*):[^:]*$')
@@ -59,10 +72,10 @@ for i = 4, #ARGV, 7 do
   end
 end
 if again then
-  redis.call('LPUSH', KEYS[2], '1')
+  redis.call('LPUSH', KEYS[2], string.format('%d', again))
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[1]) - 1)
 end
 if dead then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
 end
-return (#ARGV - 3) / 7
+return skipped

@@ -11,6 +11,6 @@ redis.call('DEL', 'arq:result:' .. id, 'arq:retry:' .. id, 'arq:in-progress:' ..
 redis.call('ZREM', KEYS[2], id)
 redis.call('SET', 'arq:job:' .. id, ARGV[4], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[1], ARGV[2], id)
-redis.call('LPUSH', KEYS[3], '1')
+redis.call('LPUSH', KEYS[3], ARGV[2])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
 return 1

@@ -1,0 +1,93 @@
+"""Owned leases: a worker's in-progress key names it, renewal is compare-and-renew, and a worker never runs two
+copies of one job or clobbers the state of a job whose lease it lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import pytest
+from arq.connections import ArqRedis
+
+from src.runner import NO_RETRY, Backoff, JobClient, JobContext, JobSpec, JobStatus, job
+from src.runner import constants as k
+from src.runner.worker import Worker
+from tests.waiting import wait_until
+
+runs: list[str] = []
+
+
+@job(retry=NO_RETRY)
+async def stalls_once(ctx: JobContext, block_s: float) -> str:
+    """Blocks the whole event loop (a sync call in async code) for longer than the lease."""
+    runs.append(ctx.job_id)
+    time.sleep(block_s)
+    await asyncio.sleep(0.05)
+    return "done"
+
+
+@job(retry=Backoff(max_tries=3, base_s=0.01))
+async def stalls_retryable(ctx: JobContext, block_s: float) -> str:
+    runs.append(ctx.job_id)
+    time.sleep(block_s)
+    await asyncio.sleep(0.05)
+    return "done"
+
+
+@job(retry=NO_RETRY)
+async def waits(ctx: JobContext, seconds: float) -> str:
+    runs.append(ctx.job_id)
+    await asyncio.sleep(seconds)
+    return "waited"
+
+
+@pytest.fixture(autouse=True)
+def _clear_runs() -> None:
+    runs.clear()
+
+
+@pytest.mark.parametrize("spec", [stalls_once, stalls_retryable])
+async def test_a_stalled_worker_never_runs_a_second_copy(
+    spec: JobSpec[[float], str], client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([stalls_once, stalls_retryable], lease_s=0.3)
+    handle = await client.enqueue(spec, 1.0)
+    assert await handle.result(timeout_s=10) == "done"
+    await asyncio.sleep(0.5)  # a second copy, if any, would have started by now
+    assert runs == [handle.job_id]
+    assert not await redis.exists(k.DLQ_ENTRY_KEY_PREFIX + handle.job_id)
+
+
+async def test_the_in_progress_key_names_its_owner(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    worker = running_worker([waits])
+    handle = await client.enqueue(waits, 0.5)
+    await wait_until(lambda: handle.job_id in runs)
+    owner = await redis.get(k.in_progress_key_prefix + handle.job_id)
+    assert owner == worker.worker_id.encode()
+    assert await handle.result(timeout_s=5) == "waited"
+
+
+async def test_a_lease_taken_over_is_not_renewed_nor_clobbered(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hasten")
+    worker = running_worker([waits], lease_s=0.3)
+    handle = await client.enqueue(waits, 1.0)
+    key = k.in_progress_key_prefix + handle.job_id
+    await wait_until(lambda: handle.job_id in runs)
+    await redis.set(key, b"another-worker", px=5000)  # another worker holds the job now
+    await wait_until(lambda: "lease" in caplog.text)
+    # the job ends meanwhile; its outcome must not touch the new owner's state
+    await wait_until(lambda: worker.jobs_complete == 1)
+    await worker.outcomes_written()
+    assert await redis.get(key) == b"another-worker"
+    assert await redis.pttl(key) <= 5000 - 600  # never renewed by the old owner
+    assert await redis.exists(k.job_key_prefix + handle.job_id)  # still the new owner's job to finish
+    assert not await redis.exists(k.result_key_prefix + handle.job_id)
+    lines = [r for r in caplog.records if "lease" in r.getMessage() and handle.job_id in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+    assert await handle.status() is JobStatus.in_progress
