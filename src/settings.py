@@ -28,10 +28,19 @@ class SmtpSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     #: ``starttls``: upgrade after connecting (port 587); ``tls``: implicit TLS (port 465);
-    #: ``auto``: upgrade when the server offers it; ``none``: never (loopback relays only)
+    #: ``auto``: upgrade when the server offers it, and insist on it when credentials are set;
+    #: ``none``: never (loopback relays only; refused with credentials)
     tls: Literal["auto", "starttls", "tls", "none"] = "auto"
+    #: CA bundle the server's certificate must chain to (default: the system's CAs)
+    ca_file: FilePath | None = None
     from_address: str = "jobs@localhost"
     timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _credentials_need_tls(self) -> SmtpSettings:
+        if self.tls == "none" and (self.username or self.password):
+            raise ValueError("SMTP credentials are never sent unencrypted: use tls=starttls, tls or auto, not none")
+        return self
 
 
 class Settings(BaseSettings):
