@@ -43,8 +43,11 @@ class HttpReceiver:
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: Any, port: int) -> AsyncIterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+async def serve_http(app: Any, port: int, **config: Any) -> AsyncIterator[None]:
+    """uvicorn on loopback; ``config`` goes to ``uvicorn.Config`` (e.g. ``ssl_certfile``, ``ssl_keyfile``)."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config)
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

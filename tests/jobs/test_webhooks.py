@@ -8,9 +8,11 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 import orjson
 import pytest
+import trustme
 
 from src.jobs.webhooks import Delivery, DeliveryReceipt, deliver_webhook, sign
 from src.runner import ArgumentsInvalid, DeadLetters, EagerClient, JobClient, JobFailed
@@ -185,3 +187,30 @@ async def test_dead_letter_hides_credentials_and_requeue_still_delivers(
         assert (await handle.result(timeout_s=5)).status_code == 200
     assert receiver.requests[-1][0]["authorization"] == "Basic " + base64.b64encode(b"hook-user:hook-pass").decode()
     assert "hook-pass" not in caplog.text and "query-secret" not in caplog.text
+
+
+async def test_https_target_is_pinned_and_its_certificate_checked_against_the_url_host(
+    env: pytest.MonkeyPatch, receiver: HttpReceiver, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    env.setenv("SSL_CERT_FILE", str(ca_file))  # the HTTP client trusts the test CA
+    tls = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)}
+    async with serve_http(receiver, receiver.port, **tls):
+        # connected to the checked address (127.0.0.1); TLS still verifies the certificate names "localhost"
+        url = f"https://localhost:{receiver.port}/hook"
+        receipt = await (
+            await EagerClient().enqueue(deliver_webhook, Delivery(url=url, event="e", payload={}))
+        ).result()
+        assert receipt.status_code == 200
+        assert receiver.requests[0][0]["host"] == f"localhost:{receiver.port}"
+        # a certificate that does not name the URL's host is refused
+        url = f"https://127.0.0.1:{receiver.port}/hook"
+        handle = await EagerClient().enqueue(deliver_webhook, Delivery(url=url, event="e", payload={}))
+        with pytest.raises(JobFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            await handle.result()
+    assert len(receiver.requests) == 1
