@@ -81,9 +81,11 @@ async def send_email(ctx: JobContext, email: Email) -> EmailReceipt:
             timeout=smtp.timeout_s,
         )
     except aiosmtplib.SMTPException as e:
+        # aiosmtplib says so only in the message; with start_tls=True it gives up before sending anything
         if start_tls and "STARTTLS extension not supported" in str(e):
+            why = "credentials are not sent unencrypted" if has_credentials else "JOBS_SMTP__TLS=starttls requires it"
             raise SmtpInsecure(
-                f"{smtp.host}:{smtp.port} offers no STARTTLS; credentials are not sent unencrypted "
+                f"{smtp.host}:{smtp.port} offers no STARTTLS; {why} "
                 "(use a server with STARTTLS, or JOBS_SMTP__TLS=tls for implicit TLS)"
             ) from e
         _raise_for(e)
