@@ -63,7 +63,8 @@ async def pin(url: HttpUrl, allowed: Sequence[IPNetwork] = ()) -> PinnedTarget:
             f"{redact_url(str(url))}: {host} is {refused[0]}, not a public address "
             "(allow its network in JOBS_WEBHOOK_ALLOWED_NETWORKS if it is meant to receive webhooks)"
         )
-    address = addresses[0]
+    # IPv4 first: many hosts resolve names to IPv6 too without having an IPv6 route
+    address = next((a for a in addresses if a.version == 4), addresses[0])
     # the URL keeps its port, path, query and user info (which httpx sends as basic auth); only the host changes
     pinned = str(httpx2.URL(str(url)).copy_with(host=str(address)))
     default_port = port == (443 if url.scheme == "https" else 80)

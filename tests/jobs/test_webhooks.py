@@ -21,7 +21,7 @@ from src.runner.worker import Worker
 from tests.servers import HttpReceiver, serve_http
 
 #: the receivers of these tests listen on loopback, which webhooks may reach only when allowed
-LOOPBACK_ALLOWED = '["127.0.0.0/8"]'
+LOOPBACK_ALLOWED = '["127.0.0.0/8", "::1/128"]'
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ async def test_non_public_targets_are_refused(env: pytest.MonkeyPatch, receiver:
 async def test_allowed_network_lets_a_name_through_pinned_to_the_checked_address(
     env: pytest.MonkeyPatch, receiver: HttpReceiver
 ) -> None:
-    env.setenv("JOBS_WEBHOOK_ALLOWED_NETWORKS", '["127.0.0.1/32"]')
+    env.setenv("JOBS_WEBHOOK_ALLOWED_NETWORKS", '["127.0.0.1/32", "::1/128"]')  # localhost may also be ::1
     async with serve_http(receiver, receiver.port):
         url = f"http://localhost:{receiver.port}/hook?token=abc"
         await (await EagerClient().enqueue(deliver_webhook, Delivery(url=url, event="e", payload={}))).result()
