@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     poll_delay_s: float = Field(default=k.DEFAULT_POLL_DELAY_S, gt=0)
     #: encoded jobs larger than this are refused at enqueue
     max_payload_bytes: int = Field(default=k.DEFAULT_MAX_PAYLOAD_BYTES, ge=256)
-    #: when set, payloads are HMAC-signed and workers refuse unsigned or altered ones
+    #: when set, payloads are HMAC-signed for their job id and queue; workers refuse unsigned, altered or copied ones
     signing_secret: SecretStr | None = None
     #: secrets accepted for verification only, while jobs signed with them may still be queued (key rotation);
     #: a JSON list in the environment: ``JOBS_SIGNING_SECRETS_PREVIOUS='["old-secret"]'``
@@ -99,6 +99,10 @@ class Settings(BaseSettings):
             raise ValueError(f"{', '.join(tls_files)} apply to TLS only: use a rediss:// redis_url")
         if (self.redis_cert_file is None) != (self.redis_key_file is None):
             raise ValueError("redis_cert_file and redis_key_file go together (client certificate and its key)")
+        return self
+
+    @model_validator(mode="after")
+    def _previous_secrets_need_a_secret(self) -> Settings:
         if self.signing_secrets_previous and self.signing_secret is None:
             raise ValueError("signing_secrets_previous only verify: set signing_secret too (the key that signs)")
         return self
@@ -147,7 +151,7 @@ class _RedisSettings(RedisSettings):
 
     def __repr__(self) -> str:
         shown = {**self.__dict__, "password": "***" if self.password else None}
-        return "RedisSettings({})".format(", ".join(f"{k}={v!r}" for k, v in shown.items()))
+        return "RedisSettings({})".format(", ".join(f"{name}={value!r}" for name, value in shown.items()))
 
 
 @lru_cache
