@@ -88,8 +88,15 @@ async def echo(request: Request) -> dict[str, bool]:
 
 
 @app.post("/demo")
-async def demo(request: Request, jobs: Jobs) -> DeliveryReceipt:
-    """One round trip through the whole system: a webhook to this app's own /echo, awaited."""
-    delivery = Delivery(url=f"{request.base_url}echo", event="demo.ping", payload={"hello": "world"})
+async def demo(jobs: Jobs) -> DeliveryReceipt:
+    """One round trip through the whole system: a webhook to this app's own /echo, awaited.
+
+    The target comes from the settings, never from the request's Host header (which the caller chooses: it
+    would let anyone point the worker at an address of their choice). The worker delivers to loopback only
+    when ``JOBS_WEBHOOK_ALLOWED_NETWORKS`` allows it, as ``make run`` does for this demo.
+    """
+    settings = get_settings()
+    url = f"http://{settings.api_host}:{settings.api_port}/echo"
+    delivery = Delivery(url=url, event="demo.ping", payload={"hello": "world"})
     handle = await jobs.enqueue(deliver_webhook, delivery)
     return await handle.result(timeout_s=10)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
@@ -42,8 +43,11 @@ class HttpReceiver:
 
 
 @contextlib.asynccontextmanager
-async def serve_http(app: Any, port: int) -> AsyncIterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+async def serve_http(app: Any, port: int, **config: Any) -> AsyncIterator[None]:
+    """uvicorn on loopback; ``config`` goes to ``uvicorn.Config`` (e.g. ``ssl_certfile``, ``ssl_keyfile``)."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config)
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -58,10 +62,20 @@ async def serve_http(app: Any, port: int) -> AsyncIterator[None]:
 
 @dataclass
 class SmtpRecorder:
-    """aiosmtpd handler: records messages; refuses recipients in ``refuse`` with 550."""
+    """aiosmtpd handler: records messages and the credentials it was sent (and whether over TLS); refuses
+    recipients in ``refuse`` with 550."""
 
     refuse: set[str] = field(default_factory=set)
     messages: list[Envelope] = field(default_factory=list)
+    #: (login, password, over TLS) of every AUTH attempt
+    logins: list[tuple[str, str, bool]] = field(default_factory=list)
+
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            self.logins.append((auth_data.login.decode(), auth_data.password.decode(), session.ssl is not None))
+        return AuthResult(success=True)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -77,8 +91,13 @@ class SmtpRecorder:
 
 
 @contextlib.contextmanager
-def serve_smtp(handler: SmtpRecorder) -> Any:
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+def serve_smtp(handler: SmtpRecorder, tls_context: ssl.SSLContext | None = None) -> Any:
+    """aiosmtpd on loopback; with ``tls_context`` it offers STARTTLS. It accepts AUTH without TLS too, so a test
+    sees credentials a client would send in clear."""
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(), tls_context=tls_context,
+        authenticator=handler.authenticate, auth_require_tls=False,
+    )  # fmt: skip
     controller.start()
     try:
         yield controller

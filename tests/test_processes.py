@@ -74,7 +74,9 @@ async def test_arq_burst_drains_and_exits(redis_server: RedisServer, env: pytest
 def test_jobs_run_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
     """What `make run` does: embedded Redis + worker + example API; Ctrl-C stops them all."""
     redis_port, api_port = free_port(), free_port()
-    env = _env(JOBS_STATE_DIR=str(tmp_path), JOBS_API_PORT=str(api_port))
+    # the demo's webhook goes to the API on loopback, which webhooks reach only when allowed (README, Security)
+    allowed = '["127.0.0.1/32"]'
+    env = _env(JOBS_STATE_DIR=str(tmp_path), JOBS_API_PORT=str(api_port), JOBS_WEBHOOK_ALLOWED_NETWORKS=allowed)
     proc = subprocess.Popen(
         [sys.executable, "-m", "src.cli", "run", "--redis-port", str(redis_port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,

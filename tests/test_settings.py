@@ -70,3 +70,52 @@ def test_worker_settings_carry_our_jobs_cron_and_codec() -> None:
     assert names == {"deliver_webhook", "send_email", "record_queue_health"}
     assert [e.name for e in WorkerSettings.cron_entries] == ["queue-health"]
     assert WorkerSettings.codec.dumps({"x": 1}).startswith(b'{"v":1')
+
+
+def test_redis_password_is_hidden_in_reprs(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("JOBS_REDIS_URL", "redis://app:hunter4@redis.example:6379/0")
+    s = Settings()
+    logging.getLogger("test").warning("settings: %s / %r / %r", s, s, s.redis_settings())
+    assert "hunter4" not in repr(s) and "hunter4" not in str(s) and "hunter4" not in repr(s.redis_settings())
+    assert "hunter4" not in caplog.text
+    assert "redis://app:***@redis.example:6379/0" in repr(s)
+    assert s.redis_settings().password == "hunter4"  # still used to connect
+
+
+def test_previous_signing_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from src.runner import Codec
+
+    monkeypatch.setenv("JOBS_SIGNING_SECRET", "new-one")
+    monkeypatch.setenv("JOBS_SIGNING_SECRETS_PREVIOUS", '["old-one", "older-one"]')
+    s = Settings()
+    assert "old-one" not in repr(s)
+    payload = Codec("older-one").dumps_job({"f": "x"}, "j", "q")
+    assert s.codec().loads(payload, job_id="j", queue="q") == {"f": "x"}
+    monkeypatch.delenv("JOBS_SIGNING_SECRET")
+    with pytest.raises(ValueError, match="signing_secrets_previous only verify"):
+        Settings()
+
+
+def test_tls_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    from pathlib import Path
+
+    ca, cert, key = (Path(str(tmp_path)) / name for name in ("ca.pem", "client.pem", "client.key"))
+    for f in (ca, cert, key):
+        f.write_text("-")
+    monkeypatch.setenv("JOBS_REDIS_URL", "rediss://redis.example:6380/0")
+    rs = Settings().redis_settings()
+    assert (rs.ssl, rs.ssl_cert_reqs, rs.ssl_check_hostname) == (True, "required", True)  # verified by default
+    monkeypatch.setenv("JOBS_REDIS_CA_FILE", str(ca))
+    monkeypatch.setenv("JOBS_REDIS_CERT_FILE", str(cert))
+    with pytest.raises(ValueError, match="redis_cert_file and redis_key_file go together"):
+        Settings()
+    monkeypatch.setenv("JOBS_REDIS_KEY_FILE", str(key))
+    rs = Settings().redis_settings()
+    assert (rs.ssl_ca_certs, rs.ssl_certfile, rs.ssl_keyfile) == (str(ca), str(cert), str(key))
+    monkeypatch.setenv("JOBS_REDIS_URL", "redis://redis.example:6379/0")
+    with pytest.raises(ValueError, match="apply to TLS only: use a rediss:// redis_url"):
+        Settings()
+    monkeypatch.setenv("JOBS_REDIS_URL", "rediss://redis.example:6380/0")
+    monkeypatch.setenv("JOBS_REDIS_CA_FILE", str(ca) + ".missing")
+    with pytest.raises(ValueError, match="redis_ca_file"):
+        Settings()

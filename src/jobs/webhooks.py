@@ -3,7 +3,8 @@
 Receivers verify ``X-Jobs-Signature: t=<unix seconds>,v1=<hex hmac of "<t>.<body>">`` and may use
 ``X-Jobs-Delivery`` (the job id, stable across retries) to drop duplicates: delivery is at-least-once.
 Server errors (5xx), 408, 429 and transport failures retry with backoff; any other non-2xx answer is a
-permanent failure (the receiver refused this delivery; sending it again would not help).
+permanent failure (the receiver refused this delivery; sending it again would not help). Targets on
+loopback, private, link-local or metadata addresses are refused unless allowed (see ``webhook_target.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import httpx2
 import orjson
 from pydantic import BaseModel, Field, HttpUrl
 
+from src.jobs.webhook_target import pin
 from src.runner import Backoff, JobContext, Permanent, job
+from src.runner.redact import redact_url
 
 #: answers that mean "try again later"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
@@ -63,17 +66,24 @@ async def deliver_webhook(ctx: JobContext, delivery: Delivery) -> DeliveryReceip
     }
     if settings.webhook_secret is not None:
         headers["x-jobs-signature"] = sign(settings.webhook_secret.get_secret_value(), int(time.time()), body)
+    # messages name the target without its credentials or query values: they end up in logs and the DLQ
+    shown = redact_url(str(delivery.url))
     started = time.perf_counter()
     try:
+        target = await pin(delivery.url, settings.webhook_allowed_networks)
         response = await ctx.http.post(
-            str(delivery.url), content=body, headers=headers, timeout=settings.webhook_timeout_s
+            target.url,
+            content=body,
+            headers={**headers, **target.headers},
+            extensions=target.extensions,
+            timeout=settings.webhook_timeout_s,
         )
-    except httpx2.TransportError as e:
-        raise WebhookUnavailable(f"{delivery.url}: {type(e).__name__}: {e}") from e
+    except (httpx2.TransportError, OSError) as e:
+        raise WebhookUnavailable(f"{shown}: {type(e).__name__}: {e}") from e
     elapsed_ms = (time.perf_counter() - started) * 1000
     status = response.status_code
     if status >= 500 or status in RETRYABLE_STATUS:
-        raise WebhookUnavailable(f"{delivery.url} answered {status}")
+        raise WebhookUnavailable(f"{shown} answered {status}")
     if not 200 <= status < 300:
-        raise WebhookRejected(f"{delivery.url} answered {status}: {response.text[:200]}")
+        raise WebhookRejected(f"{shown} answered {status}: {response.text[:200]}")
     return DeliveryReceipt(status_code=status, elapsed_ms=round(elapsed_ms, 2), attempt=ctx.job_try)

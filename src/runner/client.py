@@ -165,14 +165,16 @@ class JobClient:
         elif opts.defer_by is not None:
             score_ms = now_ms + _ms(opts.defer_by)
         ttl_ms = _ms(opts.expires) if opts.expires is not None else max(score_ms - now_ms, 0) + k.EXPIRES_EXTRA_MS
-        payload = self.codec.dumps({"t": None, "f": spec.name, "a": [], "k": encoded_kwargs, "et": now_ms})
+        job_id = opts.job_id or uuid4().hex
+        queue = opts.queue_name or self.queue_name
+        data: dict[str, Any] = {"t": None, "f": spec.name, "a": [], "k": encoded_kwargs, "et": now_ms}
+        payload = self.codec.dumps_job(data, job_id, queue)  # signed for this id and queue
         if len(payload) > self.max_payload_bytes:
             raise PayloadTooLarge(
                 f"job {spec.name!r} encodes to {len(payload)} bytes, over the limit of {self.max_payload_bytes} "
                 "(setting max_payload_bytes); pass a reference to the data instead of the data"
             )
-        job_id = opts.job_id or uuid4().hex
-        return _Prepared(job_id, opts.queue_name or self.queue_name, payload, score_ms, ttl_ms)
+        return _Prepared(job_id, queue, payload, score_ms, ttl_ms)
 
     def handle(self, spec: JobSpec[Any, R], job_id: str) -> JobHandle[R]:
         """A handle for a job enqueued elsewhere (by id)."""

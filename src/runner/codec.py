@@ -5,9 +5,14 @@ handed to arq as ``job_serializer`` / ``job_deserializer``; arq's own tools (``J
 ``Job.result()``, ``enqueue_job``) therefore read and write our format.
 
 Envelope: ``{"v": 1, "d": <arq's dict>}``; with a secret, ``{"v": 1, "sig": <hex>, "d": …}`` where the
-signature is HMAC-SHA256 over the canonical (sorted-keys) JSON of ``d``. Exceptions (arq stores a failed
-job's exception as its result) travel as ``{"$error": {"type", "message"}}`` and come back as
-:class:`~src.runner.errors.JobFailed` (or ``CancelledError`` for an abort, which arq's ``Job.abort`` expects).
+signature is HMAC-SHA256 over the canonical (sorted-keys) JSON of ``d``. A job written by our client is signed
+for its identity: ``{"v": 1, "sig": …, "id": <job id>, "q": <queue>, "d": …}``, the HMAC covering id, queue and
+``d`` (which names the function), so a worker refuses the payload copied under another id or queue. arq ignores
+the extra keys; with no secret the envelope is the plain one, which a stock arq worker reads given this codec.
+
+Exceptions (arq stores a failed job's exception as its result) travel as ``{"$error": {"type", "message"}}``
+and come back as :class:`~src.runner.errors.JobFailed` (or ``CancelledError`` for an abort, which arq's
+``Job.abort`` expects).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -60,34 +66,64 @@ def _revive_error(data: dict[str, Any]) -> None:
 
 
 class Codec:
-    """JSON codec with optional HMAC-SHA256 signing, usable as arq's serializer pair."""
+    """JSON codec with optional HMAC-SHA256 signing, usable as arq's serializer pair.
 
-    __slots__ = ("_secret",)
+    ``secret`` signs; it and the ``previous`` secrets verify, so a key can be rotated while jobs signed with
+    the old one are still queued (see the README's "Rotating the signing secret").
+    """
 
-    def __init__(self, secret: str | bytes | None = None) -> None:
-        self._secret = secret.encode() if isinstance(secret, str) else secret
+    __slots__ = ("_keys", "_secret")
+
+    def __init__(self, secret: str | bytes | None = None, previous: Iterable[str | bytes] = ()) -> None:
+        self._secret = _key(secret) if secret is not None else None
+        older = [_key(p) for p in previous]
+        if older and self._secret is None:
+            raise ValueError("previous signing secrets need a current signing secret (they only verify)")
+        self._keys = ([self._secret] if self._secret is not None else []) + older
+
+    def __repr__(self) -> str:
+        return f"Codec(signs={self.signs}, verify_keys={len(self._keys)})"
 
     @property
     def signs(self) -> bool:
         return self._secret is not None
 
     def dumps(self, data: dict[str, Any]) -> bytes:
-        """Encode one arq dict (job or result) into envelope bytes; :class:`PayloadError` if it is not JSON."""
+        """Encode one arq dict (a result, or a job written by arq's own client) into envelope bytes;
+        :class:`PayloadError` if it is not JSON. Jobs of our client go through :meth:`dumps_job`."""
         try:
-            return self._dumps(data)
+            body = self._body(data)
         except orjson.JSONEncodeError as e:
             raise PayloadError(f"cannot encode as JSON: {e}") from None
-
-    def _dumps(self, data: dict[str, Any]) -> bytes:
         if self._secret is None:
-            body = orjson.dumps(data, default=_default)
             return b'{"v":%d,"d":%b}' % (WIRE_VERSION, body)
-        body = orjson.dumps(data, default=_default, option=orjson.OPT_SORT_KEYS)
-        sig = hmac.new(self._secret, body, hashlib.sha256).hexdigest().encode()
-        return b'{"v":%d,"sig":"%b","d":%b}' % (WIRE_VERSION, sig, body)
+        return b'{"v":%d,"sig":"%b","d":%b}' % (WIRE_VERSION, _mac(self._secret, body).encode(), body)
 
-    def loads(self, raw: bytes) -> dict[str, Any]:
-        """Decode and (with a secret) verify envelope bytes; raises :class:`PayloadError` saying why."""
+    def dumps_job(self, data: dict[str, Any], job_id: str, queue: str) -> bytes:
+        """Encode a job to be stored as ``job_id`` in ``queue``. With a secret, the signature covers the id
+        and the queue too, so a worker refuses the payload copied under another id or into another queue."""
+        if self._secret is None:
+            return self.dumps(data)  # unsigned: exactly what arq's own client would write
+        try:
+            body = self._body(data)
+        except orjson.JSONEncodeError as e:
+            raise PayloadError(f"cannot encode as JSON: {e}") from None
+        sig = _mac(self._secret, _job_message(job_id, queue, body)).encode()
+        identity = orjson.dumps(job_id), orjson.dumps(queue)
+        return b'{"v":%d,"sig":"%b","id":%b,"q":%b,"d":%b}' % (WIRE_VERSION, sig, *identity, body)
+
+    def _body(self, data: dict[str, Any]) -> bytes:
+        # signed bodies are canonical (sorted keys) so a verifier re-encoding the decoded dict gets the same bytes
+        option = orjson.OPT_SORT_KEYS if self._secret is not None else None
+        return orjson.dumps(data, default=_default, option=option)
+
+    def loads(self, raw: bytes, *, job_id: str | None = None, queue: str | None = None) -> dict[str, Any]:
+        """Decode and (with a secret) verify envelope bytes; raises :class:`PayloadError` saying why.
+
+        A worker passes the ``job_id`` and ``queue`` it claimed the payload under: with a secret, only a payload
+        signed for exactly that job and queue is accepted. Without them (arq's ``Job.info()``, results) a job
+        payload is verified against the identity it carries.
+        """
         try:
             envelope = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
@@ -99,16 +135,51 @@ class Codec:
         data = envelope["d"]
         if not isinstance(data, dict):
             raise PayloadError("envelope data is not an object")
-        if self._secret is not None:
-            self._verify(envelope.get("sig"), data)
+        if self._keys:
+            self._verify(envelope, data, job_id, queue)
         _revive_error(data)
         return data
 
-    def _verify(self, sig: object, data: dict[str, Any]) -> None:
-        assert self._secret is not None
-        if not isinstance(sig, str):
+    def _verify(self, envelope: dict[str, Any], data: dict[str, Any], job_id: str | None, queue: str | None) -> None:
+        sig = envelope.get("sig")
+        if sig is None:
             raise SignatureError("payload is unsigned but a signing secret is configured")
+        if not isinstance(sig, str) or len(sig) != _SIG_HEX_LEN or not sig.isascii():
+            raise SignatureError(f"payload signature is malformed (expected {_SIG_HEX_LEN} hex digits)")
         body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-        expected = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, sig):
+        signed_id, signed_queue = envelope.get("id"), envelope.get("q")
+        if job_id is not None or queue is not None:
+            if signed_id is None and signed_queue is None:
+                raise SignatureError("payload is not signed for a job id and queue (not written by our client)")
+            if (job_id is not None and signed_id != job_id) or (queue is not None and signed_queue != queue):
+                raise SignatureError("payload is signed for another job id or queue (copied from another job?)")
+        if signed_id is not None or signed_queue is not None:
+            if not isinstance(signed_id, str) or not isinstance(signed_queue, str):
+                raise SignatureError("payload's signed job id and queue are malformed")
+            body = _job_message(signed_id, signed_queue, body)
+        given = sig.encode()
+        # compare_digest on equal-length ASCII bytes: never a TypeError, whatever the payload holds
+        if not any(hmac.compare_digest(_mac(key, body).encode(), given) for key in self._keys):
             raise SignatureError("payload signature does not match (altered, or signed with another secret)")
+
+
+#: an HMAC-SHA256 in hex
+_SIG_HEX_LEN = 64
+
+
+def _key(secret: str | bytes) -> bytes:
+    key = secret.encode() if isinstance(secret, str) else secret
+    if not key:
+        raise ValueError("a signing secret must not be empty")
+    return key
+
+
+def _mac(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _job_message(job_id: str, queue: str, body: bytes) -> bytes:
+    """What a job's signature covers: its id and queue, then its body (which names the function). The JSON array
+    ends unambiguously, and no plain body (a JSON object) starts with the prefix, so a signed result can never
+    pass for a job."""
+    return b"job:" + orjson.dumps([job_id, queue]) + body

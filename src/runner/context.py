@@ -13,6 +13,7 @@ import orjson
 from arq.connections import ArqRedis
 
 from .constants import JOB_NOTES_TTL_MS, PROGRESS_KEY_PREFIX
+from .redact import RedactingFilter
 
 if TYPE_CHECKING:
     # imported on first use only: a worker whose jobs make no HTTP calls does not load an HTTP stack
@@ -27,6 +28,10 @@ CTX_DEFAULT_TIMEOUT_S = "jobs_default_timeout_s"
 def new_http_client(timeout_s: float = 30.0) -> httpx2.AsyncClient:
     import httpx2
 
+    # httpx logs every request's full URL at INFO, user info and query included (webhook URLs carry secrets)
+    http_logger = logging.getLogger("httpx2")
+    if not any(isinstance(f, RedactingFilter) for f in http_logger.filters):
+        http_logger.addFilter(RedactingFilter())
     return httpx2.AsyncClient(timeout=timeout_s)
 
 

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from . import constants as k
 from .codec import describe_exception
+from .redact import redact_text, redact_value
 from .scripts import script
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ class DeadJob:
     enqueued_at_ms: int
     started_at_ms: int
     failed_at_ms: int
-    #: the job exactly as it was queued (base64), what requeue puts back
+    #: the job exactly as it was queued (base64), what requeue puts back; unlike ``args`` and ``kwargs`` it is
+    #: not redacted, so it is not for display
     payload_b64: str
 
     @classmethod
@@ -50,13 +52,17 @@ class DeadJob:
 
 
 def dead_letter(claimed: Claimed, job: Any, queue: str, start_ms: int, error: BaseException, reason: str) -> bytes:
-    """The record of a job that failed for good (``job`` is execute's decoded view of it)."""
+    """The record of a job that failed for good (``job`` is execute's decoded view of it).
+
+    What people read (arguments, error, traceback) has URL credentials and query values redacted; the payload
+    that a requeue puts back is kept as it was queued.
+    """
     described = describe_exception(error)
     return orjson.dumps({
-        "job_id": claimed.job_id, "queue": queue, "function": job.function, "args": list(job.args),
-        "kwargs": job.kwargs, "reason": reason, "error_type": described["type"],
-        "error_message": described["message"],
-        "traceback": "".join(traceback.format_exception(error)) if error.__traceback__ else "",
+        "job_id": claimed.job_id, "queue": queue, "function": job.function, "args": redact_value(list(job.args)),
+        "kwargs": redact_value(job.kwargs), "reason": reason, "error_type": described["type"],
+        "error_message": redact_text(described["message"]),
+        "traceback": redact_text("".join(traceback.format_exception(error))) if error.__traceback__ else "",
         "tries": job.job_try, "enqueued_at_ms": job.enqueue_time_ms, "started_at_ms": start_ms,
         "failed_at_ms": int(time.time() * 1000), "payload_b64": base64.b64encode(claimed.payload).decode(),
     }, default=repr)  # fmt: skip

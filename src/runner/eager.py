@@ -61,11 +61,12 @@ class EagerClient(JobClient):
         job = self._prepare(call.spec, call.kwargs)
         if job.job_id in self._results:
             return JobHandle(self, call.spec, job.job_id, enqueued=False)
-        self._results[job.job_id] = await self._run(call.spec, job.job_id, job.payload)
+        self._results[job.job_id] = await self._run(call.spec, job.job_id, job.queue, job.payload)
         return JobHandle(self, call.spec, job.job_id)
 
-    async def _run(self, spec: JobSpec[Any, Any], job_id: str, payload: bytes) -> bytes:
-        data = self.codec.loads(payload)  # decoded as a worker would: the same codec, signature and all
+    async def _run(self, spec: JobSpec[Any, Any], job_id: str, queue: str, payload: bytes) -> bytes:
+        # decoded as a worker would: the same codec, signature (for this id and queue) and all
+        data = self.codec.loads(payload, job_id=job_id, queue=queue)
         arq_ctx: dict[Any, Any] = {"job_id": job_id, "enqueue_time": ms_to_datetime(data["et"]), "redis": None}
         if self._jobs_redis is not None:
             arq_ctx["redis"] = self._jobs_redis

@@ -5,7 +5,7 @@
     JobsError
      ├── PayloadError            a payload cannot be encoded, decoded or trusted
      │    ├── PayloadTooLarge    refused at enqueue: over ``max_payload_bytes``
-     │    └── SignatureError     unsigned or altered payload while a signing secret is set
+     │    └── SignatureError     unsigned, altered, malformed or copied (other id/queue) signed payload
      ├── ArgumentsInvalid        arguments fail the job's signature (at enqueue or in the worker)
      ├── ResultInvalid           a job returned something its return annotation does not allow
      ├── UnknownJob              no job of that name is registered
@@ -34,7 +34,8 @@ class PayloadTooLarge(PayloadError):
 
 
 class SignatureError(PayloadError):
-    """A payload is unsigned or its HMAC does not match while a signing secret is set."""
+    """While a signing secret is set: a payload is unsigned, its signature is malformed or does not match, or it
+    was signed for another job id or queue."""
 
 
 class ArgumentsInvalid(JobsError):

@@ -116,7 +116,7 @@ class Executor:
             logger.warning("job %s expired before it started", claimed.job_id)
             return self._done(claimed, job, start_ms, JobExecutionFailed("job expired"), dead="expired before it ran")
         try:
-            data = self.codec.loads(claimed.payload)
+            data = self.codec.loads(claimed.payload, job_id=claimed.job_id, queue=self.queue_name)
             job = _Job(data["f"], tuple(data["a"]), dict(data["k"]), claimed.job_try, int(data["et"]))
         except (PayloadError, KeyError, TypeError, ValueError) as e:
             error = DeserializationError("unable to deserialize job")

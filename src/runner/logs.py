@@ -13,8 +13,15 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "handlers": {
-            "hasten.standard": {"level": level, "class": "logging.StreamHandler", "formatter": "hasten.standard"}
+            "hasten.standard": {
+                "level": level,
+                "class": "logging.StreamHandler",
+                "formatter": "hasten.standard",
+                "filters": ["hasten.redact"],
+            }
         },
+        # URLs in messages lose their credentials and query values (src/runner/redact.py)
+        "filters": {"hasten.redact": {"()": "src.runner.redact.RedactingFilter"}},
         "formatters": {"hasten.standard": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
         "loggers": {"hasten": {"handlers": ["hasten.standard"], "level": level, "propagate": False}},
     }

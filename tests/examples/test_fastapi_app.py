@@ -18,8 +18,10 @@ from tests.servers import serve_http
 
 @pytest.fixture
 async def api(env: pytest.MonkeyPatch, running_worker: Callable[..., Worker]) -> AsyncIterator[httpx2.AsyncClient]:
-    running_worker(ALL)
     port = free_port()
+    env.setenv("JOBS_API_PORT", str(port))  # where /demo delivers its webhook
+    env.setenv("JOBS_WEBHOOK_ALLOWED_NETWORKS", '["127.0.0.1/32"]')  # this app's /echo is on loopback
+    running_worker(ALL)
     async with serve_http(fastapi_app.app, port), httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         yield http
 
@@ -61,3 +63,10 @@ async def test_bad_input_is_a_422_and_nothing_is_queued(api: httpx2.AsyncClient,
 
 async def test_unknown_job_is_404(api: httpx2.AsyncClient) -> None:
     assert (await api.get("/jobs/does-not-exist")).status_code == 404
+
+
+async def test_demo_target_ignores_the_host_header(api: httpx2.AsyncClient) -> None:
+    before = len(fastapi_app.received)
+    response = await api.post("/demo", headers={"host": "169.254.169.254"})
+    assert response.status_code == 200
+    assert len(fastapi_app.received) == before + 1  # delivered to this app's own /echo, not to the Host header
