@@ -13,7 +13,9 @@
      ├── JobFailed               the job ended in an exception (re-raised by ``JobHandle.result``)
      ├── JobTimeout              the job ran past its ``timeout_s``
      ├── JobNotFound             no job, and no result, with that id
-     └── ResultNotReady          ``JobHandle.result`` gave up waiting
+     ├── ResultNotReady          ``JobHandle.result`` gave up waiting
+     ├── RedisUnreachable        cannot connect to Redis (the message names the URL, password hidden)
+     └── SettingsInvalid         a ``JOBS_`` environment variable (or ``.env`` line) has a bad value
 """
 
 from __future__ import annotations
@@ -80,3 +82,11 @@ class JobFailed(JobsError):
 
     def __hash__(self) -> int:
         return hash((self.type, self.message))
+
+
+class RedisUnreachable(JobsError, ConnectionError):
+    """No connection to Redis; the message names the URL (password hidden), the variable and the cause."""
+
+
+class SettingsInvalid(JobsError, ValueError):
+    """A setting has a bad value; the message names the environment variable, one line per problem."""
