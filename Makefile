@@ -28,8 +28,9 @@ check-venv:
 $(VENV)/.installed: pyproject.toml
 	@echo "Installing the Python dependencies into $(VENV) (the first time takes about a minute) ..."
 	@$(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q -U pip
-	@$(PY) -m pip install -q -e '.[dev]'
+	@# pip's and setuptools' chatter goes to a log, shown only when the install fails
+	@{ $(PY) -m pip install -q -U pip && $(PY) -m pip install -q -e '.[dev]'; } > $(VENV)/install.log 2>&1 \
+	  || { cat $(VENV)/install.log; echo "the install failed (log: $(VENV)/install.log)"; exit 1; }
 	@touch $@
 	@echo "Installed: $(VENV)/bin/hasten (or ./hasten, or \`. $(VENV)/bin/activate\` to have \`hasten\` and \`arq\` on PATH)"
 
@@ -40,8 +41,8 @@ install-redis:
 
 .PHONY: install
 install: ## Install Python deps (.venv) and redis-server when missing
-	@$(MAKE) --no-print-directory check-venv
-	@$(MAKE) --no-print-directory $(VENV)/.installed install-redis
+	@$(MAKE) -s --no-print-directory check-venv
+	@$(MAKE) -s --no-print-directory $(VENV)/.installed install-redis
 
 .PHONY: run
 run: install ## Redis (embedded unless JOBS_REDIS_URL is set) + worker + example API; Ctrl-C stops all

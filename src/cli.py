@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -126,14 +127,14 @@ def dlq_list(
     if not dead:
         console.print("no dead jobs" if total == 0 else f"no dead jobs past {offset} (there are {total})")
         return
-    table = _table(f"dead jobs {offset + 1}-{offset + len(dead)} of {total}")
-    _add_columns(table, ("job id", "function"), [d.job_id for d in dead])
-    for column in ("reason", "tries", "failed at (UTC)", "error"):
-        table.add_column(column, overflow="fold")
+    table = _table(f"dead jobs {offset + 1}-{offset + len(dead)} of {total} (times in UTC)")
+    ids, functions = [d.job_id for d in dead], [d.function for d in dead]
+    _add_columns(table, ("job id", "function", "tries", "failed at"), ids, functions)
+    table.add_column("reason: error", overflow="fold", ratio=1)
     for d in dead:
         failed_at = _utc(datetime.fromtimestamp(d.failed_at_ms / 1000, UTC))
-        error = f"{d.error_type}: {d.error_message}"
-        table.add_row(d.job_id, d.function, d.reason, str(d.tries), failed_at, error[:200])
+        why = f"{d.reason}: {d.error_type}: {d.error_message}"
+        table.add_row(escape(d.job_id), escape(d.function), str(d.tries), failed_at, escape(why[:300]))
     Console(soft_wrap=False).print(table)
 
 
@@ -145,7 +146,7 @@ def dlq_show(job_id: str) -> None:
         console.print(f"[red]no dead job {escape(job_id)}[/]")
         raise typer.Exit(1)
     Console().print_json(data={key: value for key, value in asdict(dead).items() if key != "traceback"})
-    Console().print(dead.traceback or "(no traceback)", markup=False, highlight=False)
+    sys.stdout.write(dead.traceback or "(no traceback)\n")  # as Python wrote it: no wrapping inside its lines
 
 
 _ALL = typer.Option(False, "--all", help="Every dead job (of --function, if given).")
@@ -216,8 +217,8 @@ def cron_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", 
         console.print("no cron entries (a worker registers its table when it starts)")
         return
     table = _table(f"{len(states)} cron entries (times in UTC)")
-    _add_columns(table, ("entry", "job"), [s.name for s in states])
-    for column in ("schedule", "missed/overlap", "last tick", "next tick", "last run", "skipped"):
+    _add_columns(table, ("entry", "job"), [s.name for s in states], [s.job for s in states])
+    for column in ("schedule", "last tick", "next tick", "last run", "policies, skipped"):
         table.add_column(column, overflow="fold")
     now = datetime.now(UTC)
     for s in states:
@@ -227,10 +228,11 @@ def cron_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", 
         next_tick = _utc(s.next_tick)
         if s.next_tick is not None and now - s.next_tick > timedelta(seconds=60):
             next_tick += " [red](overdue: no worker runs it)[/]"
-        skipped = f"{s.skipped_overlap} overlapping, {s.missed_not_run} missed"
+        policies = f"missed={s.missed} overlap={s.overlap}; skipped {s.skipped_overlap} overlapping, "
+        policies += f"{s.missed_not_run} missed"
         table.add_row(
-            escape(s.name), s.job, escape(f"{s.schedule} ({s.tz})"), f"{s.missed}/{s.overlap}", _utc(s.last_tick),
-            next_tick, last_run, skipped,
+            escape(s.name), escape(s.job), escape(f"{s.schedule} {s.tz}"), _utc(s.last_tick), next_tick, last_run,
+            policies,
         )  # fmt: skip
     Console(soft_wrap=False).print(table)
 
@@ -249,19 +251,22 @@ def cron_forget(name: str) -> None:
 
 
 def _utc(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%m-%d %H:%M:%S")
 
 
 def _table(title: str) -> Table:
-    return Table(title=title, title_justify="left")
+    # no vertical rules: narrow terminals keep their columns for the text
+    return Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True
+    )
 
 
-def _add_columns(table: Table, names: Sequence[str], ids: Sequence[str]) -> None:
-    """The first column holds ids people copy: it never wraps or shrinks (other columns wrap instead)."""
-    first, *rest = names
-    table.add_column(first, no_wrap=True, min_width=max([len(first), *map(len, ids)]))
-    for name in rest:
-        table.add_column(name, no_wrap=True)
+def _add_columns(table: Table, names: Sequence[str], *values: Sequence[str]) -> None:
+    """Columns of names people copy (ids, functions, entries; ``values`` gives each one's cells): they never
+    wrap or shrink below their longest cell; the columns added after them wrap instead."""
+    for i, name in enumerate(names):
+        cells = values[i] if i < len(values) else []
+        table.add_column(name, no_wrap=True, min_width=max([len(name), *map(len, cells)]))
 
 
 def stop_processes(children: list[subprocess.Popen[bytes]], timeout_s: float = 15) -> None:

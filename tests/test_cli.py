@@ -75,7 +75,7 @@ async def test_cron_lists_entries_and_their_last_run(
     listed = await asyncio.to_thread(_jobs, redis_server, "cron")
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if "nightly-nap" in line)
-    for shown in ("* * * * * * (Europe/Berlin)", "timed_nap", "all/allow", "complete in", "0 overlapping"):
+    for shown in ("* * * * * * Europe/Berlin", "timed_nap", "missed=all overlap=allow", "complete in", "0 overlapping"):
         assert shown in row, (shown, row)
 
 
