@@ -24,6 +24,7 @@ import httpx2
 import pytest
 import redis
 
+from src.local_stack import die_with_parent
 from src.runner.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,9 +100,18 @@ def launched(
     api_port = int(env.pop("JOBS_API_PORT", free_port()))
     environ = {key: value for key, value in os.environ.items() if not key.startswith("JOBS_")}
     environ |= {"JOBS_STATE_DIR": str(state_dir), "JOBS_API_PORT": str(api_port), "COLUMNS": "80", **env}
+    # the launcher dies with this test process too (however pytest ends), and its children with it
+    die = die_with_parent(signal.SIGKILL)
+
+    def preexec() -> None:
+        if die is not None:
+            die()
+        if preexec_fn is not None:
+            preexec_fn()
+
     proc = subprocess.Popen(
         [HASTEN, "run"], cwd=cwd or state_dir, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True, preexec_fn=preexec_fn,
+        start_new_session=True, preexec_fn=preexec,
     )  # fmt: skip
     launch = Launch(proc, state_dir, api_port)
     assert proc.stdout is not None
@@ -136,7 +146,9 @@ def test_run_starts_everything_and_stops_cleanly(state_dir: Path) -> None:
         # the banner comes when the API listens: no retry loop needed
         receipt = httpx2.post(f"http://127.0.0.1:{launch.api_port}/demo", timeout=30).json()
         assert receipt["status_code"] == 200
-        assert f"export JOBS_REDIS_URL=unix://{launch.socket}" in launch.output
+        # whole lines, to copy: never wrapped inside a command (the terminal here is 80 columns)
+        assert f"\n  curl -X POST http://127.0.0.1:{launch.api_port}/demo\n" in launch.output
+        assert f"\n  export JOBS_REDIS_URL=unix://{launch.socket}\n" in launch.output
         assert launch.socket.stat().st_mode & 0o777 == 0o700  # only its owner may connect
         worker = launch.worker_pid()
         launch.ctrl_c()
