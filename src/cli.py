@@ -27,7 +27,7 @@ from rich.table import Table
 from src.runner.client import JobClient
 from src.runner.cron_state import CronState, cron_states, forget
 from src.runner.dlq import DeadJob, DeadLetters
-from src.runner.errors import JobsError
+from src.runner.errors import JobsError, RedisUnreachable
 
 T = TypeVar("T")
 
@@ -44,8 +44,17 @@ def main() -> None:
     try:
         app()
     except JobsError as e:
-        console.print(f"[red]error:[/] {escape(str(e))}", soft_wrap=True)
+        message = str(e)
+        if isinstance(e, RedisUnreachable) and _uses_embedded_redis():
+            message += " (the embedded Redis: start it with `make run` or `make redis`)"
+        console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
         sys.exit(1)
+
+
+def _uses_embedded_redis() -> bool:
+    from src.settings import get_settings
+
+    return get_settings().redis_url is None
 
 
 @app.command()

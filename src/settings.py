@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +19,7 @@ from src.runner import constants as k
 from src.runner import redis_url
 from src.runner.client import JobClient
 from src.runner.codec import Codec
-from src.runner.errors import SettingsInvalid
+from src.runner.errors import JobsError, SettingsInvalid
 
 #: the project's directory (a clone), home of the default state dir
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -77,7 +78,9 @@ class Settings(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
+        # `debug` is as good as `DEBUG`; anything else is left as typed, for the error message to show
+        known = ("DEBUG", "INFO", "WARNING", "ERROR")
+        return value.upper() if isinstance(value, str) and value.upper() in known else value
 
     #: signs outgoing webhooks (``X-Jobs-Signature``); unsigned when unset
     webhook_secret: SecretStr | None = None
@@ -175,6 +178,14 @@ def _worker_settings() -> type:
 
 def __getattr__(name: str) -> Any:
     if name == "WorkerSettings":
-        built = globals()["WorkerSettings"] = _worker_settings()
+        try:
+            built = globals()["WorkerSettings"] = _worker_settings()
+        except JobsError as e:
+            if "arq.cli" not in sys.modules:
+                raise
+            # `arq src.settings.WorkerSettings` with a bad setting or cron entry: one line, as `hasten worker` says
+            # it, instead of a traceback through arq's import machinery
+            sys.stderr.write(f"error: {e}\n")
+            raise SystemExit(1) from None
         return built
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

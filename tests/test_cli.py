@@ -176,3 +176,12 @@ def test_python_m_src_cli_still_works(redis_server: RedisServer) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     json.loads(done.stdout)
+
+
+def test_the_embedded_default_says_how_to_start_it(tmp_path: Path) -> None:
+    done = _hasten("", "dlq", "list", JOBS_STATE_DIR=str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: cannot reach Redis at unix://{tmp_path}/redis/redis.sock (set JOBS_REDIS_URL): No such file or "
+        "directory (the embedded Redis: start it with `make run` or `make redis`)"
+    )

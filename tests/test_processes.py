@@ -119,3 +119,13 @@ def test_a_bad_cron_entry_stops_the_worker_with_its_name(redis_server: RedisServ
     assert done.stderr.strip() == (
         "error: cron entry 'nightly-report': unknown time zone 'Europe/Berln' (use an IANA name)"
     ), done.stderr
+
+
+def test_arq_command_with_a_bad_setting_says_one_line() -> None:
+    done = subprocess.run(
+        ARQ, cwd=ROOT, env=_env(JOBS_LOG_LEVEL="loud"), capture_output=True, text=True, timeout=60
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout + done.stderr == (
+        "error: JOBS_LOG_LEVEL: input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR' (got 'loud')\n"
+    )
