@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -33,6 +34,7 @@ from types import FrameType
 
 from rich.console import Console
 
+from src.runner import logs
 from src.runner.errors import JobsError
 from src.runner.preflight import check_redis, sync_client
 from src.runner.redis_server import RedisServer
@@ -107,7 +109,7 @@ class LocalStack:
         s = self.settings
         self.children["API"] = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--host", s.api_host,
-             "--port", str(s.api_port), "--log-level", "warning"],
+             "--port", str(s.api_port), "--log-level", "warning", "--log-config", str(self._api_log_config())],
             env=env, cwd=PROJECT_DIR, start_new_session=True, preexec_fn=die,
         )  # fmt: skip
         if not self._wait_ready(before):
@@ -142,7 +144,10 @@ class LocalStack:
             sock.parent, config_file=PROJECT_DIR / "deploy" / "redis.conf", unix_socket=sock,
             preexec_fn=die_with_parent(signal.SIGTERM),
         )  # fmt: skip
-        self.redis.start()
+        try:
+            self.redis.start()
+        except RuntimeError as e:  # not installed, or it exited at once (its log says why)
+            raise StackError(f"the embedded Redis did not start: {e}") from None
         return self.redis.url
 
     def _check_api_port(self) -> None:
@@ -156,6 +161,14 @@ class LocalStack:
                     f"the API's port {host}:{port} is taken ({e.strerror}): stop what listens there, "
                     "or set JOBS_API_PORT to a free port"
                 ) from None
+
+    def _api_log_config(self) -> Path:
+        """uvicorn's and the API's log lines in the worker's format (uvicorn reads a config only from a file)."""
+        path = self.settings.state_dir / "api-logging.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config = logs.log_config(self.settings.log_level, ("hasten", "arq", "uvicorn", "uvicorn.access"))
+        path.write_text(json.dumps(config))
+        return path
 
     def _health_record(self) -> bytes | None:
         with sync_client(redis_settings(self._url())) as r:

@@ -240,3 +240,15 @@ def test_redis_url_in_dotenv_is_used_and_checked_first(state_dir: Path, tmp_path
     assert launch.output.strip().splitlines() == [
         "error: cannot reach Redis at redis://:***@127.0.0.1:1/0 (set JOBS_REDIS_URL): Connection refused"
     ]
+
+
+def test_a_redis_url_is_used_instead_of_the_embedded_one(state_dir: Path, redis_server: RedisServer) -> None:
+    with launched(state_dir, env={"JOBS_REDIS_URL": redis_server.url}) as launch:
+        launch.wait_up()
+        receipt = httpx2.post(f"http://127.0.0.1:{launch.api_port}/demo", timeout=30).json()
+        assert receipt["status_code"] == 200
+        assert f"  redis   {redis_server.url}\n" in launch.output  # not "(embedded)"
+        launch.ctrl_c()
+        assert launch.exit_code(60) == 0, launch.output
+    assert not (state_dir / "redis").exists()
+    assert redis_server.ping()  # not ours to stop

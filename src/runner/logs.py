@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import logging.config
+from collections.abc import Sequence
 from typing import Any
 
 
-def log_config(level: str = "INFO") -> dict[str, Any]:
-    """A ``dictConfig`` for the ``hasten`` and ``arq`` loggers, in one format, leaving other loggers alone."""
+def log_config(level: str = "INFO", loggers: Sequence[str] = ("hasten", "arq")) -> dict[str, Any]:
+    """A ``dictConfig`` for the ``hasten`` and ``arq`` loggers (or ``loggers``), in one format, leaving other
+    loggers alone."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -20,9 +22,7 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
             "hasten.standard": {"level": level, "class": "logging.StreamHandler", "formatter": "hasten.standard"}
         },
         "formatters": {"hasten.standard": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-        "loggers": {
-            name: {"handlers": ["hasten.standard"], "level": level, "propagate": False} for name in ("hasten", "arq")
-        },
+        "loggers": {name: {"handlers": ["hasten.standard"], "level": level, "propagate": False} for name in loggers},
     }
 
 
