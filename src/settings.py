@@ -1,6 +1,6 @@
 """Settings (environment variables prefixed ``JOBS_``, or a ``.env`` file) and the arq ``WorkerSettings``.
 
-``arq src.settings.WorkerSettings`` and ``jobs worker`` both start the worker from :class:`WorkerSettings`.
+``arq src.settings.WorkerSettings`` and ``hasten worker`` both start the worker from :class:`WorkerSettings`.
 """
 
 from __future__ import annotations
