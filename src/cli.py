@@ -148,12 +148,15 @@ def dlq_list(
 
 
 @dlq_app.command("show")
-def dlq_show(job_id: str) -> None:
+def dlq_show(job_id: str, as_json: bool = typer.Option(False, "--json", help="Print the record as JSON.")) -> None:
     """Everything recorded about one dead job."""
     dead = _with_dlq(lambda dlq: dlq.get(job_id))
     if dead is None:
         console.print(f"[red]no dead job {escape(job_id)}[/]")
         raise typer.Exit(1)
+    if as_json:
+        _print_json(asdict(dead))
+        return
     Console().print_json(data={key: value for key, value in asdict(dead).items() if key != "traceback"})
     sys.stdout.write(dead.traceback or "(no traceback)\n")  # as Python wrote it: no wrapping inside its lines
 

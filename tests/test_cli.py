@@ -54,6 +54,8 @@ async def test_list_show_requeue_purge(
 
     shown = await asyncio.to_thread(_jobs, redis_server, "dlq", "show", ids[0])
     assert '"reason": "permanent failure"' in shown.stdout and "raise Permanent" in shown.stdout
+    record = json.loads((await asyncio.to_thread(_jobs, redis_server, "dlq", "show", ids[0], "--json")).stdout)
+    assert record["job_id"] == ids[0] and "raise Permanent" in record["traceback"]
     missing = await asyncio.to_thread(_jobs, redis_server, "dlq", "show", "nope")
     assert missing.returncode == 1
 
