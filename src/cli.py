@@ -73,8 +73,9 @@ def redis() -> None:
     from src.settings import get_settings
 
     settings = get_settings()
-    if settings.redis_url:
-        raise typer.BadParameter("JOBS_REDIS_URL is set: unset it to run the embedded Redis")
+    if settings.redis_url:  # an option we would not honour is refused, not ignored
+        console.print("[red]error:[/] JOBS_REDIS_URL is set: unset it to run the embedded Redis", soft_wrap=True)
+        raise typer.Exit(2)
     stack = local_stack.LocalStack(settings, console)
     with stack.signals_caught():
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import subprocess
 import sys
 import time
@@ -187,3 +188,36 @@ def test_the_embedded_default_says_how_to_start_it(tmp_path: Path) -> None:
         f"error: cannot reach Redis at unix://{tmp_path}/redis/redis.sock (set JOBS_REDIS_URL): No such file or "
         "directory (the embedded Redis: start it with `make run` or `make redis`)"
     )
+
+
+def _purge_all_in_a_terminal(redis_url: str, answer: str) -> subprocess.CompletedProcess[str]:
+    """`hasten dlq purge --all` with a terminal on stdin, answering the confirmation with ``answer``."""
+    main, terminal = pty.openpty()
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("JOBS_")}
+    try:
+        proc = subprocess.Popen(
+            [HASTEN, "dlq", "purge", "--all"], cwd=ROOT, env={**environ, "JOBS_REDIS_URL": redis_url},
+            stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        os.write(main, f"{answer}\n".encode())
+        out, err = proc.communicate(timeout=30)
+    finally:
+        os.close(terminal)
+        os.close(main)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+async def test_purge_all_asks_in_a_terminal(
+    env: pytest.MonkeyPatch, redis_server: RedisServer, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([refuse])
+    dlq = DeadLetters(client.redis)
+    await client.enqueue(refuse)
+    while await dlq.count() < 1:
+        await asyncio.sleep(0.01)
+    refused = await asyncio.to_thread(_purge_all_in_a_terminal, redis_server.url, "n")
+    assert refused.returncode == 1 and "Purge every dead job for good?" in refused.stderr
+    assert await dlq.count() == 1
+    agreed = await asyncio.to_thread(_purge_all_in_a_terminal, redis_server.url, "y")
+    assert agreed.returncode == 0 and "purged 1 job(s)" in agreed.stderr, agreed.stderr
+    assert await dlq.count() == 0

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -252,3 +253,30 @@ def test_a_redis_url_is_used_instead_of_the_embedded_one(state_dir: Path, redis_
         assert launch.exit_code(60) == 0, launch.output
     assert not (state_dir / "redis").exists()
     assert redis_server.ping()  # not ours to stop
+
+
+def test_a_bad_cron_entry_stops_make_run_with_its_name(state_dir: Path, tmp_path: Path) -> None:
+    """The README's example mistake in src/cron.py, met under `make run`: the worker names the entry, and the
+    launcher stops the rest instead of serving an API without a worker."""
+    (tmp_path / "sitecustomize.py").write_text(
+        textwrap.dedent("""
+            import sys, types
+
+            def __getattr__(name):  # stands in for src/cron.py with a typo in it
+                if name != "TABLE":
+                    raise AttributeError(name)
+                from src.jobs.maintenance import record_queue_health
+                from src.runner import cron
+                return [cron("nightly-report", "30 2 * * *", record_queue_health, tz="Europe/Berln")]
+
+            table = types.ModuleType("src.cron")
+            table.__getattr__ = __getattr__
+            sys.modules["src.cron"] = table
+        """)
+    )
+    with launched(state_dir, env={"PYTHONPATH": str(tmp_path)}) as launch:
+        assert launch.exit_code(STARTUP_TIMEOUT_S) == 1
+    assert "error: cron entry 'nightly-report': unknown time zone 'Europe/Berln' (use an IANA name)" in launch.output
+    assert "the worker exited with code 1; stopping the rest" in launch.output
+    assert "hasten is up" not in launch.output
+    assert not _answers(launch.socket)
