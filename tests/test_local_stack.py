@@ -34,6 +34,8 @@ HASTEN = str(Path(sys.executable).parent / "hasten")
 STARTUP_TIMEOUT_S = 90.0
 
 pytestmark = pytest.mark.timeout(240)
+#: the banner's last line, complete
+_BANNER_END = re.compile(r"^  export JOBS_REDIS_URL=\S+\n", re.M)
 
 
 @dataclass
@@ -64,8 +66,10 @@ class Launch:
         self.wait_for(lambda: text in self.output, timeout_s, repr(text))
 
     def wait_up(self) -> None:
-        self.wait_for(lambda: "hasten is up" in self.output or self.proc.poll() is not None, STARTUP_TIMEOUT_S, "up")
-        assert "hasten is up" in self.output, self.output
+        """Until the whole banner is read (its last line is the export): the lines come one by one."""
+        self.wait_for(lambda: _BANNER_END.search(self.output) is not None or self.proc.poll() is not None,
+                      STARTUP_TIMEOUT_S, "banner")  # fmt: skip
+        assert _BANNER_END.search(self.output) is not None, self.output
 
     def ctrl_c(self) -> None:
         """What Ctrl-C in a terminal does: SIGINT to the foreground process group."""
