@@ -3,6 +3,10 @@ sources = src tests examples bench
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# the Python that makes the venv; `make PYTHON=python3.12 install` picks another
+PYTHON ?= python3
+# true when the Python given as $(1) is new enough for this project
+new_enough = $(1) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
 # root installs system packages directly; anyone else goes through sudo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -10,30 +14,47 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
+# A venv made by an older Python (say 3.10) is found here and rebuilt, before anything runs in it.
+.PHONY: check-venv
+check-venv:
+	@if [ -e $(PY) ] && ! $(call new_enough,$(PY)); then \
+	  echo "$(VENV) was made by $$($(PY) -V 2>&1 || echo 'a Python that is gone'); hasten needs Python >= 3.11: rebuilding it with $(PYTHON)"; \
+	  rm -rf $(VENV); \
+	fi
+	@$(call new_enough,$(PYTHON)) || { \
+	  echo "hasten needs Python >= 3.11, but $(PYTHON) is $$($(PYTHON) -V 2>&1): run make with PYTHON=python3.12 (or another >= 3.11)"; \
+	  exit 1; }
+
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $@
+	@echo "Installing the Python dependencies into $(VENV) (the first time takes about a minute) ..."
+	@$(PYTHON) -m venv $(VENV)
+	@# pip's and setuptools' chatter goes to a log, shown only when the install fails
+	@{ $(PY) -m pip install -q -U pip && $(PY) -m pip install -q -e '.[dev]'; } > $(VENV)/install.log 2>&1 \
+	  || { cat $(VENV)/install.log; echo "the install failed (log: $(VENV)/install.log)"; exit 1; }
+	@touch $@
+	@echo "Installed: $(VENV)/bin/hasten (or ./hasten, or \`. $(VENV)/bin/activate\` to have \`hasten\` and \`arq\` on PATH)"
 
 .PHONY: install-redis
 install-redis:
-	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+	@command -v redis-server >/dev/null || { echo "Installing redis-server (Debian package) ..."; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
 .PHONY: install
-install: $(VENV)/.installed install-redis ## Install Python deps (.venv) and redis-server when missing
+install: ## Install Python deps (.venv) and redis-server when missing
+	@$(MAKE) -s --no-print-directory check-venv
+	@$(MAKE) -s --no-print-directory $(VENV)/.installed install-redis
 
 .PHONY: run
 run: install ## Redis (embedded unless JOBS_REDIS_URL is set) + worker + example API; Ctrl-C stops all
-	$(PY) -m src.cli run
+	@$(PY) -m src.cli run
 
 .PHONY: worker
-worker: install ## Run one worker against JOBS_REDIS_URL
-	$(PY) -m src.cli worker
+worker: install ## Run one worker (against JOBS_REDIS_URL, or the embedded Redis of `make run`)
+	@$(PY) -m src.cli worker
 
 .PHONY: redis
 redis: install ## Run the embedded Redis in the foreground
-	$(PY) -m src.cli redis
+	@$(PY) -m src.cli redis
 
 .PHONY: test
 test: install ## Run the whole test suite (starts its own redis-server)
@@ -67,6 +88,11 @@ format: install ## Format and autofix
 all: lint mypy test ## lint, mypy, test
 
 .PHONY: clean
-clean: ## Remove caches, coverage and the local state dir (embedded Redis data)
+clean: ## Remove caches, coverage and the state dir (embedded Redis data); keeps .venv (see distclean)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov .state *.egg-info
 	find . -name __pycache__ -prune -exec rm -rf {} +
+	@echo "Kept $(VENV) (the installed dependencies); \`make distclean\` removes it too."
+
+.PHONY: distclean
+distclean: clean ## Everything clean removes, and the venv
+	rm -rf $(VENV)

@@ -25,7 +25,7 @@ async def _open_client() -> JobClient:
     return await get_settings().open_client()
 
 
-app = FastAPI(title="jobs example", lifespan=client_lifespan(_open_client))
+app = FastAPI(title="hasten example", lifespan=client_lifespan(_open_client))
 
 #: what /echo received, newest last (the demo webhook receiver)
 received: list[dict[str, Any]] = []

@@ -1,106 +1,99 @@
-"""``jobs``: run the worker, the embedded Redis, or the whole local stack (``jobs run``, behind ``make run``)."""
+"""``hasten``: run the worker, the embedded Redis, or the whole local stack (``hasten run``, behind ``make run``),
+and look after the dead-letter queue and the cron entries.
+
+Every listing has ``--json`` for scripts; tables never cut job ids or entry names. Errors of ours (Redis not
+reachable, a bad setting, a bad cron entry) are one line and exit code 1.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging.config
-import os
+import json
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from src.runner.client import JobClient
-from src.runner.cron_state import cron_states, forget
+from src.runner.cron_state import CronState, cron_states, forget
 from src.runner.dlq import DeadJob, DeadLetters
-from src.runner.redis_server import RedisServer
+from src.runner.errors import JobsError, RedisUnreachable
 
 T = TypeVar("T")
 
-app = typer.Typer(help="An asyncio-native job runner on Redis.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    name="hasten", help="An asyncio-native job runner on Redis.", no_args_is_help=True, add_completion=False
+)
 console = Console(stderr=True)
 
-ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = Path(os.environ.get("JOBS_STATE_DIR", ROOT / ".state"))
-EMBEDDED_PORT = 6390
+_JSON_HELP = "Print JSON (one array) instead of a table, for scripts."
+
+
+def main() -> None:
+    """The ``hasten`` command (and ``python -m src.cli``)."""
+    try:
+        app()
+    except JobsError as e:
+        message = str(e)
+        if isinstance(e, RedisUnreachable) and _uses_embedded_redis():
+            message += " (the embedded Redis: start it with `make run` or `make redis`)"
+        console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+        sys.exit(1)
+
+
+def _uses_embedded_redis() -> bool:
+    from src.settings import get_settings
+
+    return get_settings().redis_url is None
 
 
 @app.command()
 def worker(burst: bool = typer.Option(False, help="Exit once the queue is empty.")) -> None:
     """Run one worker process (the same worker as `arq src.settings.WorkerSettings`)."""
-    from arq.logs import default_log_config
-
     from src.runner.launch import create_worker
     from src.settings import WorkerSettings
 
-    logging.config.dictConfig(default_log_config(verbose=WorkerSettings.log_level == "DEBUG"))
     create_worker(WorkerSettings, burst=burst).run()
 
 
 @app.command()
-def redis(port: int = typer.Option(EMBEDDED_PORT, help="Loopback port.")) -> None:
-    """Run the embedded Redis (deploy/redis.conf, AOF on, data under .state/redis) in the foreground."""
-    server = _embedded_redis(port).start()
-    console.print(f"redis at [bold]{server.url}[/] (data in {server.data_dir}); Ctrl-C stops it")
-    try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    finally:
-        server.stop()
+def redis() -> None:
+    """Run the embedded Redis (deploy/redis.conf, AOF on, on a socket in the state dir) in the foreground."""
+    from src import local_stack
+    from src.settings import get_settings
+
+    settings = get_settings()
+    if settings.redis_url:  # an option we would not honour is refused, not ignored
+        console.print("[red]error:[/] JOBS_REDIS_URL is set: unset it to run the embedded Redis", soft_wrap=True)
+        raise typer.Exit(2)
+    stack = local_stack.LocalStack(settings, console)
+    with stack.signals_caught():
+        try:
+            url = stack.start_redis()
+            console.print(f"redis at [bold]{url}[/]; Ctrl-C stops it", soft_wrap=True)
+            while not stack.received:
+                time.sleep(0.1)
+        finally:
+            stack.stop()
 
 
 @app.command()
-def run(redis_port: int = typer.Option(EMBEDDED_PORT, help="Port of the embedded Redis.")) -> None:
+def run() -> None:
     """Local stack: Redis (embedded unless JOBS_REDIS_URL is set), a worker, and the example API."""
+    from src import local_stack
     from src.settings import get_settings
 
-    server: RedisServer | None = None
-    env = dict(os.environ)
-    if not env.get("JOBS_REDIS_URL"):
-        server = _embedded_redis(redis_port).start()
-        env["JOBS_REDIS_URL"] = server.url
-        console.print(f"embedded redis  [bold]{server.url}[/]  (data in {server.data_dir})")
-    else:
-        console.print("redis           from JOBS_REDIS_URL")
-    settings = get_settings()
-    api = f"http://{settings.api_host}:{settings.api_port}"
-    # Children get a session of their own, so Ctrl-C reaches only this process, which then sends each child
-    # one SIGTERM: a worker that got the terminal's SIGINT too would take the SIGTERM as a second signal
-    # and skip its grace period. Hang-up and SIGTERM stop everything the same way.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
-    children = [
-        subprocess.Popen([sys.executable, "-m", "src.cli", "worker"], env=env, cwd=ROOT, start_new_session=True),
-        subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--host", settings.api_host,
-             "--port", str(settings.api_port), "--log-level", "warning"],
-            env=env, cwd=ROOT, start_new_session=True,
-        ),
-    ]  # fmt: skip
-    console.print(f"worker          pid {children[0].pid}")
-    console.print(f"example API     [bold]{api}[/]  (docs: {api}/docs; try: curl -X POST {api}/demo)")
-    console.print("Ctrl-C stops everything")
-    try:
-        _wait_any(children)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop_processes(children)
-        if server is not None:
-            server.stop()
-        console.print("stopped")
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise typer.Exit(local_stack.run(get_settings(), console))
 
 
 dlq_app = typer.Typer(help="The dead-letter queue: jobs that failed for good.", no_args_is_help=True)
@@ -127,61 +120,96 @@ def _with_dlq(action: Callable[[DeadLetters], Awaitable[T]]) -> T:
 
 
 @dlq_app.command("list")
-def dlq_list(offset: int = 0, limit: int = typer.Option(20, min=1, max=500)) -> None:
+def dlq_list(
+    offset: int = typer.Option(0, min=0),
+    limit: int = typer.Option(20, min=1, max=500),
+    as_json: bool = typer.Option(False, "--json", help=_JSON_HELP),
+) -> None:
     """Dead jobs, newest first."""
 
     async def fetch(dlq: DeadLetters) -> tuple[int, list[DeadJob]]:
         return await dlq.count(), await dlq.page(offset, limit)
 
     total, dead = _with_dlq(fetch)
-    table = Table(title=f"dead jobs {offset + 1}-{offset + len(dead)} of {total}")
-    for column in ("job id", "function", "reason", "tries", "failed at (UTC)", "error"):
-        table.add_column(column)
+    if as_json:
+        _print_json([{k: v for k, v in asdict(d).items() if k != "payload_b64"} for d in dead])
+        return
+    if not dead:
+        console.print("no dead jobs" if total == 0 else f"no dead jobs past {offset} (there are {total})")
+        return
+    table = _table(f"dead jobs {offset + 1}-{offset + len(dead)} of {total} (times in UTC)")
+    ids, functions = [d.job_id for d in dead], [d.function for d in dead]
+    _add_columns(table, ("job id", "function", "tries", "failed at"), ids, functions)
+    table.add_column("reason: error", overflow="fold", ratio=1)
     for d in dead:
         failed_at = _utc(datetime.fromtimestamp(d.failed_at_ms / 1000, UTC))
-        error = f"{d.error_type}: {d.error_message}"
-        table.add_row(d.job_id, d.function, d.reason, str(d.tries), failed_at, error[:80])
-    Console().print(table)
+        why = f"{d.reason}: {d.error_type}: {d.error_message}"
+        table.add_row(escape(d.job_id), escape(d.function), str(d.tries), failed_at, escape(why[:300]))
+    Console(soft_wrap=False).print(table)
 
 
 @dlq_app.command("show")
-def dlq_show(job_id: str) -> None:
+def dlq_show(job_id: str, as_json: bool = typer.Option(False, "--json", help="Print the record as JSON.")) -> None:
     """Everything recorded about one dead job."""
     dead = _with_dlq(lambda dlq: dlq.get(job_id))
     if dead is None:
-        console.print(f"[red]no dead job {job_id}[/]")
+        console.print(f"[red]no dead job {escape(job_id)}[/]")
         raise typer.Exit(1)
-    Console().print_json(data={key: value for key, value in asdict(dead).items() if key != "traceback"})
-    Console().print(dead.traceback or "(no traceback)")
+    # the original payload is what requeue sends again; it is not redacted (URL credentials), so it is not shown
+    record = {key: value for key, value in asdict(dead).items() if key != "payload_b64"}
+    if as_json:
+        _print_json(record)
+        return
+    Console().print_json(data={key: value for key, value in record.items() if key != "traceback"})
+    sys.stdout.write(dead.traceback or "(no traceback)\n")  # as Python wrote it: no wrapping inside its lines
+
+
+_ALL = typer.Option(False, "--all", help="Every dead job (of --function, if given).")
+_FUNCTION = typer.Option(None, help="With --all: only dead jobs of this function.")
 
 
 @dlq_app.command("requeue")
-def dlq_requeue(
-    job_id: str | None = typer.Argument(None), all_: bool = typer.Option(False, "--all"), function: str | None = None
-) -> None:
+def dlq_requeue(job_id: str | None = typer.Argument(None), all_: bool = _ALL, function: str | None = _FUNCTION) -> None:
     """Put one dead job (or --all, optionally of one --function) back in the queue."""
-    done = _one_or_all(job_id, all_, lambda dlq, i: dlq.requeue(i), lambda dlq: dlq.requeue_all(function))
+    done = _one_or_all(job_id, all_, function, lambda dlq, i: dlq.requeue(i), lambda dlq: dlq.requeue_all(function))
     console.print(f"requeued {done} job(s)")
 
 
 @dlq_app.command("purge")
 def dlq_purge(
-    job_id: str | None = typer.Argument(None), all_: bool = typer.Option(False, "--all"), function: str | None = None
+    job_id: str | None = typer.Argument(None),
+    all_: bool = _ALL,
+    function: str | None = _FUNCTION,
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --all: do not ask for confirmation."),
 ) -> None:
     """Delete one dead job (or --all, optionally of one --function) for good."""
-    done = _one_or_all(job_id, all_, lambda dlq, i: dlq.purge(i), lambda dlq: dlq.purge_all(function))
+    if all_ and job_id is None and not yes:
+        which = f"every dead job of {function}" if function else "every dead job"
+        if not sys.stdin.isatty():
+            console.print(f"[red]not purging {which} without confirmation:[/] add --yes")
+            raise typer.Exit(1)
+        typer.confirm(f"Purge {which} for good?", abort=True, err=True)
+    done = _one_or_all(job_id, all_, function, lambda dlq, i: dlq.purge(i), lambda dlq: dlq.purge_all(function))
     console.print(f"purged {done} job(s)")
 
 
 def _one_or_all(
     job_id: str | None,
     all_: bool,
+    function: str | None,
     one: Callable[[DeadLetters, str], Awaitable[bool]],
     every: Callable[[DeadLetters], Awaitable[int]],
 ) -> int:
-    """How many dead jobs ``one`` (for a job id) or ``every`` (for --all) acted on."""
+    """How many dead jobs ``one`` (for a job id) or ``every`` (for --all) acted on; an unknown id exits 1."""
+    if job_id is not None and all_:
+        raise typer.BadParameter("give a job id or --all, not both")
+    if function is not None and not all_:
+        raise typer.BadParameter("--function goes with --all")
     if job_id is not None:
-        return 1 if _with_dlq(lambda dlq: one(dlq, job_id)) else 0
+        if not _with_dlq(lambda dlq: one(dlq, job_id)):
+            console.print(f"[red]no dead job {escape(job_id)}[/] (see `hasten dlq list`)")
+            raise typer.Exit(1)
+        return 1
     if all_:
         return _with_dlq(every)
     raise typer.BadParameter("give a job id or --all")
@@ -192,14 +220,21 @@ app.add_typer(cron_app, name="cron")
 
 
 @cron_app.callback()
-def cron_list(ctx: typer.Context) -> None:
+def cron_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=_JSON_HELP)) -> None:
     """Every cron entry workers have run: schedule, policies, last and next tick, how the last run went."""
     if ctx.invoked_subcommand is not None:
         return
     states = _with_client(lambda client: cron_states(client.redis))
-    table = Table(title=f"{len(states)} cron entries (times in UTC)")
-    for column in ("entry", "schedule", "job", "missed/overlap", "last tick", "next tick", "last run", "skipped"):
-        table.add_column(column)
+    if as_json:
+        _print_json([_cron_json(s) for s in states])
+        return
+    if not states:
+        console.print("no cron entries (a worker registers its table when it starts)")
+        return
+    table = _table(f"{len(states)} cron entries (times in UTC)")
+    _add_columns(table, ("entry", "job"), [s.name for s in states], [s.job for s in states])
+    for column in ("schedule", "last tick", "next tick", "last run", "policies, skipped"):
+        table.add_column(column, overflow="fold")
     now = datetime.now(UTC)
     for s in states:
         last_run = s.phase if s.phase in ("queued", "running", "never") else s.last_status or "?"
@@ -208,12 +243,17 @@ def cron_list(ctx: typer.Context) -> None:
         next_tick = _utc(s.next_tick)
         if s.next_tick is not None and now - s.next_tick > timedelta(seconds=60):
             next_tick += " [red](overdue: no worker runs it)[/]"
-        skipped = f"{s.skipped_overlap} overlapping, {s.missed_not_run} missed"
+        policies = f"missed={s.missed} overlap={s.overlap}; skipped {s.skipped_overlap} overlapping, "
+        policies += f"{s.missed_not_run} missed"
         table.add_row(
-            s.name, f"{s.schedule} ({s.tz})", s.job, f"{s.missed}/{s.overlap}", _utc(s.last_tick), next_tick,
-            last_run, skipped,
+            escape(s.name), escape(s.job), escape(f"{s.schedule} {s.tz}"), _utc(s.last_tick), next_tick, last_run,
+            policies,
         )  # fmt: skip
-    Console().print(table)
+    Console(soft_wrap=False).print(table)
+
+
+def _cron_json(state: CronState) -> dict[str, Any]:
+    return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in asdict(state).items()}
 
 
 @cron_app.command("forget")
@@ -226,25 +266,26 @@ def cron_forget(name: str) -> None:
 
 
 def _utc(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%m-%d %H:%M:%S")
 
 
-def _embedded_redis(port: int) -> RedisServer:
-    return RedisServer(STATE_DIR / "redis", port=port, config_file=ROOT / "deploy" / "redis.conf")
+def _table(title: str) -> Table:
+    # no vertical rules: narrow terminals keep their columns for the text
+    return Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True
+    )
 
 
-def _wait_any(children: list[subprocess.Popen[bytes]]) -> None:
-    """Return when a child exits by itself (and say so); Ctrl-C arrives as KeyboardInterrupt."""
-    while True:
-        for child in children:
-            if child.poll() is not None:
-                console.print(f"[red]process {child.args!r} exited with {child.returncode}[/]")
-                return
-        time.sleep(0.2)
+def _add_columns(table: Table, names: Sequence[str], *values: Sequence[str]) -> None:
+    """Columns of names people copy (ids, functions, entries; ``values`` gives each one's cells): they never
+    wrap or shrink below their longest cell; the columns added after them wrap instead."""
+    for i, name in enumerate(names):
+        cells = values[i] if i < len(values) else []
+        table.add_column(name, no_wrap=True, min_width=max([len(name), *map(len, cells)]))
 
 
 def stop_processes(children: list[subprocess.Popen[bytes]], timeout_s: float = 15) -> None:
-    """SIGTERM every child still running, wait up to ``timeout_s`` for each, then SIGKILL."""
+    """SIGTERM every child still running, wait up to ``timeout_s`` for each, then SIGKILL (used by bench/)."""
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -256,5 +297,9 @@ def stop_processes(children: list[subprocess.Popen[bytes]], timeout_s: float = 1
             child.wait()
 
 
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
 if __name__ == "__main__":
-    app()
+    main()

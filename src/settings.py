@@ -1,23 +1,39 @@
 """Settings (environment variables prefixed ``JOBS_``, or a ``.env`` file) and the arq ``WorkerSettings``.
 
-``arq src.settings.WorkerSettings`` and ``jobs worker`` both start the worker from :class:`WorkerSettings`.
+``arq src.settings.WorkerSettings`` and ``hasten worker`` both start the worker from :class:`WorkerSettings`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote
+from urllib.parse import urlsplit
 
 from arq.connections import RedisSettings
-from pydantic import BaseModel, Field, FilePath, IPvAnyNetwork, RedisDsn, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    FilePath,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from src.runner import constants as k
+from src.runner import redis_url
 from src.runner.client import JobClient
 from src.runner.codec import Codec
-from src.runner.redact import redact_url
+from src.runner.errors import JobsError, SettingsInvalid
+
+#: the project's directory (a clone), home of the default state dir
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class SmtpSettings(BaseModel):
@@ -48,14 +64,17 @@ class Settings(BaseSettings):
         env_prefix="JOBS_", env_file=".env", env_ignore_empty=True, env_nested_delimiter="__", extra="ignore"
     )
 
-    #: ``redis://``, ``rediss://`` (TLS) or ``unix://``; user and password may be given in the URL
-    redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+    #: ``redis://``, ``rediss://`` (TLS) or ``unix:///path/to/redis.sock``; user and password may be given in
+    #: the URL. Unset: the embedded Redis of ``make run`` (a socket in the state dir), see :meth:`redis_target`
+    redis_url: str | None = None
     #: ``rediss://`` only: CA bundle the server's certificate must chain to (default: the system's CAs);
     #: the certificate must also name the URL's host
     redis_ca_file: FilePath | None = None
     #: ``rediss://`` only: client certificate and its key, for servers that require one (``tls-auth-clients yes``)
     redis_cert_file: FilePath | None = None
     redis_key_file: FilePath | None = None
+    #: where the embedded Redis keeps its data and its socket
+    state_dir: Path = PROJECT_DIR / ".state"
     queue_name: str = k.default_queue_name
     #: jobs one worker process runs at once
     max_jobs: int = Field(default=k.DEFAULT_MAX_JOBS, ge=1)
@@ -80,6 +99,18 @@ class Settings(BaseSettings):
     signing_secrets_previous: list[SecretStr] = []
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        return None if value is None else redis_url.check(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        # `debug` is as good as `DEBUG`; anything else is left as typed, for the error message to show
+        known = ("DEBUG", "INFO", "WARNING", "ERROR")
+        return value.upper() if isinstance(value, str) and value.upper() in known else value
+
     #: signs outgoing webhooks (``X-Jobs-Signature``); unsigned when unset
     webhook_secret: SecretStr | None = None
     webhook_timeout_s: float = Field(default=10.0, gt=0)
@@ -95,7 +126,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _tls_files_need_tls(self) -> Settings:
         tls_files = [f for f in ("redis_ca_file", "redis_cert_file", "redis_key_file") if getattr(self, f)]
-        if tls_files and self.redis_url.scheme != "rediss":
+        if tls_files and urlsplit(self.redis_target()).scheme != "rediss":
             raise ValueError(f"{', '.join(tls_files)} apply to TLS only: use a rediss:// redis_url")
         if (self.redis_cert_file is None) != (self.redis_key_file is None):
             raise ValueError("redis_cert_file and redis_key_file go together (client certificate and its key)")
@@ -108,30 +139,32 @@ class Settings(BaseSettings):
         return self
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        # RedisDsn shows its password; everything else secret is a SecretStr already
+        # the URL may carry a password; everything else secret is a SecretStr already
         for name, value in super().__repr_args__():
-            yield name, redact_url(str(value)) if name == "redis_url" else value
+            yield name, redis_url.redacted(value) if name == "redis_url" and value else value
+
+    @property
+    def embedded_socket(self) -> Path:
+        """The unix socket of the embedded Redis (``make run``); only its owner may connect to it."""
+        return self.state_dir.resolve() / "redis" / "redis.sock"
+
+    def redis_target(self) -> str:
+        """The Redis URL in use: ``JOBS_REDIS_URL``, or else the embedded Redis's socket."""
+        return self.redis_url or f"unix://{self.embedded_socket}"
 
     def redis_settings(self) -> RedisSettings:
-        url = self.redis_url
-        scheme = url.scheme
-        db = int((url.path or "/0").lstrip("/") or 0) if scheme != "unix" else 0
-        tls = scheme == "rediss"
-        return _RedisSettings(
-            host=url.host or "127.0.0.1",
-            port=url.port or 6379,
-            unix_socket_path=url.path if scheme == "unix" else None,
-            database=db,
-            username=unquote(url.username) if url.username else None,
-            password=unquote(url.password) if url.password else None,
-            ssl=tls,
+        plain = redis_url.redis_settings(self.redis_target())
+        return _RedisSettings(**{
+            **asdict(plain),
+            # no connection retries: a Redis that does not answer is reported at once (preflight.py), not after 5 s
+            "conn_retries": 0,
             # arq checks the certificate but not that it names the host: any valid certificate would do
-            ssl_cert_reqs="required",
-            ssl_check_hostname=tls,
-            ssl_ca_certs=str(self.redis_ca_file) if self.redis_ca_file else None,
-            ssl_certfile=str(self.redis_cert_file) if self.redis_cert_file else None,
-            ssl_keyfile=str(self.redis_key_file) if self.redis_key_file else None,
-        )
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": plain.ssl,
+            "ssl_ca_certs": str(self.redis_ca_file) if self.redis_ca_file else None,
+            "ssl_certfile": str(self.redis_cert_file) if self.redis_cert_file else None,
+            "ssl_keyfile": str(self.redis_key_file) if self.redis_key_file else None,
+        })  # fmt: skip
 
     def codec(self) -> Codec:
         if self.signing_secret is None:
@@ -156,34 +189,76 @@ class _RedisSettings(RedisSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process's settings, read once. Tests call ``get_settings.cache_clear()`` after changing the env."""
-    return Settings()
+    """The process's settings, read once. Tests call ``get_settings.cache_clear()`` after changing the env.
+
+    A bad value raises :class:`SettingsInvalid` naming the environment variable, one line per problem.
+    """
+    try:
+        return Settings()
+    except ValidationError as e:
+        raise SettingsInvalid(describe_invalid(e)) from None
 
 
-# WorkerSettings needs the jobs and the cron table, and the jobs read settings at run time: importing them
-# after everything above is defined keeps that cycle harmless.
-from src import cron as _cron  # noqa: E402
-from src import jobs as _jobs  # noqa: E402
+def describe_invalid(error: ValidationError) -> str:
+    """``JOBS_MAX_JOBS: input should be a valid integer (got 'x')``, one line per problem; secrets not echoed."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        variable = "JOBS_" + "__".join(str(part) for part in problem["loc"]).upper()
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]
+        shown = problem.get("input")
+        # secrets are not echoed, nor URLs (they may carry a password; their own message shows them redacted)
+        secret = any(word in variable for word in ("SECRET", "PASSWORD", "URL"))
+        got = f" (got {shown!r})" if isinstance(shown, str | int | float) and not secret else ""
+        lines.append(f"{variable}: {message}{got}")
+    return "\n".join(lines)
+
+
+# WorkerSettings needs the jobs and the cron table, and the jobs read settings at run time. It is built when
+# first asked for (by arq's CLI or ``hasten worker``): a producer, the API or the CLI importing this module
+# neither reads the environment nor validates the cron table, so a bad cron entry stops only the worker.
 from src.runner import launch as _launch  # noqa: E402
 
 _launch.install()  # `arq src.settings.WorkerSettings` builds our Worker (see src/runner/launch.py)
 
 
-class WorkerSettings:
-    """Read by ``arq src.settings.WorkerSettings`` (and ``jobs worker``) to build the worker."""
+def _worker_settings() -> type:
+    from src import cron as _cron
+    from src import jobs as _jobs
 
-    _s = get_settings()
-    functions = _jobs.ALL
-    cron_entries = _cron.TABLE
-    codec = _s.codec()
-    redis_settings = _s.redis_settings()
-    queue_name = _s.queue_name
-    max_jobs = _s.max_jobs
-    job_timeout = _s.job_timeout_s
-    keep_result = _s.keep_result_s
-    poll_delay = _s.poll_delay_s
-    max_payload_bytes = _s.max_payload_bytes
-    lease_s = _s.lease_s
-    shutdown_grace_s = _s.shutdown_grace_s
-    dlq_retention_s = _s.dlq_retention_s
-    log_level = _s.log_level
+    s = get_settings()
+
+    class WorkerSettings:
+        """Read by ``arq src.settings.WorkerSettings`` (and ``hasten worker``) to build the worker."""
+
+        functions = _jobs.ALL
+        cron_entries = _cron.TABLE
+        codec = s.codec()
+        redis_settings = s.redis_settings()
+        queue_name = s.queue_name
+        max_jobs = s.max_jobs
+        job_timeout = s.job_timeout_s
+        keep_result = s.keep_result_s
+        poll_delay = s.poll_delay_s
+        max_payload_bytes = s.max_payload_bytes
+        lease_s = s.lease_s
+        shutdown_grace_s = s.shutdown_grace_s
+        dlq_retention_s = s.dlq_retention_s
+        log_level = s.log_level
+
+    return WorkerSettings
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WorkerSettings":
+        try:
+            built = globals()["WorkerSettings"] = _worker_settings()
+        except JobsError as e:
+            if "arq.cli" not in sys.modules:
+                raise
+            # `arq src.settings.WorkerSettings` with a bad setting or cron entry: one line, as `hasten worker` says
+            # it, instead of a traceback through arq's import machinery
+            sys.stderr.write(f"error: {e}\n")
+            raise SystemExit(1) from None
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -124,3 +124,22 @@ async def test_a_second_signal_stops_at_once(redis: ArqRedis, client: JobClient,
     worker.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(_exit_code_within, worker, 5) == 0
     assert await handle.status() is JobStatus.queued
+
+
+async def test_a_job_handed_to_a_worker_that_died_runs_elsewhere_within_seconds(
+    redis: ArqRedis, client: JobClient, start_process_worker: StartWorker
+) -> None:
+    """The window the idle hand-off opens: a worker registers as idle, then dies before it takes the job it was
+    handed. With the default lease (30 s) the job must not wait for a whole lease."""
+    frozen = start_process_worker("tests.fault_settings.WorkerSettings", JOBS_LEASE_S="30")
+    await _idle_workers(redis, 1)
+    frozen.send_signal(signal.SIGSTOP)  # registered as idle, then gone: it will never pop its list
+    try:
+        # handed over: to its list, or straight into its blocked pop's reply, which it never reads
+        handle = await client.enqueue(long_nap, 0.1)
+        started = time.monotonic()
+        other = start_process_worker("tests.fault_settings.WorkerSettings", JOBS_LEASE_S="30")
+        assert await handle.result(timeout_s=20) == other.pid
+        assert time.monotonic() - started < 10  # the hand-off lease (3 s) and a rescan, not a 30 s lease
+    finally:
+        frozen.send_signal(signal.SIGKILL)

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis.exceptions
 import trustme
 
 from src.runner import JobClient
+from src.runner.errors import RedisUnreachable
 from src.runner.redis_server import RedisServer, free_port
 from src.runner.worker import Worker
 from src.settings import Settings
@@ -113,7 +113,7 @@ async def test_a_certificate_for_another_name_is_refused(
     tls = tls_servers(False)
     # the same server and a trusted CA, dialled as 127.0.0.1: its certificate names only "localhost"
     settings = _settings(monkeypatch, f"rediss://127.0.0.1:{tls.tls_port}/0", ca=tls.ca_file)
-    with pytest.raises(redis.exceptions.ConnectionError, match=r"certificate verify failed.*(IP address|match)"):
+    with pytest.raises(RedisUnreachable, match=r"certificate verify failed.*(IP address|match)"):
         await _connect(settings)
 
 
@@ -121,9 +121,9 @@ async def test_an_unknown_ca_is_refused(
     tls_servers: Callable[[bool], TlsRedis], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tls = tls_servers(False)
-    with pytest.raises(redis.exceptions.ConnectionError, match="certificate verify failed"):
+    with pytest.raises(RedisUnreachable, match="certificate verify failed"):
         await _connect(_settings(monkeypatch, f"rediss://localhost:{tls.tls_port}/0"))  # the system's CAs
-    with pytest.raises(redis.exceptions.ConnectionError, match="certificate verify failed"):
+    with pytest.raises(RedisUnreachable, match="certificate verify failed"):
         await _connect(_settings(monkeypatch, f"rediss://localhost:{tls.tls_port}/0", ca=tls.other_ca_file))
 
 
@@ -132,7 +132,7 @@ async def test_client_certificate_authentication(
 ) -> None:
     tls = tls_servers(True)
     url = f"rediss://localhost:{tls.tls_port}/0"
-    with pytest.raises(redis.exceptions.ConnectionError):
+    with pytest.raises(RedisUnreachable):
         client = await _connect(_settings(monkeypatch, url, ca=tls.ca_file))
         await client.close()
     settings = _settings(monkeypatch, url, ca=tls.ca_file, cert=tls.client_cert, key=tls.client_key)

@@ -1,19 +1,91 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from src.settings import Settings, WorkerSettings, get_settings
+from src.runner import SettingsInvalid
+from src.runner.redis_url import redacted
+from src.settings import PROJECT_DIR, Settings, WorkerSettings, get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_defaults_are_safe(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     monkeypatch.chdir(str(tmp_path))
     s = Settings()
-    assert str(s.redis_url) == "redis://127.0.0.1:6379/0"
+    # one default for every command: the embedded Redis of `make run`, on a socket only its owner can open
+    assert s.redis_url is None
+    assert s.redis_target() == f"unix://{PROJECT_DIR / '.state' / 'redis' / 'redis.sock'}"
+    assert s.redis_settings().unix_socket_path == str(s.embedded_socket)
     assert s.queue_name == "arq:queue"
     assert s.signing_secret is None
-    assert s.redis_settings().host == "127.0.0.1"
+
+
+def test_state_dir_moves_the_default_socket(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JOBS_STATE_DIR", "here")
+    assert Settings().redis_target() == f"unix://{tmp_path / 'here' / 'redis' / 'redis.sock'}"
+
+
+def test_unix_urls_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBS_REDIS_URL", "unix://:s%40cret@/run/redis/redis.sock?db=2")
+    rs = Settings().redis_settings()
+    assert (rs.unix_socket_path, rs.database, rs.password) == ("/run/redis/redis.sock", 2, "s@cret")
+
+
+def test_redis_url_from_dotenv_counts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("JOBS_REDIS_URL=redis://10.1.2.3:6380/4\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JOBS_REDIS_URL", raising=False)
+    assert Settings().redis_target() == "redis://10.1.2.3:6380/4"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://nope", "starts with redis://, rediss:// or unix://"),
+        ("unix://relative.sock", "absolute path"),
+        ("redis://host:6379/zero", "database number"),
+        ("redis://u:hunter2@host:99999/0", "bad Redis URL 'redis://u:***@host:99999/0'"),
+    ],
+)
+def test_bad_redis_urls_say_why_and_hide_passwords(monkeypatch: pytest.MonkeyPatch, url: str, problem: str) -> None:
+    monkeypatch.setenv("JOBS_REDIS_URL", url)
+    get_settings.cache_clear()
+    with pytest.raises(SettingsInvalid) as raised:
+        get_settings()
+    get_settings.cache_clear()
+    assert str(raised.value).startswith("JOBS_REDIS_URL: ") and problem in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_redacted_hides_only_the_password() -> None:
+    assert redacted("rediss://app:p%40ss@h:6380/1") == "rediss://app:***@h:6380/1"
+    assert redacted("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBS_MAX_JOBS", "many")
+    monkeypatch.setenv("JOBS_SMTP__PORT", "0")
+    monkeypatch.setenv("JOBS_SIGNING_SECRET", "")
+    get_settings.cache_clear()
+    with pytest.raises(SettingsInvalid) as raised:
+        get_settings()
+    get_settings.cache_clear()
+    lines = str(raised.value).splitlines()
+    assert (
+        lines[0] == "JOBS_MAX_JOBS: input should be a valid integer, unable to parse string as an integer (got 'many')"
+    )
+    assert lines[1].startswith("JOBS_SMTP__PORT: input should be greater than or equal to 1")
+
+
+def test_log_level_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBS_LOG_LEVEL", "debug")
+    assert Settings().log_level == "DEBUG"
 
 
 def test_env_prefix_nested_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
@@ -43,6 +115,9 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOBS_REDIS_URL", "http://nope")
     with pytest.raises(ValueError, match="redis_url"):
         Settings()
+    monkeypatch.setenv("JOBS_LOG_LEVEL", "loud")
+    with pytest.raises(ValueError, match="log_level"):
+        Settings()
 
 
 def test_secrets_are_never_shown(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
@@ -66,9 +141,10 @@ def test_get_settings_is_cached_and_clearable(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_worker_settings_carry_our_jobs_cron_and_codec() -> None:
+    # the example jobs and entry are there; a user's own additions (README, "Writing a job") may be too
     names = {spec.name for spec in WorkerSettings.functions}
-    assert names == {"deliver_webhook", "send_email", "record_queue_health"}
-    assert [e.name for e in WorkerSettings.cron_entries] == ["queue-health"]
+    assert {"deliver_webhook", "send_email", "record_queue_health"} <= names
+    assert "queue-health" in [e.name for e in WorkerSettings.cron_entries]
     assert WorkerSettings.codec.dumps({"x": 1}).startswith(b'{"v":1')
 
 
@@ -119,3 +195,10 @@ def test_tls_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None
     monkeypatch.setenv("JOBS_REDIS_CA_FILE", str(ca) + ".missing")
     with pytest.raises(ValueError, match="redis_ca_file"):
         Settings()
+
+
+def test_importing_settings_leaves_the_cron_table_to_the_worker() -> None:
+    """A bad cron entry stops the worker only: producers, the API and the CLI never import the table."""
+    code = "import sys, src.settings, src.cli, examples.fastapi_app; print('src.cron' in sys.modules)"
+    imported = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert imported.stdout.strip() == "False", imported.stderr

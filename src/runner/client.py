@@ -22,6 +22,7 @@ from .errors import JobNotFound, PayloadTooLarge, ResultNotReady
 from .handle import JobHandle, JobInfo
 from .job import EnqueueOptions, JobCall, JobSpec
 from .lean_pool import make_lean
+from .preflight import check_redis_async
 from .scripts import script
 
 P = ParamSpec("P")
@@ -88,6 +89,8 @@ class JobClient:
         queue_name: str = k.default_queue_name,
         max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> JobClient:
+        """Connect (raising :class:`RedisUnreachable` within seconds when Redis does not answer)."""
+        await check_redis_async(redis_settings)
         redis = await create_pool(
             redis_settings, job_serializer=codec.dumps, job_deserializer=codec.loads, default_queue_name=queue_name
         )
@@ -106,12 +109,16 @@ class JobClient:
     # enqueue --------------------------------------------------------------------------------------------
     async def enqueue(self, spec: JobSpec[P, R], /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Validate the arguments, then write the job in one round trip. Options come from ``spec.options()``."""
+        require_spec(spec)
         job = self._prepare(spec, spec.encode_args(args, kwargs))
         [written] = await self._run_enqueue(job.queue, [job])
         return JobHandle(self, spec, job.job_id, enqueued=bool(written))
 
     async def enqueue_many(self, calls: Sequence[JobCall[R]]) -> list[JobHandle[R]]:
         """Enqueue validated calls (``spec.call(...)``): one Lua call per queue and thousand jobs."""
+        for call in calls:
+            if not isinstance(call, JobCall):
+                raise TypeError(f"enqueue_many() takes calls made with spec.call(...), got {type(call).__name__}")
         prepared = [self._prepare(call.spec, call.kwargs) for call in calls]
         written: dict[str, bool] = {}
         by_queue: dict[str, list[_Prepared]] = {}
@@ -247,6 +254,13 @@ class JobClient:
             try_errors=tuple(orjson.loads(e) for e in errors),
             progress=None if progress is None else orjson.loads(progress),
         )
+
+
+def require_spec(spec: object) -> None:
+    """TypeError unless ``spec`` is a ``@job`` spec: arq's habit of enqueueing by name must fail clearly."""
+    if not isinstance(spec, JobSpec):
+        hint = f" (import the job and pass it: enqueue({spec}, ...))" if isinstance(spec, str) else ""
+        raise TypeError(f"enqueue() takes a @job spec, got {type(spec).__name__}{hint}")
 
 
 def _ms(value: timedelta | float) -> int:

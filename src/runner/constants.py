@@ -106,7 +106,7 @@ CRON_TICK_KEY_PREFIX = "jobs:cron:tick:"
 #: tick markers outlive any sensible clock skew between hosts
 CRON_TICK_TTL_MS = 86_400_000
 #: hash per cron entry (``<prefix><entry name>``): its definition, last tick, last run's status and duration,
-#: next tick, skipped ticks; written by the enqueue and finish scripts, read by ``jobs cron``
+#: next tick, skipped ticks; written by the enqueue and finish scripts, read by ``hasten cron``
 CRON_STATE_KEY_PREFIX = "jobs:cron:state:"
 #: set of the names of every cron entry any worker has run, for listing their state
 CRON_ENTRIES_KEY = "jobs:cron:entries"

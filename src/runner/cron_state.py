@@ -3,7 +3,7 @@
 One hash per entry (``jobs:cron:state:<name>``) and a set of entry names. The worker writes the definition when
 its scheduler starts (:func:`register`); the enqueue script writes each tick (last tick, next tick, the job
 enqueued, ticks skipped as overlapping) and the finish script each run's end (status, duration), both in the
-same Lua call as the job itself. :func:`cron_states` reads it all back for ``jobs cron`` and the dashboard.
+same Lua call as the job itself. :func:`cron_states` reads it all back for ``hasten cron`` and the dashboard.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from arq.utils import ms_to_datetime
 from arq.worker import Retry
 
 from . import constants as k
-from .client import JobClient
+from .client import JobClient, require_spec
 from .codec import Codec
 from .context import CTX_DEFAULT_TIMEOUT_S
 from .errors import JobNotFound
@@ -52,6 +52,7 @@ class EagerClient(JobClient):
         self._results.clear()
 
     async def enqueue(self, spec: JobSpec[P, R], /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        require_spec(spec)
         return await self._submit(spec.call(*args, **kwargs))
 
     async def enqueue_many(self, calls: Sequence[JobCall[R]]) -> list[JobHandle[R]]:

@@ -15,7 +15,9 @@
  ├── JobAborted              the job was aborted (``JobHandle.abort``) before it finished
  ├── JobCancelled            the job raised ``CancelledError`` itself (a failed try, retried like any error)
      ├── JobNotFound             no job, and no result, with that id
-     └── ResultNotReady          ``JobHandle.result`` gave up waiting
+     ├── ResultNotReady          ``JobHandle.result`` gave up waiting
+     ├── RedisUnreachable        cannot connect to Redis (the message names the URL, password hidden)
+     └── SettingsInvalid         a ``JOBS_`` environment variable (or ``.env`` line) has a bad value
 """
 
 from __future__ import annotations
@@ -96,3 +98,11 @@ class JobFailed(JobsError):
 
     def __hash__(self) -> int:
         return hash((self.type, self.message))
+
+
+class RedisUnreachable(JobsError, ConnectionError):
+    """No connection to Redis; the message names the URL (password hidden), the variable and the cause."""
+
+
+class SettingsInvalid(JobsError, ValueError):
+    """A setting has a bad value; the message names the environment variable, one line per problem."""

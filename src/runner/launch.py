@@ -6,6 +6,9 @@ global ``arq.worker.create_worker()``. :func:`install` points that name (and ``a
 from ``src/settings.py``, which arq imports before it builds the worker. ``--check`` needs nothing: it only
 reads the health-check key the worker writes.
 
+Redis is checked first (``preflight.py``): a worker that cannot reach it stops within seconds with one line
+naming the URL, instead of arq's retries and a traceback.
+
 uvloop: arq's ``Worker.__init__`` takes ``asyncio.get_event_loop()``, so the loop is created and set before
 the worker is built (``uvloop.install()`` and loop policies are deprecated on 3.12+).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import sys
 from typing import Any
 
@@ -21,12 +25,22 @@ import arq.worker
 import uvloop
 
 from . import logs
+from .errors import JobsError
+from .preflight import check_redis
 from .worker import Worker
+
+logger = logging.getLogger("hasten.worker")
 
 
 def create_worker(settings_cls: Any, **overrides: Any) -> Worker:
-    """Our worker from a settings class, on a fresh uvloop loop unless one is already running."""
+    """Our worker from a settings class, on a fresh uvloop loop unless one is already running.
+
+    Raises :class:`RedisUnreachable` (before anything is built) when its Redis does not answer.
+    """
     logs.setup(getattr(settings_cls, "log_level", "INFO"))
+    redis_settings = worker_kwargs(settings_cls).get("redis_settings")
+    if redis_settings is not None:
+        check_redis(redis_settings)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -34,12 +48,21 @@ def create_worker(settings_cls: Any, **overrides: Any) -> Worker:
     return Worker(**{**worker_kwargs(settings_cls), **overrides})
 
 
+def create_worker_or_exit(settings_cls: Any, **overrides: Any) -> Worker:
+    """:func:`create_worker` for a command line: an error of ours is one log line and exit code 1."""
+    try:
+        return create_worker(settings_cls, **overrides)
+    except JobsError as e:
+        logger.error("%s", e)
+        raise SystemExit(1) from None
+
+
 def install() -> None:
     """Make arq's CLI build our worker. Idempotent."""
-    arq.worker.create_worker = create_worker
+    arq.worker.create_worker = create_worker_or_exit
     cli = sys.modules.get("arq.cli")
     if cli is not None:
-        cli.create_worker = create_worker  # type: ignore[attr-defined]
+        cli.create_worker = create_worker_or_exit  # type: ignore[attr-defined]
 
 
 def worker_kwargs(settings_cls: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger("hasten.worker")
@@ -28,13 +28,16 @@ REDIS_DOWN = (RedisError, OSError)
 #: error replies that mean "not now" rather than "never"; Redis puts the code first, a script's error after it
 _TRANSIENT_CODES = ("OOM", "READONLY", "LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS")
 
+#: redis-py's classes for some of those codes (their message no longer starts with the code)
+_TRANSIENT_CLASSES = (OutOfMemoryError, BusyLoadingError, ReadOnlyError)
+
 _FIRST_DELAY_S = 0.05
 _MAX_DELAY_S = 2.0
 
 
 def is_refusal(error: BaseException) -> bool:
     """Redis answered, and said no for a reason a retry does not fix (see the module's docstring)."""
-    if not isinstance(error, ResponseError):
+    if not isinstance(error, ResponseError) or isinstance(error, _TRANSIENT_CLASSES):
         return False
     message = str(error)
     # inside a script Redis reports "<CODE> ... script: ..." or "... @user_script:..: <CODE> ..."

@@ -55,9 +55,9 @@ logger = logging.getLogger("hasten.worker")
 
 #: connect/read timeout of the shared HTTP client; a job's own timeout_s still bounds the whole job
 _HTTP_TIMEOUT_S = 30.0
-#: the health-check key is written at most this often, and at least this often (arq's default is an hour)
-_HEALTH_MIN_S = 1.0
-_HEALTH_MAX_S = 60.0
+#: how often the health recorder looks: arq's record_health writes the key only once its interval has passed (no
+#: Redis call otherwise), and a refusal turns the check red within this long
+_HEALTH_LOOK_EVERY_S = 1.0
 
 
 class Worker(arq.worker.Worker):
@@ -314,7 +314,6 @@ class Worker(arq.worker.Worker):
 
     async def _record_health(self) -> None:
         outage = Outage("recording health", self.health)
-        every_s = max(min(self.health_check_interval, _HEALTH_MAX_S), _HEALTH_MIN_S)
         while True:
             try:
                 await self.record_health()
@@ -323,7 +322,7 @@ class Worker(arq.worker.Worker):
                 await outage.failed(e)
                 continue
             outage.ok()
-            await asyncio.sleep(every_s)
+            await asyncio.sleep(_HEALTH_LOOK_EVERY_S)
 
     def __repr__(self) -> str:
         return (

@@ -87,8 +87,48 @@ async def test_job_handed_to_a_dead_idle_worker_runs_elsewhere(
     await redis.zadd(idle_key, {"ghost|300": time.time() * 1000 + 60_000})
     handle = await client.enqueue(add, 1)
     assert await redis.llen(k.WORKER_LIST_PREFIX + "ghost") == 1
+    # the hand-off is a short lease on the job, and the list lives no longer
+    assert await redis.get(k.in_progress_key_prefix + handle.job_id) == b"ghost"
+    assert 0 < await redis.pttl(k.in_progress_key_prefix + handle.job_id) <= 300
+    assert 0 < await redis.pttl(k.WORKER_LIST_PREFIX + "ghost") <= 300
     running_worker([add], poll_delay=TEST_POLL_DELAY_S)
     assert await handle.result(timeout_s=5) == 2
+
+
+@job(name="sleeper", retry=NO_RETRY)
+async def sleeper(ctx: JobContext, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def test_an_idle_workers_wake_up_does_not_rescan_every_running_job(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    """With many long jobs running elsewhere, waking an idle worker costs a claim or two, not a scan of them all."""
+    busy = running_worker([sleeper], max_jobs=2000)
+    await client.enqueue_many([sleeper.call(30) for _ in range(2000)])
+    for _ in range(500):
+        if len(busy.tasks) == 2000:
+            break
+        await asyncio.sleep(0.02)
+    idle = running_worker([sleeper], poll_delay=30)
+    await asyncio.sleep(0.3)  # its first claims scan the queue once, then it blocks
+    calls = 0
+    claimer = idle._claimer
+    assert claimer is not None
+    claim = claimer.claim
+
+    async def counting(limit: int, skip: list[bytes] | None = None) -> object:
+        nonlocal calls
+        calls += 1
+        return await (claim(limit) if skip is None else claim(limit, skip))
+
+    claimer.claim = counting  # type: ignore[method-assign]
+    wakes = 10
+    for _ in range(wakes):  # each deferred enqueue pushes a token that wakes the idle worker
+        await client.enqueue(sleeper.options(defer_by=600), 0)
+        await asyncio.sleep(0.02)
+    # a scan of the 2000 running jobs takes 2000 / 64 = 32 claims; the periodic rescan (every 2 s) may fall in
+    assert calls < wakes * 3 + 32, calls
 
 
 async def test_closing_worker_gives_back_jobs_handed_to_it(

@@ -7,8 +7,9 @@ def test_exports_are_exactly_these() -> None:
         "NO_RETRY", "ArgumentsInvalid", "Backoff", "Codec", "CronEntry", "CronEntryError", "CronState", "DeadJob",
         "DeadLetters", "EagerClient", "JobAborted",
         "EnqueueOptions", "JobClient", "JobContext", "JobFailed", "JobHandle", "JobInfo", "JobNotFound", "JobSpec",
-        "JobStatus", "JobTimeout", "JobsError", "PayloadError", "PayloadTooLarge", "Permanent", "ResultInvalid",
-        "ResultNotReady", "Retry", "SignatureError", "UnknownJob", "cron", "cron_states", "job",
+        "JobStatus", "JobTimeout", "JobsError", "PayloadError", "PayloadTooLarge", "Permanent", "RedisUnreachable",
+        "ResultInvalid", "ResultNotReady", "Retry", "SettingsInvalid", "SignatureError", "UnknownJob", "cron",
+        "cron_states", "job",
     }  # fmt: skip
     for name in src.runner.__all__:
         assert hasattr(src.runner, name)
