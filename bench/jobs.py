@@ -12,7 +12,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from src.runner import NO_RETRY, JobContext, job
+from src.runner import NO_RETRY, Backoff, JobContext, job
 
 COUNT = "bench:count"
 STARTED = "bench:started"
@@ -20,6 +20,7 @@ FIRST = "bench:first"
 LAST = "bench:last"
 LATENCY = "bench:latency"
 SEEN = "bench:seen"
+DONE = "bench:done"
 
 
 def expected() -> int:
@@ -76,12 +77,20 @@ async def tracked(ctx: JobContext) -> None:
     await _tracked(ctx.redis, ctx.job_id)
 
 
+@job(name="soaked", retry=Backoff(max_tries=5, base_s=0.01))
+async def soaked(ctx: JobContext) -> None:
+    """``tracked`` with retries: a try a killed worker took runs again (the kill soak counts how often twice);
+    ``bench:done`` counts the runs that got to their end (a run again of one of those lost its outcome)."""
+    await _tracked(ctx.redis, ctx.job_id)
+    await ctx.redis.hincrby(DONE, ctx.job_id, 1)
+
+
 @job(name="stamp", retry=NO_RETRY)
 async def stamp(ctx: JobContext, enqueued_at: float) -> None:
     await _stamp(ctx.redis, enqueued_at)
 
 
-OURS = [noop, sleepy, tracked, stamp]
+OURS = [noop, sleepy, tracked, soaked, stamp]
 
 
 # stock arq ----------------------------------------------------------------------------------------------------
