@@ -71,3 +71,33 @@ async def _retrying(command: object, *args: object) -> int:
             last = e
             await asyncio.sleep(0.05)
     raise last
+
+
+async def test_shutdown_during_an_outage_ends_within_the_grace_period_and_a_bound(tmp_path: Path) -> None:
+    """SIGTERM while Redis is away: the worker still exits, saying how many outcomes it leaves to the leases."""
+    server = RedisServer(tmp_path / "redis", options={"appendonly": "no", "save": "''"}).start()
+    env = {**os.environ, "JOBS_REDIS_URL": server.url, "JOBS_LEASE_S": "2", "JOBS_SHUTDOWN_GRACE_S": "1"}
+    client = await JobClient.connect(RedisSettings(port=server.port), Codec())
+    worker = None
+    try:
+        await client.enqueue_many([tick.call(0.5) for _ in range(20)])
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "arq", "tests.fault_settings.WorkerSettings"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        while int(await client.redis.hlen("runs")) < 20:
+            await asyncio.sleep(0.01)
+        await client.close()
+        server.kill()  # Redis gone while 20 jobs run: their outcomes cannot be written
+        worker.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        output, _ = await asyncio.to_thread(worker.communicate, timeout=30)
+        took_s = time.monotonic() - started
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+        server.stop()
+    assert worker.returncode == 0, output
+    # grace 1 s, then each bounded step (leaving the idle set, writing outcomes, the health key) at most 5 s
+    assert took_s < 1 + 3 * 5 + 3, output
+    assert "20 job outcomes could not be written (Redis unavailable); those jobs run again after their lease" in output
