@@ -72,6 +72,10 @@ class LeaseKeeper:
             except REDIS_DOWN as e:
                 await outage.failed(e)
                 continue
+            except Exception as e:  # a bug of ours must not end the renewals: every running job would run twice
+                logger.exception("renewing leases failed; trying again")
+                await outage.failed(e)
+                continue
             outage.ok()
             for raw_id in handed:
                 self._handed.pop(raw_id, None)
