@@ -14,6 +14,8 @@ from src.runner import JobClient, JobHandle, JobStatus
 from src.runner import constants as k
 from tests.conftest import StartWorker
 from tests.fault_settings import long_nap
+from tests.spawn import Spawner
+from tests.waiting import wait_for
 
 LEASE_S = 1.0
 
@@ -29,21 +31,19 @@ def start_worker(start_process_worker: StartWorker) -> StartWorker:
 
 
 async def _idle_workers(redis: ArqRedis, n: int) -> None:
-    for _ in range(500):
-        if await redis.zcard(k.IDLE_KEY_PREFIX + k.default_queue_name) >= n:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{n} idle workers did not register")
+    async def registered() -> bool:
+        return int(await redis.zcard(k.IDLE_KEY_PREFIX + k.default_queue_name)) >= n
+
+    await wait_for(registered, 30, message=f"{n} idle workers registered")
 
 
 async def _starts(redis: ArqRedis, job_id: str, n: int, timeout_s: float = 10) -> list[tuple[int, float]]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    async def started() -> list[bytes] | None:
         rows = await redis.lrange(f"starts:{job_id}", 0, -1)
-        if len(rows) >= n:
-            return [(int(pid), float(t)) for pid, t in (row.split() for row in rows)]
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"job {job_id} started fewer than {n} times")
+        return rows if len(rows) >= n else None
+
+    rows = await wait_for(started, timeout_s, message=f"job {job_id} started {n} times")
+    return [(int(pid), float(t)) for pid, t in (row.split() for row in rows)]
 
 
 async def test_sigkilled_workers_job_runs_again_within_two_leases(
@@ -115,10 +115,12 @@ async def test_past_the_grace_period_jobs_go_back_without_spending_a_try(
     assert (await handle.info()).job_try == 1  # the interrupted run did not count
 
 
-async def test_a_second_signal_stops_at_once(redis: ArqRedis, client: JobClient, start_worker: StartWorker) -> None:
+async def test_a_second_signal_stops_at_once(
+    redis: ArqRedis, client: JobClient, start_worker: StartWorker, spawn: Spawner
+) -> None:
     worker, handle = await _running_one_job(redis, client, start_worker, grace_s=60, nap_s=30.0)
     worker.send_signal(signal.SIGTERM)
-    await asyncio.sleep(0.3)
+    await spawn.wait_for_output(worker, "shutdown on SIGTERM")  # the first signal began the drain
     worker.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(_exit_code_within, worker, 5) == 0
     assert await handle.status() is JobStatus.queued

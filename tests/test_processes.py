@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -18,6 +17,8 @@ from src.jobs.maintenance import QueueHealth, record_queue_health
 from src.runner import JobStatus
 from src.runner.redis_server import RedisServer, free_port
 from src.settings import get_settings
+from tests.spawn import Spawner
+from tests.waiting import SLOW_FACTOR
 
 ROOT = Path(__file__).resolve().parent.parent
 ARQ = [sys.executable, "-m", "arq", "src.settings.WorkerSettings"]
@@ -29,19 +30,12 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def arq_worker(redis_server: RedisServer, env: pytest.MonkeyPatch) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        ARQ, cwd=ROOT, env=_env(JOBS_REDIS_URL=redis_server.url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+def arq_worker(redis_server: RedisServer, env: pytest.MonkeyPatch, spawn: Spawner) -> subprocess.Popen[bytes]:
+    return spawn(ARQ, name="arq-worker", env=_env(JOBS_REDIS_URL=redis_server.url))
 
 
 async def test_arq_command_runs_our_worker(
-    arq_worker: subprocess.Popen[str], redis_server: RedisServer, redis: object
+    arq_worker: subprocess.Popen[bytes], redis_server: RedisServer, redis: object, spawn: Spawner
 ) -> None:
     client = await get_settings().open_client()
     try:
@@ -54,7 +48,8 @@ async def test_arq_command_runs_our_worker(
     finally:
         await client.close()
     arq_worker.send_signal(signal.SIGTERM)
-    output, _ = arq_worker.communicate(timeout=10)
+    await asyncio.to_thread(arq_worker.wait, 10 * SLOW_FACTOR)
+    output = spawn.output(arq_worker)
     assert "jobs worker on uvloop.Loop: 3 jobs, 1 cron entries, queue 'arq:queue', codec JSON" in output
     check = subprocess.run([*ARQ, "--check"], cwd=ROOT, env=_env(JOBS_REDIS_URL=redis_server.url), check=False)
     assert check.returncode == 1  # health key removed on clean shutdown
@@ -71,20 +66,21 @@ async def test_arq_burst_drains_and_exits(redis_server: RedisServer, env: pytest
         await client.close()
 
 
-def test_jobs_run_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
+def test_jobs_run_starts_everything_and_stops_cleanly(tmp_path: Path, spawn: Spawner) -> None:
     """What `make run` does: embedded Redis + worker + example API; Ctrl-C stops them all."""
     redis_port, api_port = free_port(), free_port()
     env = _env(JOBS_STATE_DIR=str(tmp_path), JOBS_API_PORT=str(api_port))
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "src.cli", "run", "--redis-port", str(redis_port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        name="jobs-run", env=env, start_new_session=True,
     )  # fmt: skip
     try:
         receipt = asyncio.run(_demo_when_up(api_port))
         assert receipt["status_code"] == 200
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
-        output, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30 * SLOW_FACTOR)
+    output = spawn.output(proc)
     assert proc.returncode == 0, output
     # the worker got exactly one signal, from the launcher, and drained with its grace period
     assert "shutdown on SIGTERM: taking no new jobs" in output and "shutdown on SIGINT" not in output, output
@@ -94,7 +90,7 @@ def test_jobs_run_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
 
 
 async def _demo_when_up(port: int) -> dict[str, object]:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 30 * SLOW_FACTOR
     async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         while True:
             try:
