@@ -40,7 +40,7 @@ async def test_arq_command_runs_our_worker(
     client = await get_settings().open_client()
     try:
         handle = await client.enqueue(record_queue_health)
-        health = await handle.result(timeout_s=15)
+        health = await handle.result(timeout_s=15 * SLOW_FACTOR)  # the worker process's start, then the job
         assert isinstance(health, QueueHealth) and health.queue == "arq:queue"
         assert await handle.status() is JobStatus.complete
         check = subprocess.run([*ARQ, "--check"], cwd=ROOT, env=_env(JOBS_REDIS_URL=redis_server.url), check=False)
