@@ -61,10 +61,12 @@ test: install ## Run the whole test suite (starts its own redis-server)
 	$(PY) -m pytest
 
 .PHONY: testcov
-testcov: install ## Tests with branch coverage
+testcov: install ## Tests with branch coverage, worker subprocesses included: table per module, total, branches alone
+	$(PY) -m coverage erase
 	$(PY) -m coverage run -m pytest
 	$(PY) -m coverage combine -q
-	$(PY) -m coverage report --skip-covered
+	$(PY) -m coverage report
+	$(PY) -m tests.coverage_branches
 
 .PHONY: bench
 bench: install ## Benchmark against stock arq (about 10 min); writes bench/RESULTS.md

@@ -1,10 +1,12 @@
 """Duplicates per SIGKILL: ``python -m bench.kill_soak [runs]``.
 
-Two worker processes at the default concurrency drain 2,000 ``soaked`` jobs (each counts its runs per job id
-in Redis first, then INCRs a counter: a near no-op body; five tries) enqueued in 20 batches of 100; after each batch one
-worker is SIGKILLed at a random moment and a new one started. A job that ran more than once is a duplicate:
-either it was in its body at the kill, or it had finished and its outcome was not yet written (the window the
-group-committing finisher keeps to one write). Prints duplicates per kill for each run and their median.
+Two worker processes at the default concurrency drain 2,000 ``soaked`` jobs (each counts its runs per job id in
+Redis first, then INCRs a counter: a near no-op body; five tries) enqueued in 20 bursts of 100. In each burst,
+once a random 10 to 90 of its jobs have started, one worker is SIGKILLed and a new one started: the worst case,
+a kill in the middle of a burst (a kill between bursts finds nothing in flight). A job that ran more than once
+is a duplicate: either it was in its body at the kill, or it had finished and its outcome was not yet written
+(the window the group-committing finisher keeps to one write). Prints duplicates per kill for each run and
+their median.
 """
 
 from __future__ import annotations
@@ -48,9 +50,12 @@ async def one_run(seed: int) -> float:
         try:
             while await pool.zcard(k.IDLE_KEY_PREFIX + k.default_queue_name) < 2:
                 await asyncio.sleep(0.05)
-            for _ in range(KILLS):
+            for burst in range(KILLS):
                 await client.enqueue_many([soaked.call() for _ in range(JOBS // KILLS)])
-                await asyncio.sleep(rng.uniform(0.005, 0.05))
+                # the kill lands in the middle of the burst: after 10 to 90 of its 100 jobs started
+                target = burst * (JOBS // KILLS) + rng.randint(10, 90)
+                while await pool.hlen(SEEN) < target:
+                    await asyncio.sleep(0)
                 victim = workers.pop(rng.randrange(len(workers)))
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()

@@ -1,4 +1,8 @@
-"""Fixtures: one real redis-server per session (free loopback port, temp dir), flushed before each test."""
+"""Fixtures: one real redis-server per session (free loopback port, temp dir), flushed before each test.
+
+Processes a test starts (``spawn``, ``start_process_worker``) log to files under its ``tmp_path``; when the test
+fails, the report shows those logs (``pytest_runtest_makereport`` below).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,8 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from src.runner import Codec, JobClient
 from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
+from tests.spawn import Spawner
+from tests.waiting import SLOW_FACTOR
 
 ROOT = Path(__file__).resolve().parent.parent
 #: starts ``arq <settings>`` in a subprocess against the test Redis, with extra environment variables
@@ -104,20 +110,56 @@ async def running_worker(make_worker: Callable[..., Worker]) -> AsyncIterator[Ca
             await t
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``CI=true`` each test's timeout (its marker or the ini value) is :data:`SLOW_FACTOR` times longer."""
+    if SLOW_FACTOR == 1:
+        return
+    default_s = float(config.getini("timeout") or 0)
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        timeout_s = default_s if marker is None else float(marker.kwargs.get("timeout", marker.args[0]))
+        if timeout_s > 0:
+            item.add_marker(pytest.mark.timeout(timeout_s * SLOW_FACTOR), append=False)
+
+
+#: the Spawner of a test, and its reports so far, for showing process logs when it fails
+_SPAWNER = pytest.StashKey[Spawner]()
+_REPORTS = pytest.StashKey[list[pytest.TestReport]]()
+
+
 @pytest.fixture
-def start_process_worker(redis_server: RedisServer) -> Iterator[StartWorker]:
-    """Real worker processes (``arq <settings class path>``); any still running at the end are killed."""
-    procs: list[subprocess.Popen[bytes]] = []
+def spawn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Spawner]:
+    """Start processes logging to ``tmp_path/logs``; any still running at the end are stopped."""
+    spawner = Spawner(tmp_path / "logs")
+    request.node.stash[_SPAWNER] = spawner
+    yield spawner
+    spawner.stop_all()
+
+
+@pytest.fixture
+def start_process_worker(redis_server: RedisServer, spawn: Spawner) -> StartWorker:
+    """Real worker processes (``arq <settings class path>``), stopped at the end of the test."""
 
     def start(settings: str, **env: str) -> subprocess.Popen[bytes]:
         environ = {**os.environ, "JOBS_REDIS_URL": redis_server.url, **env}
-        args = [sys.executable, "-m", "arq", settings]
-        proc = subprocess.Popen(args, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(proc)
-        return proc
+        return spawn([sys.executable, "-m", "arq", settings], name=settings.rsplit(".", 1)[-1], env=environ)
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return start
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report gets the logs of the processes it started. They are added once teardown has
+    stopped the processes (so the logs are complete), to the report of the phase that failed."""
+    report = yield
+    reports = item.stash.setdefault(_REPORTS, [])
+    reports.append(report)
+    spawner = item.stash.get(_SPAWNER, None)
+    if report.when == "teardown" and spawner is not None:
+        failed = next((r for r in reports if r.failed), None)
+        if failed is not None:
+            for title, text in spawner.logs():
+                failed.sections.append((f"log of {title}", text))
+    return report

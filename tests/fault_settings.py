@@ -23,9 +23,12 @@ async def long_nap(ctx: JobContext, seconds: float) -> int:
 
 @job(name="tick", retry=Backoff(max_tries=5, base_s=0.1))
 async def tick(ctx: JobContext, pause_s: float) -> None:
-    """Counts its runs per job id and notes which process ran it last, then pauses (a stand-in for I/O)."""
-    await ctx.redis.hincrby("runs", ctx.job_id, 1)
-    await ctx.redis.hset("owner", ctx.job_id, str(os.getpid()))
+    """Counts its runs per job id and notes the run in the list ``started:<pid>`` of its process, in one
+    transaction (a kill between two writes would leave a run no process owns), then pauses (a stand-in for I/O)."""
+    async with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.hincrby("runs", ctx.job_id, 1)
+        pipe.rpush(f"started:{os.getpid()}", ctx.job_id)
+        await pipe.execute()
     await asyncio.sleep(pause_s)
 
 

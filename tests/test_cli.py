@@ -10,7 +10,7 @@ import pty
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from src.runner.cron_state import cron_states
 from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
 from tests.sample_jobs import refuse, timed_nap
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,14 +41,17 @@ def _jobs(redis_server: RedisServer, *args: str) -> subprocess.CompletedProcess[
     return _hasten(redis_server.url, *args)
 
 
+async def _at_least(count: Awaitable[int], n: int) -> bool:
+    return await count >= n
+
+
 async def test_list_show_requeue_purge(
     env: pytest.MonkeyPatch, redis_server: RedisServer, client: JobClient, running_worker: Callable[..., Worker]
 ) -> None:
     running_worker([refuse])
     dlq = DeadLetters(client.redis)
     ids = [(await client.enqueue(refuse)).job_id for _ in range(2)]
-    while await dlq.count() < 2:
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: _at_least(dlq.count(), 2), message="two dead letters")
 
     listed = await asyncio.to_thread(_jobs, redis_server, "dlq", "list")
     assert listed.returncode == 0, listed.stderr
@@ -73,8 +77,11 @@ async def test_cron_lists_entries_and_their_last_run(
 ) -> None:
     entry = cron("nightly-nap", "* * * * * *", timed_nap, tz="Europe/Berlin", kwargs={"seconds": 0.01}, missed="all")
     running_worker([timed_nap], cron_entries=[entry])
-    while not any(s.last_status for s in await cron_states(client.redis)):
-        await asyncio.sleep(0.01)
+
+    async def ran() -> bool:
+        return any(s.last_status for s in await cron_states(client.redis))
+
+    await wait_for(ran, message="the entry ran")
     listed = await asyncio.to_thread(_jobs, redis_server, "cron")
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if "nightly-nap" in line)

@@ -17,7 +17,7 @@ from src.runner import constants as k
 from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
 from tests.proxy import Proxy
-from tests.waiting import wait_until
+from tests.waiting import wait_for
 
 runs: dict[str, int] = {}
 
@@ -73,10 +73,10 @@ async def test_a_full_redis_keeps_outcomes_and_writes_them_when_there_is_room(
     runs.clear()
     async with _worker(redis_server.port, lease_s=10) as worker:
         handle = await client.enqueue(counted, 0.5)
-        await wait_until(lambda: runs.get(handle.job_id) == 1)
+        await wait_for(lambda: runs.get(handle.job_id) == 1)
         await full_redis.config_set("maxmemory", 1)  # every write is refused with OOM from now on
-        await wait_until(lambda: worker.jobs_complete == 1)
-        await wait_until(lambda: "writing job outcomes: Redis unavailable" in caplog.text)
+        await wait_for(lambda: worker.jobs_complete == 1)
+        await wait_for(lambda: "writing job outcomes: Redis unavailable" in caplog.text)
         assert not await full_redis.exists(k.result_key_prefix + handle.job_id)
         await full_redis.config_set("maxmemory", 0)
         assert await handle.result(timeout_s=10) == "ok"
@@ -89,13 +89,13 @@ async def test_a_refusing_redis_is_logged_every_time_and_turns_the_health_check_
 ) -> None:
     caplog.set_level(logging.INFO, logger="hasten")
     async with _worker(redis_server.port, poll_delay=0.05) as worker:
-        await wait_until(lambda: redis.exists(worker.health_check_key))
+        await wait_for(lambda: redis.exists(worker.health_check_key))
         await redis.set(k.WAKE_KEY_PREFIX + k.default_queue_name, "not a list")  # WRONGTYPE for the blocking pop
-        await wait_until(lambda: not_(redis.exists(worker.health_check_key)))
-        await wait_until(lambda: len([r for r in caplog.records if r.levelno == logging.ERROR]) >= 3)
+        await wait_for(lambda: not_(redis.exists(worker.health_check_key)))
+        await wait_for(lambda: len([r for r in caplog.records if r.levelno == logging.ERROR]) >= 3)
         assert "WRONGTYPE" in caplog.text and "needs a fix" in caplog.text
         await redis.delete(k.WAKE_KEY_PREFIX + k.default_queue_name)
-        await wait_until(lambda: redis.exists(worker.health_check_key))
+        await wait_for(lambda: redis.exists(worker.health_check_key))
     assert "Redis accepts the command again" in caplog.text
 
 

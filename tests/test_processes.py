@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -12,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,8 @@ from src.jobs.maintenance import QueueHealth, record_queue_health
 from src.runner import JobStatus
 from src.runner.redis_server import RedisServer
 from src.settings import get_settings
+from tests.spawn import Spawner
+from tests.waiting import SLOW_FACTOR
 
 ROOT = Path(__file__).resolve().parent.parent
 ARQ = [sys.executable, "-m", "arq", "src.settings.WorkerSettings"]
@@ -32,24 +34,17 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def arq_worker(redis_server: RedisServer, env: pytest.MonkeyPatch) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        ARQ, cwd=ROOT, env=_env(JOBS_REDIS_URL=redis_server.url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+def arq_worker(redis_server: RedisServer, env: pytest.MonkeyPatch, spawn: Spawner) -> subprocess.Popen[bytes]:
+    return spawn(ARQ, name="arq-worker", env=_env(JOBS_REDIS_URL=redis_server.url))
 
 
 async def test_arq_command_runs_our_worker(
-    arq_worker: subprocess.Popen[str], redis_server: RedisServer, redis: object
+    arq_worker: subprocess.Popen[bytes], redis_server: RedisServer, redis: object, spawn: Spawner
 ) -> None:
     client = await get_settings().open_client()
     try:
         handle = await client.enqueue(record_queue_health)
-        health = await handle.result(timeout_s=15)
+        health = await handle.result(timeout_s=15 * SLOW_FACTOR)  # the worker process's start, then the job
         assert isinstance(health, QueueHealth) and health.queue == "arq:queue"
         assert await handle.status() is JobStatus.complete
         check = subprocess.run([*ARQ, "--check"], cwd=ROOT, env=_env(JOBS_REDIS_URL=redis_server.url), check=False)
@@ -57,7 +52,8 @@ async def test_arq_command_runs_our_worker(
     finally:
         await client.close()
     arq_worker.send_signal(signal.SIGTERM)
-    output, _ = arq_worker.communicate(timeout=10)
+    await asyncio.to_thread(arq_worker.wait, 10 * SLOW_FACTOR)
+    output = spawn.output(arq_worker)
     # the example jobs and cron entry, and however many a user added (README, "Writing a job")
     started = re.search(r"worker on uvloop.Loop: (\d+) jobs, (\d+) cron entries, queue 'arq:queue', codec JSON", output)
     assert started is not None and int(started[1]) >= 3 and int(started[2]) >= 1, output

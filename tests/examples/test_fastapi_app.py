@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx2
 import pytest
@@ -14,6 +14,7 @@ from src.jobs import ALL
 from src.runner.redis_server import free_port
 from src.runner.worker import Worker
 from tests.servers import serve_http
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -39,11 +40,12 @@ async def test_enqueue_then_follow_the_job(api: httpx2.AsyncClient) -> None:
     response = await api.post("/webhooks", json=body)
     assert response.status_code == 202
     job_id = response.json()["job_id"]
-    for _ in range(200):
-        view = (await api.get(f"/jobs/{job_id}")).json()
-        if view["status"] == "complete":
-            break
-        await asyncio.sleep(0.01)
+
+    async def complete() -> dict[str, Any] | None:
+        view: dict[str, Any] = (await api.get(f"/jobs/{job_id}")).json()
+        return view if view["status"] == "complete" else None
+
+    view = await wait_for(complete, message="the job complete")
     assert view["success"] is True and view["function"] == "deliver_webhook"
     assert view["result"]["status_code"] == 200
 

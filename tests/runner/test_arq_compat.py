@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -14,6 +13,7 @@ from src.runner import Codec, JobClient, JobFailed
 from src.runner.worker import Worker
 from tests.conftest import TEST_POLL_DELAY_S
 from tests.sample_jobs import Moved, Point, add, move, nap
+from tests.waiting import wait_for
 
 
 async def test_arq_enqueue_job_runs_on_our_worker(
@@ -76,6 +76,9 @@ async def test_arq_abort_cancels_a_running_job(
     running_worker([nap], allow_abort_jobs=True)
     job = await redis.enqueue_job("nap", 5)
     assert job is not None
-    while await job.status() is not JobStatus.in_progress:
-        await asyncio.sleep(0.01)
+
+    async def in_progress() -> bool:
+        return await job.status() is JobStatus.in_progress
+
+    await wait_for(in_progress, message="the job in progress")
     assert await job.abort(timeout=5, poll_delay=0.01) is True

@@ -13,7 +13,7 @@ from arq.connections import ArqRedis
 from src.runner import Backoff, JobAborted, JobClient, JobContext, JobFailed, JobsError, JobTimeout, job
 from src.runner import constants as k
 from src.runner.worker import Worker
-from tests.waiting import wait_until
+from tests.waiting import wait_for
 
 tries: list[tuple[int, float, float]] = []
 
@@ -82,7 +82,7 @@ async def test_an_aborted_jobs_result_raises_job_aborted(
 ) -> None:
     running_worker([sleeps])
     handle = await client.enqueue(sleeps, 5.0)
-    await wait_until(lambda: bool(tries))
+    await wait_for(lambda: bool(tries))
     assert await handle.abort(timeout_s=5)
     with pytest.raises(JobAborted) as raised:
         await handle.result(timeout_s=5)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -11,9 +10,10 @@ from arq.connections import ArqRedis
 
 from src.runner import CronEntryError, JobClient, cron
 from src.runner import constants as k
-from src.runner.cron_state import cron_states
+from src.runner.cron_state import CronState, cron_states
 from src.runner.worker import Worker
 from tests.sample_jobs import add, echo, refuse, timed_nap
+from tests.waiting import wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -75,12 +75,7 @@ async def test_worker_runs_cron_entries(
     client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
 ) -> None:
     running_worker([echo], cron_entries=[cron("ping", "* * * * * *", echo, kwargs={"text": "tick"})])
-    for _ in range(300):
-        results = await redis.keys(k.result_key_prefix + "cron:ping:*")
-        if results:
-            break
-        await asyncio.sleep(0.01)
-    assert results, "no cron tick ran within 3 s"
+    results = await wait_for(lambda: redis.keys(k.result_key_prefix + "cron:ping:*"), message="a cron tick ran")
     job_id = results[0].decode().removeprefix(k.result_key_prefix)
     assert await client.handle(echo, job_id).result(timeout_s=1) == "tick"
 
@@ -105,7 +100,20 @@ async def test_overlap_skip_leaves_out_ticks_while_the_previous_run_is_unfinishe
         for name in ("nap-skip", "nap-allow")
     ]
     running_worker([timed_nap], cron_entries=entries)
-    await asyncio.sleep(6.2)
+
+    async def both_policies_showed() -> bool:
+        """Enough runs that ``skip`` had ticks to leave out and ``allow`` had runs to overlap (about 6 s)."""
+        allowing = await _runs(redis, "nap-allow")
+        states = {s.name: s for s in await cron_states(redis)}
+        return (
+            len(await _runs(redis, "nap-skip")) >= 2
+            and len(allowing) >= 4
+            and any(next_start < end for (_, end), (next_start, _) in pairwise(allowing))
+            and "nap-skip" in states
+            and states["nap-skip"].skipped_overlap >= 3
+        )
+
+    await wait_for(both_policies_showed, 30, interval_s=0.1, message="runs of both entries")
     skipping = await _runs(redis, "nap-skip")
     assert len(skipping) >= 2
     assert all(end <= next_start for (_, end), (next_start, _) in pairwise(skipping))
@@ -125,11 +133,12 @@ async def test_entry_state_shows_the_last_run(redis: ArqRedis, running_worker: C
             cron("refusals", "* * * * * *", refuse, tz="Europe/Berlin"),
         ],
     )
-    for _ in range(300):
+
+    async def both_ran() -> dict[str, CronState] | None:
         states = {s.name: s for s in await cron_states(redis)}
-        if all(s.last_status for s in states.values()) and len(states) == 2:
-            break
-        await asyncio.sleep(0.01)
+        return states if all(s.last_status for s in states.values()) and len(states) == 2 else None
+
+    states = await wait_for(both_ran, message="both entries ran")
     naps, refusals = states["naps"], states["refusals"]
     assert (naps.schedule, naps.tz, naps.job, naps.missed, naps.overlap) == (
         "* * * * * *",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Callable
 
@@ -13,6 +12,7 @@ from src.runner import DeadJob, DeadLetters, JobClient, JobFailed
 from src.runner import constants as k
 from src.runner.worker import Worker
 from tests.sample_jobs import add, flaky, nap, refuse, switchable
+from tests.waiting import wait_for
 
 ALL = [add, flaky, nap, refuse, switchable]
 
@@ -23,11 +23,7 @@ def dlq(redis: ArqRedis) -> DeadLetters:
 
 
 async def _dead(dlq: DeadLetters, job_id: str) -> DeadJob:
-    for _ in range(300):
-        if (dead := await dlq.get(job_id)) is not None:
-            return dead
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{job_id} did not reach the dead-letter queue")
+    return await wait_for(lambda: dlq.get(job_id), message=f"{job_id} in the dead-letter queue")
 
 
 async def test_permanent_failure_is_dead_with_everything_needed(
@@ -74,10 +70,12 @@ async def test_aborted_jobs_are_not_dead(
 ) -> None:
     running_worker(ALL)
     handle = await client.enqueue(nap, 30)
-    while (await handle.info()).start_time is None and not await client.redis.exists(
-        k.in_progress_key_prefix + handle.job_id
-    ):
-        await asyncio.sleep(0.01)
+
+    async def started() -> bool:
+        info = await handle.info()
+        return info.start_time is not None or bool(await client.redis.exists(k.in_progress_key_prefix + handle.job_id))
+
+    await wait_for(started, message="the job started")
     assert await handle.abort()
     assert await dlq.count() == 0
 

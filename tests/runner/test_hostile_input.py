@@ -6,7 +6,6 @@ behind it is recorded as expired), and good jobs keep flowing.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from src.runner import JobClient
 from src.runner import constants as k
 from src.runner.worker import Worker
 from tests.sample_jobs import add, echo, move
+from tests.waiting import wait_for
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(),
@@ -73,9 +73,11 @@ async def test_garbage_never_stops_the_worker(
 
 
 async def _until_queue_empty(redis: ArqRedis) -> None:
-    for _ in range(1000):
-        if not await redis.zcard(k.default_queue_name):
-            return
-        await asyncio.sleep(0.01)
-    left: Any = await redis.zrange(k.default_queue_name, 0, -1)
-    raise AssertionError(f"still queued: {left!r}")
+    async def empty() -> bool:
+        return not await redis.zcard(k.default_queue_name)
+
+    try:
+        await wait_for(empty, message="an empty queue")
+    except AssertionError:
+        left: Any = await redis.zrange(k.default_queue_name, 0, -1)
+        raise AssertionError(f"still queued: {left!r}") from None

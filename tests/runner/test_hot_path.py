@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from arq.connections import ArqRedis
@@ -16,6 +16,7 @@ from src.runner.claim import ClaimBatch
 from src.runner.worker import Worker
 from tests.conftest import TEST_POLL_DELAY_S
 from tests.sample_jobs import add
+from tests.waiting import wait_for
 
 #: a fallback poll so long that a test passing quickly proves the worker was woken, not polling
 NO_POLL = {"poll_delay": 30}
@@ -27,9 +28,20 @@ async def count_run(ctx: JobContext, pause_s: float = 0) -> None:
     await asyncio.sleep(pause_s)
 
 
-async def test_enqueue_wakes_an_idle_worker(client: JobClient, running_worker: Callable[..., Worker]) -> None:
+async def _registered_idle(redis: ArqRedis) -> list[str]:
+    """Until a worker registered as idle (it is blocked on its lists); the registered worker ids."""
+
+    async def idle() -> list[str]:
+        return [m.decode().split("|")[0] for m in await redis.zrange(k.IDLE_KEY_PREFIX + k.default_queue_name, 0, -1)]
+
+    return await wait_for(idle, message="a worker registered as idle")
+
+
+async def test_enqueue_wakes_an_idle_worker(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
     running_worker([add], **NO_POLL)
-    await asyncio.sleep(0.2)  # idle, blocked
+    await _registered_idle(redis)
     for i in range(5):
         assert await (await client.enqueue(add, i)).result(timeout_s=5) == i + 1
 
@@ -68,12 +80,7 @@ async def test_idle_worker_is_handed_the_job(
     client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
 ) -> None:
     worker = running_worker([add], **NO_POLL)
-    idle_key = k.IDLE_KEY_PREFIX + k.default_queue_name
-    for _ in range(200):
-        if await redis.zcard(idle_key):
-            break
-        await asyncio.sleep(0.01)
-    assert [m.decode().split("|")[0] for m in await redis.zrange(idle_key, 0, -1)] == [worker.worker_id]
+    assert await _registered_idle(redis) == [worker.worker_id]
     handle = await client.enqueue(add, 1)
     # the enqueue claimed it for the worker: no wake-up token was needed
     assert await redis.llen(k.WAKE_KEY_PREFIX + k.default_queue_name) == 0
@@ -138,12 +145,11 @@ async def test_closing_worker_gives_back_jobs_handed_to_it(
     stopping = make_worker([add], **NO_POLL)
     task = asyncio.create_task(stopping.async_run())
     idle_key = k.IDLE_KEY_PREFIX + k.default_queue_name
-    while not await redis.zcard(idle_key):
-        await asyncio.sleep(0.01)
+    await _registered_idle(redis)
     task.cancel()  # the loop stops; the registration and the own list are what close() must clean up
     # let Redis drop the cancelled blocking pop's connection first: a hand-off racing an immediate stop can
     # land in that pop and then waits for its lease (the graceful path unregisters before it stops)
-    await asyncio.sleep(0.2)
+    await wait_for(_nobody_blocked(redis), message="no client blocked in Redis")
     handle = await client.enqueue(add, 5)  # handed to the stopping worker, never started
     await stopping.close()
     assert await redis.zcard(idle_key) == 0
@@ -166,25 +172,37 @@ async def test_workers_of_ours_never_run_a_job_twice(
 async def test_mixed_fleet_with_stock_arq_runs_each_job_once(
     client: JobClient, redis: ArqRedis, codec: Codec, running_worker: Callable[..., Worker]
 ) -> None:
-    running_worker([count_run], max_jobs=5)
+    """Stock arq and our workers drain one queue, each job exactly once. Ours is push-based and claims faster,
+    so the stock worker would rarely win a claim on a loaded machine: it starts alone on a first batch, and ours
+    joins once the stock worker is busy with it; the second batch arrives while both run."""
     stock = ArqWorker(
         [count_run.arq_function()], redis_pool=redis, poll_delay=TEST_POLL_DELAY_S, handle_signals=False,
         max_jobs=20, job_serializer=codec.dumps, job_deserializer=codec.loads,
     )  # fmt: skip
     stock_task = asyncio.create_task(stock.async_run())
     try:
-        await client.enqueue_many([count_run.call(0.005) for _ in range(1000)])
+        await client.enqueue_many([count_run.call(0.005) for _ in range(400)])
+        await wait_for(lambda: stock.jobs_complete >= 20, message="the stock worker ran jobs")
+        ours = running_worker([count_run], max_jobs=5)
+        await client.enqueue_many([count_run.call(0.005) for _ in range(600)])
         await _wait_runs(redis, 1000)
     finally:
         stock_task.cancel()
         await asyncio.gather(stock_task, return_exceptions=True)
     assert {int(v) for v in await redis.hvals("runs")} == {1}
-    assert stock.jobs_complete > 0  # both kinds of worker took part
+    assert stock.jobs_complete >= 20 and ours.jobs_complete > 0  # both kinds of worker took part
+
+
+def _nobody_blocked(redis: ArqRedis) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        clients = await redis.client_list()
+        return not any("b" in c["flags"] for c in clients)
+
+    return check
 
 
 async def _wait_runs(redis: ArqRedis, n: int) -> None:
-    for _ in range(1000):
-        if await redis.hlen("runs") >= n and not await redis.zcard(k.default_queue_name):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"only {await redis.hlen('runs')} of {n} jobs ran")
+    async def all_ran() -> bool:
+        return int(await redis.hlen("runs")) >= n and not await redis.zcard(k.default_queue_name)
+
+    await wait_for(all_ran, 30, interval_s=0.02, message=lambda: f"all {n} jobs ran")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
@@ -14,6 +14,7 @@ from src.runner import JobAborted, JobClient, JobContext, JobStatus
 from src.runner import constants as k
 from src.runner.worker import Worker
 from tests.sample_jobs import add, flaky, nap, reports
+from tests.waiting import wait_for
 
 
 async def test_each_retried_tries_error_is_in_the_info(
@@ -32,11 +33,11 @@ async def test_each_retried_tries_error_is_in_the_info(
 async def test_progress_is_visible_while_the_job_runs(client: JobClient, running_worker: Callable[..., Worker]) -> None:
     running_worker([reports])
     handle = await client.enqueue(reports, 0.5)
-    for _ in range(200):
-        progress = (await handle.info()).progress
-        if progress:
-            break
-        await asyncio.sleep(0.01)
+
+    async def reported() -> dict[str, Any] | None:
+        return (await handle.info()).progress
+
+    progress = await wait_for(reported, message="progress reported")
     assert progress is not None and progress["fraction"] == 0.5 and progress["meta"] == {"step": "half"}
     assert await handle.status() is JobStatus.in_progress
 
@@ -60,8 +61,11 @@ async def test_abort_a_running_job_quickly_and_it_is_not_retried(
 ) -> None:
     running_worker([nap])
     handle = await client.enqueue(nap, 30)
-    while await handle.status() is not JobStatus.in_progress:
-        await asyncio.sleep(0.01)
+
+    async def in_progress() -> bool:
+        return await handle.status() is JobStatus.in_progress
+
+    await wait_for(in_progress, message="the job in progress")
     started = time.monotonic()
     assert await handle.abort() is True
     assert time.monotonic() - started < 0.5  # the worker checks the abort set every 50 ms while jobs run

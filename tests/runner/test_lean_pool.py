@@ -1,15 +1,21 @@
 from __future__ import annotations
 
-import asyncio
-
 from arq.connections import ArqRedis
 
 from src.runner.lean_pool import make_lean
+from tests.waiting import wait_for
 
 
 def _connections(redis: ArqRedis) -> list[object]:
     pool = redis.connection_pool
     return [*pool._available_connections, *pool._in_use_connections]
+
+
+def _stream_has_news(redis: ArqRedis) -> bool:
+    """The idle connection's stream holds what the server sent after the last reply (data or its end)."""
+    [connection] = redis.connection_pool._available_connections
+    stream = connection._reader
+    return stream is None or bool(stream._buffer) or stream.at_eof()  # type: ignore[attr-defined]
 
 
 async def test_hiredis_packed_commands_behave_the_same(redis: ArqRedis) -> None:
@@ -34,7 +40,7 @@ async def test_a_connection_the_server_closed_is_replaced(redis: ArqRedis) -> No
     make_lean(redis)
     old_id = await redis.client_id()
     await redis.execute_command("CLIENT", "KILL", "ID", old_id, "SKIPME", "no")  # type: ignore[no-untyped-call]
-    await asyncio.sleep(0.05)  # the close reaches the event loop
+    await wait_for(lambda: _stream_has_news(redis), message="the close reached the stream")
     assert await redis.incr("after-kill") == 1
     assert await redis.client_id() != old_id
 
@@ -46,7 +52,7 @@ async def test_a_connection_with_an_unread_reply_is_replaced(redis: ArqRedis) ->
     connection = await pool.get_connection()
     await connection.send_command("GET", "nothing-here")  # a reply nobody reads
     await pool.release(connection)
-    await asyncio.sleep(0.05)  # the reply reaches the stream
+    await wait_for(lambda: _stream_has_news(redis), message="the reply reached the stream")
     assert await redis.set("k", "v") is True  # not the stale reply of the GET (None)
     assert await redis.get("k") == b"v"
     assert await redis.client_id() != old_id  # the pool reconnected

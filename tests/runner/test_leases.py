@@ -14,7 +14,7 @@ from arq.connections import ArqRedis
 from src.runner import NO_RETRY, Backoff, JobClient, JobContext, JobSpec, JobStatus, job
 from src.runner import constants as k
 from src.runner.worker import Worker
-from tests.waiting import wait_until
+from tests.waiting import wait_for
 
 runs: list[str] = []
 
@@ -65,7 +65,7 @@ async def test_the_in_progress_key_names_its_owner(
 ) -> None:
     worker = running_worker([waits])
     handle = await client.enqueue(waits, 0.5)
-    await wait_until(lambda: handle.job_id in runs)
+    await wait_for(lambda: handle.job_id in runs)
     owner = await redis.get(k.in_progress_key_prefix + handle.job_id)
     assert owner == worker.worker_id.encode()
     assert await handle.result(timeout_s=5) == "waited"
@@ -78,11 +78,11 @@ async def test_a_lease_taken_over_is_not_renewed_nor_clobbered(
     worker = running_worker([waits], lease_s=0.3)
     handle = await client.enqueue(waits, 1.0)
     key = k.in_progress_key_prefix + handle.job_id
-    await wait_until(lambda: handle.job_id in runs)
+    await wait_for(lambda: handle.job_id in runs)
     await redis.set(key, b"another-worker", px=5000)  # another worker holds the job now
-    await wait_until(lambda: "lease" in caplog.text)
+    await wait_for(lambda: "lease" in caplog.text)
     # the job ends meanwhile; its outcome must not touch the new owner's state
-    await wait_until(lambda: worker.jobs_complete == 1)
+    await wait_for(lambda: worker.jobs_complete == 1)
     await worker.outcomes_written()
     assert await redis.get(key) == b"another-worker"
     assert await redis.pttl(key) <= 5000 - 600  # never renewed by the old owner
