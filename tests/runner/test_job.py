@@ -88,3 +88,7 @@ def test_backoff_decides_which_errors_retry() -> None:
     assert not Backoff().retries(ArgumentsInvalid(), 1)
     with pytest.raises(ValueError):
         Backoff(max_tries=0)
+    with pytest.raises(ValueError, match="must not be negative"):
+        Backoff(base_s=-1)
+    with pytest.raises(ValueError, match="jitter"):
+        Backoff(jitter=1.5)

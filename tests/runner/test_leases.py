@@ -91,3 +91,20 @@ async def test_a_lease_taken_over_is_not_renewed_nor_clobbered(
     lines = [r for r in caplog.records if "lease" in r.getMessage() and handle.job_id in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelno == logging.WARNING
     assert await handle.status() is JobStatus.in_progress
+
+
+async def test_a_job_running_here_is_never_claimed_again_by_this_worker(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its lease expired (the process stalled) and this worker's own claim took the job again: the claim goes
+    back unspent, the running copy's lease counts as lost, and the job runs once."""
+    caplog.set_level(logging.WARNING, logger="hasten")
+    worker = running_worker([waits])
+    handle = await client.enqueue(waits, 1.5)
+    await wait_for(lambda: handle.job_id in runs)
+    await redis.delete(k.in_progress_key_prefix + handle.job_id)  # as if the lease ran out
+    await wait_for(lambda: "not taken again by this worker" in caplog.text)  # the claim, not the renewer
+    assert await handle.result(timeout_s=10) == "waited"
+    assert runs == [handle.job_id]
+    assert worker.running.get(handle.job_id) is None
+    assert (await handle.info()).job_try == 1  # the re-claim gave its try back
