@@ -2,7 +2,7 @@
 
 :class:`Pickup` is given the worker's registry of running jobs (``running.py``): a batch claim (``claim.py``)
 when slots are free, a blocking wait on the wake-up list (``wakeup.py``) when nothing is due, one task per job
-(run by ``execute.py``) whose outcome goes to the group-committing finisher (``finish.py``).
+(run by ``execute.py``, which hands its outcome to the group-committing finisher, ``finish.py``).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Pickup:
         wake: WakeUp,
         leases: LeaseKeeper,
         finisher: Finisher,
-        execute: Callable[[Claimed], Awaitable[Outcome]],
+        execute: Callable[[Claimed], Awaitable[None]],
         health: RedisHealth | None = None,
     ) -> None:
         self._redis = redis
@@ -153,12 +153,10 @@ class Pickup:
 
     async def _run_job(self, claimed: Claimed) -> None:
         try:
-            outcome = await self._execute(claimed)
+            await self._execute(claimed)  # the executor hands the outcome to the finisher
         except Exception:
-            # a bug of ours, not the job's: leave the job to be claimed again when its lease expires
+            # a bug of ours (or an arq hook that raised), not the job's: it is claimed again when its lease expires
             logger.exception("job %s: internal error; it will run again after its lease", claimed.job_id)
-            return
-        self._finisher.add(outcome)
 
     async def _wait_for_slot(self, timeout_s: float | None) -> None:
         self._running.slot_free.clear()

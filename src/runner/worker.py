@@ -19,16 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import arq.worker
 from arq.connections import create_pool, log_redis_info
+from arq.jobs import Deserializer, Serializer
 from arq.typing import StartupShutdown
 
 from . import constants as k
 from .aborts import watch_aborts
+from .arq_options import arq_functions, pick_codec, refuse_unsupported, with_arq_signature
 from .claim import Claimer
 from .client import JobClient
 from .codec import Codec
@@ -37,6 +39,7 @@ from .cron import CronEntry, check_table
 from .deadlines import sweep_deadlines
 from .execute import Counters, Executor, ResultPolicy
 from .finish import Finisher, Outcome
+from .hooks import JobHooks
 from .job import JobSpec
 from .lean_pool import make_lean
 from .lease import LeaseKeeper
@@ -69,7 +72,7 @@ class Worker(arq.worker.Worker):
 
     def __init__(
         self,
-        functions: Sequence[JobSpec[Any, Any] | arq.worker.Function] = (),
+        functions: Sequence[JobSpec[Any, Any] | arq.worker.Function | str | Callable[..., Any]] = (),
         *,
         cron_entries: Sequence[CronEntry] = (),
         codec: Codec | None = None,
@@ -77,18 +80,21 @@ class Worker(arq.worker.Worker):
         lease_s: float = k.DEFAULT_LEASE_S,
         shutdown_grace_s: float = k.DEFAULT_SHUTDOWN_GRACE_S,
         dlq_retention_s: float = k.DEFAULT_DLQ_RETENTION_S,
+        job_serializer: Serializer | None = None,
+        job_deserializer: Deserializer | None = None,
+        allow_abort_jobs: bool = True,
         **arq_kwargs: Any,
     ) -> None:
-        arq_functions = [f.arq_function() if isinstance(f, JobSpec) else f for f in functions]
-        names = [f.name for f in arq_functions]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"job names must be unique, registered twice: {', '.join(duplicates)}")
-        check_table(list(cron_entries), set(names))
+        refuse_unsupported(arq_kwargs)
+        functions_ = arq_functions(functions)
+        check_table(list(cron_entries), {f.name for f in functions_})
         if lease_s < 0.3:
             raise ValueError("lease_s must be at least 0.3 s (it is renewed every lease/3)")
         self.specs = {f.name: f for f in functions if isinstance(f, JobSpec)}
-        self.codec = codec or Codec()
+        self.codec = pick_codec(codec, job_serializer, job_deserializer)
+        self._hooks = JobHooks(
+            arq_kwargs.get("on_job_start"), arq_kwargs.get("on_job_end"), arq_kwargs.get("after_job_end")
+        )
         self.cron_entries = list(cron_entries)
         self.max_payload_bytes = max_payload_bytes
         self.lease_ms = int(lease_s * 1000)
@@ -115,19 +121,15 @@ class Worker(arq.worker.Worker):
             stop_handoffs=self.stop_handoffs, stop_now=self._stop_now,
         )  # fmt: skip
         super().__init__(
-            arq_functions,
+            functions_,
             job_serializer=self.codec.dumps,
             job_deserializer=self.codec.loads,
+            allow_abort_jobs=allow_abort_jobs,
             on_startup=self._startup,
             on_shutdown=self._shutdown,
             **arq_kwargs,
         )
         self.ctx[CTX_DEFAULT_TIMEOUT_S] = self.job_timeout_s
-        self.executor = Executor(
-            functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,
-            policy=ResultPolicy(self.job_timeout_s, self.keep_result_s, self.keep_result_forever, self.max_tries),
-            running=self.running, shared_http=self.shared_http, counters=self._counters,
-        )  # fmt: skip
 
     # arq's attributes, kept for arq's health line and for code written against arq's Worker -----------------
     @property
@@ -201,10 +203,20 @@ class Worker(arq.worker.Worker):
         leases = LeaseKeeper(pool, running, self.worker_id, self.lease_ms, health)
         self._background += [
             asyncio.create_task(sweep_deadlines(running), name="hasten-deadlines"),
-            asyncio.create_task(watch_aborts(pool, running, health), name="hasten-aborts"),
             asyncio.create_task(self._record_health(), name="hasten-health"),
             asyncio.create_task(leases.run(), name="hasten-leases"),
         ]
+        if self.allow_abort_jobs:
+            self._background.append(asyncio.create_task(watch_aborts(pool, running, health), name="hasten-aborts"))
+        policy = ResultPolicy(
+            self.job_timeout_s, self.keep_result_s, self.keep_result_forever, self.max_tries,
+            retry_jobs=self.retry_jobs, allow_abort_jobs=self.allow_abort_jobs,
+        )  # fmt: skip
+        self.executor = Executor(
+            functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,
+            policy=policy, running=self.running, shared_http=self.shared_http, counters=self._counters,
+            finisher=self._finisher, hooks=self._hooks,
+        )  # fmt: skip
         self._claimer = Claimer(
             pool, self.queue_name, self.worker_id, self.lease_ms,
             # registered as idle a little longer than one fallback poll, which renews it
@@ -221,7 +233,7 @@ class Worker(arq.worker.Worker):
         logger.info(
             "hasten worker on %s.%s: %d jobs, %d cron entries, queue %r, codec %s",
             loop.__module__, loop.__qualname__, len(self.functions), len(self.cron_entries), self.queue_name,
-            "JSON+HMAC" if self.codec.signs else "JSON",
+            "JSON+HMAC" if self.codec.signs else "JSON" if type(self.codec) is Codec else "job_serializer",
         )  # fmt: skip
         if self.cron_entries:
             client = JobClient(
@@ -329,3 +341,6 @@ class Worker(arq.worker.Worker):
             f"<Worker {self.worker_id} j_complete={self.jobs_complete} j_failed={self.jobs_failed} "
             f"j_retried={self.jobs_retried} j_ongoing={len(self.running)}>"
         )
+
+
+with_arq_signature(Worker)

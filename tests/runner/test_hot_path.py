@@ -12,6 +12,7 @@ from arq.worker import Worker as ArqWorker
 
 from src.runner import NO_RETRY, Codec, JobClient, JobContext, job
 from src.runner import constants as k
+from src.runner.claim import ClaimBatch
 from src.runner.worker import Worker
 from tests.conftest import TEST_POLL_DELAY_S
 from tests.sample_jobs import add
@@ -117,7 +118,7 @@ async def test_an_idle_workers_wake_up_does_not_rescan_every_running_job(
     assert claimer is not None
     claim = claimer.claim
 
-    async def counting(limit: int, skip: list[bytes] | None = None) -> object:
+    async def counting(limit: int, skip: list[bytes] | None = None) -> ClaimBatch:
         nonlocal calls
         calls += 1
         return await (claim(limit) if skip is None else claim(limit, skip))

@@ -1,0 +1,268 @@
+"""An arq app's settings under our worker behave as under arq: each scenario runs on stock arq's ``Worker`` and ours,
+against the real test Redis, and must end the same way (or, for options we refuse, fail at start with a message)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+import warnings
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar
+
+import arq
+import arq.worker
+import pytest
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.jobs import Job
+from arq.worker import Retry, RetryJob
+from arq.worker import Worker as ArqWorker
+
+from src.runner import Codec, JobFailed
+from src.runner.errors import SettingsInvalid
+from src.runner.worker import Worker
+from tests.conftest import TEST_POLL_DELAY_S
+
+Build = Callable[..., ArqWorker]
+
+
+async def plain_add(ctx: dict[str, Any], a: int, b: int = 1) -> int:
+    return a + b
+
+
+tries: dict[str, int] = {}
+
+
+async def asks_retry(ctx: dict[str, Any], how: str) -> str:
+    """Asks for a retry on its first try; succeeds on the second."""
+    tries[ctx["job_id"]] = ctx["job_try"]
+    if ctx["job_try"] == 1:
+        raise Retry(defer=0) if how == "Retry" else RetryJob()
+    return f"try {ctx['job_try']}"
+
+
+async def sleeps(ctx: dict[str, Any], seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+async def fails(ctx: dict[str, Any]) -> None:
+    raise ValueError("boom")
+
+
+@pytest.fixture(params=["arq", "ours"])
+async def build(request: pytest.FixtureRequest, redis_settings: RedisSettings) -> AsyncIterator[Build]:
+    """A burst worker of either kind on the test Redis, with our codec unless the test gives a serializer pair."""
+    built: list[ArqWorker] = []
+
+    def make(functions: list[Any], **kwargs: Any) -> ArqWorker:
+        kwargs.setdefault("poll_delay", TEST_POLL_DELAY_S)
+        kwargs.setdefault("burst", True)
+        if "job_serializer" not in kwargs:
+            codec = Codec()
+            kwargs.update(job_serializer=codec.dumps, job_deserializer=codec.loads)
+        kind: type[ArqWorker] = ArqWorker if request.param == "arq" else Worker
+        worker = kind(functions, redis_settings=redis_settings, handle_signals=False, **kwargs)
+        built.append(worker)
+        return worker
+
+    yield make
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # stock arq's close() calls redis-py's deprecated close
+        for worker in built:
+            await worker.close()
+
+
+async def run_burst(worker: ArqWorker, timeout_s: float = 10) -> None:
+    async with asyncio.timeout(timeout_s):
+        await worker.main()
+
+
+async def test_plain_functions_func_and_dotted_paths(redis: ArqRedis, build: Build) -> None:
+    functions = [plain_add, arq.worker.func(plain_add, name="add_twice"), "tests.runner.test_arq_options.sleeps"]
+    worker = build(functions)
+    jobs = [
+        await redis.enqueue_job("plain_add", 1, 2),
+        await redis.enqueue_job("add_twice", 5),
+        await redis.enqueue_job("tests.runner.test_arq_options.sleeps", 0),
+    ]
+    await run_burst(worker)
+    assert [await j.result(timeout=1) for j in jobs if j is not None] == [3, 6, "slept"]
+
+
+async def test_job_hooks_run_at_arqs_points_with_arqs_ctx(redis: ArqRedis, build: Build) -> None:
+    seen: list[tuple[str, str, bool]] = []
+
+    def hook(name: str) -> Callable[[dict[str, Any]], Any]:
+        async def record(ctx: dict[str, Any]) -> None:
+            assert {"job_id", "job_try", "enqueue_time", "score", "redis"} <= set(ctx)
+            ctx.setdefault("seen_by", []).append(name)  # the same ctx dict for all three, as in arq
+            written = bool(await ctx["redis"].exists(f"arq:result:{ctx['job_id']}"))
+            seen.append((name, ctx["job_id"], written))
+            if name == "after_job_end":
+                assert ctx["seen_by"] == ["on_job_start", "on_job_end", "after_job_end"]
+
+        return record
+
+    worker = build(
+        [plain_add],
+        on_job_start=hook("on_job_start"), on_job_end=hook("on_job_end"), after_job_end=hook("after_job_end"),
+    )  # fmt: skip
+    await redis.enqueue_job("plain_add", 1, _job_id="one")
+    await run_burst(worker)
+    assert seen == [("on_job_start", "one", False), ("on_job_end", "one", False), ("after_job_end", "one", True)]
+
+
+def _tagged_dumps(data: dict[str, Any]) -> bytes:
+    """A user's own serializer pair (as msgpack would be): not our envelope."""
+    return b"TAG" + json.dumps(data, default=str).encode()
+
+
+def _tagged_loads(raw: bytes) -> dict[str, Any]:
+    assert raw.startswith(b"TAG")
+    loaded: dict[str, Any] = json.loads(raw[3:])
+    return loaded
+
+
+async def test_users_serializer_pair(redis_settings: RedisSettings, redis: ArqRedis, build: Build) -> None:
+    pool = await create_pool(redis_settings, job_serializer=_tagged_dumps, job_deserializer=_tagged_loads)
+    try:
+        worker = build([plain_add], job_serializer=_tagged_dumps, job_deserializer=_tagged_loads)
+        job = await pool.enqueue_job("plain_add", 20, 22)
+        assert job is not None
+        await run_burst(worker)
+        assert await job.result(timeout=1) == 42
+        assert (await redis.get(f"arq:result:{job.job_id}")).startswith(b"TAG")
+    finally:
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("how", ["Retry", "RetryJob"])
+async def test_retry_and_retry_job_run_again(redis: ArqRedis, build: Build, how: str) -> None:
+    worker = build([asks_retry])
+    job = await redis.enqueue_job("asks_retry", how)
+    assert job is not None
+    await run_burst(worker)
+    assert await job.result(timeout=1) == "try 2"
+
+
+async def test_retry_jobs_false_fails_a_retry(redis: ArqRedis, build: Build) -> None:
+    worker = build([asks_retry], retry_jobs=False)
+    job = await redis.enqueue_job("asks_retry", "Retry")
+    assert job is not None
+    await run_burst(worker)
+    with pytest.raises(JobFailed, match="Retry"):
+        await job.result(timeout=1)
+    assert tries[job.job_id] == 1
+
+
+async def test_allow_abort_jobs_false_runs_the_job_to_its_end(redis: ArqRedis, build: Build) -> None:
+    worker = build([sleeps], allow_abort_jobs=False)
+    job = await redis.enqueue_job("sleeps", 0.6)
+    assert job is not None
+    running = asyncio.create_task(run_burst(worker))
+    while (await job.status()).value != "in_progress":
+        await asyncio.sleep(0.01)
+    with pytest.raises(TimeoutError):  # arq's Job.abort waits for an abort that does not come
+        await job.abort(timeout=0.2, poll_delay=0.01)
+    await running
+    assert await job.result(timeout=1) == "slept"
+
+
+async def test_final_failures_are_logged_at_error_with_the_job(
+    redis: ArqRedis, build: Build, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = build([fails])
+    await redis.enqueue_job("fails", _job_id="doomed")
+    with caplog.at_level(logging.INFO):
+        await run_burst(worker)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and "doomed" in r.getMessage()]
+    assert errors and errors[0].exc_info is not None
+    if isinstance(worker, Worker):  # arq puts no job in extra; ours does, for error trackers
+        assert {errors[0].job_id, errors[0].function, errors[0].job_try, errors[0].queue} == {  # type: ignore[attr-defined]
+            "doomed",
+            "fails",
+            1,
+            "arq:queue",
+        }
+
+
+async def test_health_check_interval_0_is_no_hot_loop(redis: ArqRedis, build: Build) -> None:
+    worker = build([plain_add], burst=False, poll_delay=0.5, health_check_interval=0)
+    running = asyncio.create_task(worker.main())
+    await asyncio.sleep(0.2)
+    before = (await redis.info("stats"))["total_commands_processed"]
+    await asyncio.sleep(1)
+    after = (await redis.info("stats"))["total_commands_processed"]
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert after - before < 50  # a hot loop makes thousands
+
+
+async def test_poll_delay_0_retries_without_a_pause(redis: ArqRedis, build: Build) -> None:
+    worker = build([asks_retry], poll_delay=0)
+    job = await redis.enqueue_job("asks_retry", "Retry")
+    assert job is not None
+    started = time.monotonic()
+    await run_burst(worker)
+    assert await job.result(timeout=1) == "try 2"
+    assert time.monotonic() - started < 0.5
+
+
+# our worker only ------------------------------------------------------------------------------------------
+
+
+class ArqAppSettings:
+    """An arq app's WorkerSettings."""
+
+    functions: ClassVar[list[Any]] = [plain_add]
+    burst = True
+    max_jobs = 3
+    handle_signals = False
+
+
+async def test_worker_signature_spells_arqs_parameters(redis_settings: RedisSettings) -> None:
+    accepted = set(inspect.signature(Worker).parameters)
+    assert set(inspect.signature(ArqWorker).parameters) <= accepted
+    assert {"cron_entries", "codec", "shutdown_grace_s"} <= accepted
+    # built the way arq's get_kwargs/create_worker build one
+    settings = {**ArqAppSettings.__dict__, "redis_settings": redis_settings}
+    worker = Worker(**{key: value for key, value in settings.items() if key in accepted})
+    assert worker.burst is True and worker.max_jobs == 3 and worker.redis_settings is redis_settings
+    await worker.close()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "hint"),
+    [
+        ("job_completion_wait", 5, "shutdown_grace_s"),
+        ("queue_read_limit", 10, "max_jobs"),
+        ("cron_jobs", [arq.cron(plain_add, minute=1)], "cron_entries"),
+        ("timezone", __import__("datetime").UTC, "tz="),
+    ],
+)
+async def test_unsupported_arq_options_are_refused(option: str, value: Any, hint: str) -> None:
+    with pytest.raises(SettingsInvalid, match=f"{option}=.*{hint}"):
+        Worker([plain_add], handle_signals=False, **{option: value})
+
+
+async def test_serializer_halves_come_together() -> None:
+    with pytest.raises(SettingsInvalid, match="together"):
+        Worker([plain_add], handle_signals=False, job_serializer=_tagged_dumps)
+
+
+async def test_a_pickle_payload_is_refused_with_a_hint(
+    redis_settings: RedisSettings, running_worker: Callable[..., Worker]
+) -> None:
+    pickling = await create_pool(redis_settings)  # a plain arq producer: pickle
+    try:
+        running_worker([plain_add])
+        job = await pickling.enqueue_job("plain_add", 1, _job_id="pickled")
+        assert job is not None
+        reader = Job("pickled", pickling, _deserializer=Codec().loads)
+        with pytest.raises(JobFailed, match=r"pickle.*job_serializer=Codec"):
+            await reader.result(timeout=5, poll_delay=0.01)
+    finally:
+        await pickling.aclose()
