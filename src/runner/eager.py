@@ -98,14 +98,14 @@ class EagerClient(JobClient):
         except KeyError:
             raise JobNotFound(f"job {job_id} not found") from None
 
-    async def abort(self, job_id: str, timeout_s: float = 5.0) -> bool:
+    async def abort(self, job_id: str, timeout_s: float = 5.0, queue_name: str | None = None) -> bool:
         return False  # an eager job has finished by the time anyone holds its handle
 
-    async def status(self, job_id: str) -> JobStatus:
+    async def status(self, job_id: str, queue_name: str | None = None) -> JobStatus:
         return JobStatus.complete if job_id in self._results else JobStatus.not_found
 
     async def wait_result(self, job_id: str, timeout_s: float | None) -> JobResult:
         return self._outcome(job_id)
 
-    async def info(self, job_id: str) -> JobInfo:
+    async def info(self, job_id: str, queue_name: str | None = None) -> JobInfo:
         return JobInfo.from_result(job_id, JobStatus.complete, self._outcome(job_id))
