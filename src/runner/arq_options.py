@@ -27,15 +27,6 @@ REFUSED: dict[str, tuple[Any, str]] = {
         None,
         "not needed: jobs are claimed in batches of at most the free slots (max_jobs bounds them)",
     ),
-    "cron_jobs": (
-        None,
-        "declare the schedule with src.runner.cron(name, '<crontab>', job, tz=...) in cron_entries; "
-        "it runs each tick exactly once across workers",
-    ),
-    "timezone": (
-        None,
-        "give each cron entry its own zone: cron(..., tz='Europe/Berlin')",
-    ),
 }
 
 

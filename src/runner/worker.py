@@ -30,6 +30,7 @@ from arq.typing import StartupShutdown
 
 from . import constants as k
 from .aborts import watch_aborts
+from .arq_cron import entries_from_arq
 from .arq_options import arq_functions, pick_codec, refuse_unsupported, with_arq_signature
 from .claim import Claimer
 from .client import JobClient
@@ -87,7 +88,9 @@ class Worker(arq.worker.Worker):
     ) -> None:
         refuse_unsupported(arq_kwargs)
         functions_ = arq_functions(functions)
-        check_table(list(cron_entries), {f.name for f in functions_})
+        arq_cron = entries_from_arq(arq_kwargs.get("cron_jobs"), arq_kwargs.get("timezone"))
+        cron_entries = [*cron_entries, *arq_cron]
+        check_table(cron_entries, {f.name for f in functions_} | {e.job.name for e in arq_cron})
         if lease_s < 0.3:
             raise ValueError("lease_s must be at least 0.3 s (it is renewed every lease/3)")
         self.specs = {f.name: f for f in functions if isinstance(f, JobSpec)}
@@ -95,7 +98,8 @@ class Worker(arq.worker.Worker):
         self._hooks = JobHooks(
             arq_kwargs.get("on_job_start"), arq_kwargs.get("on_job_end"), arq_kwargs.get("after_job_end")
         )
-        self.cron_entries = list(cron_entries)
+        #: our entries, and arq's cron_jobs as entries (arq_cron.py): each tick runs once across workers
+        self.cron_entries = cron_entries
         self.max_payload_bytes = max_payload_bytes
         self.lease_ms = int(lease_s * 1000)
         self.shutdown_grace_s = shutdown_grace_s

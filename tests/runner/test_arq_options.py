@@ -10,7 +10,9 @@ import logging
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta, timezone
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import arq
 import arq.worker
@@ -21,6 +23,7 @@ from arq.worker import Retry, RetryJob
 from arq.worker import Worker as ArqWorker
 
 from src.runner import Codec, JobFailed
+from src.runner.arq_cron import entries_from_arq
 from src.runner.errors import SettingsInvalid
 from src.runner.worker import Worker
 from tests.conftest import TEST_POLL_DELAY_S
@@ -211,6 +214,43 @@ async def test_poll_delay_0_retries_without_a_pause(redis: ArqRedis, build: Buil
     assert time.monotonic() - started < 0.5
 
 
+cron_runs: list[str] = []
+
+
+async def every_second(ctx: dict[str, Any]) -> None:
+    cron_runs.append(ctx["job_id"])
+
+
+async def test_arq_cron_jobs_run(redis: ArqRedis, build: Build) -> None:
+    cron_runs.clear()
+    worker = build([plain_add], burst=False, cron_jobs=[arq.cron(every_second, second=None)])
+    running = asyncio.create_task(worker.main())
+    deadline = time.monotonic() + 5
+    while len(cron_runs) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert len(cron_runs) >= 2 and len(set(cron_runs)) == len(cron_runs)
+
+
+async def test_arq_cron_jobs_run_once_across_our_workers(running_worker: Callable[..., Worker]) -> None:
+    cron_runs.clear()
+    for _ in range(3):
+        running_worker([plain_add], cron_jobs=[arq.cron(every_second, second=None, max_tries=1)])
+    await asyncio.sleep(2.6)
+    assert len(cron_runs) >= 2
+    assert sorted(set(cron_runs)) == sorted(cron_runs)  # each tick once, though three workers evaluate it
+
+
+async def test_arq_cron_schedule_as_crontab() -> None:
+    mondays_and_sundays = arq.cron(every_second, weekday={0, 6}, hour=3, minute={5, 35})
+    [entry] = entries_from_arq([mondays_and_sundays], ZoneInfo("Europe/Berlin"))
+    assert (entry.name, entry.schedule, entry.tz.key) == ("every_second", "0 5,35 3 * * 0,1", "Europe/Berlin")
+    assert entry.job.name == "cron:every_second"
+    [entry] = entries_from_arq([arq.cron(every_second, weekday="tues", run_at_startup=True)], None)
+    assert (entry.schedule, entry.run_at_startup) == ("0 * * * * 2", True)
+
+
 # our worker only ------------------------------------------------------------------------------------------
 
 
@@ -239,12 +279,14 @@ async def test_worker_signature_spells_arqs_parameters(redis_settings: RedisSett
     [
         ("job_completion_wait", 5, "shutdown_grace_s"),
         ("queue_read_limit", 10, "max_jobs"),
-        ("cron_jobs", [arq.cron(plain_add, minute=1)], "cron_entries"),
-        ("timezone", __import__("datetime").UTC, "tz="),
+        ("cron_jobs", [arq.cron(plain_add, minute=1, unique=False)], "once across workers"),
+        ("cron_jobs", [arq.cron(plain_add, minute=1, job_id="fixed")], "job id names the tick"),
+        ("cron_jobs", [arq.cron(plain_add, day=1, weekday="mon")], "cron_entries"),
+        ("timezone", timezone(timedelta(hours=2)), "IANA zone"),
     ],
 )
 async def test_unsupported_arq_options_are_refused(option: str, value: Any, hint: str) -> None:
-    with pytest.raises(SettingsInvalid, match=f"{option}=.*{hint}"):
+    with pytest.raises(SettingsInvalid, match=f"{option}|cron job.*{hint}"):
         Worker([plain_add], handle_signals=False, **{option: value})
 
 
