@@ -20,13 +20,13 @@ from typing import Any
 
 import orjson
 from arq.jobs import DeserializationError, serialize_result
-from arq.utils import ms_to_datetime
+from arq.utils import ms_to_datetime, truncate
 from arq.worker import Function, JobExecutionFailed, Retry, RetryJob
 
 from . import constants as k
 from .claim import Claimed
 from .codec import Codec, describe_exception
-from .context import JobContext
+from .context import STATE_KEY, JobContext
 from .dlq import dead_letter
 from .errors import JobCancelled, PayloadError
 from .finish import Finisher, Outcome
@@ -81,6 +81,8 @@ class ResultPolicy:
     retry_jobs: bool = True
     #: arq's ``allow_abort_jobs`` (our default: True): False runs a job to its end even when asked to abort
     allow_abort_jobs: bool = True
+    #: arq's ``log_results``: the per-job DEBUG line of a success shows the result (truncated, as arq's INFO line)
+    log_results: bool = True
 
 
 class Executor:
@@ -188,7 +190,9 @@ class Executor:
             return self._cancelled(claimed, job, spec, start_ms, timeout_s, e)
         if self.running.cancel_reason(job_id) is not None:  # cancelled, and the job swallowed it
             return self._cancelled(claimed, job, spec, start_ms, timeout_s, None)
-        logger.debug("← %s %s", job_id, job.function)
+        if logger.isEnabledFor(logging.DEBUG):
+            shown = f" ● {truncate(repr(result))}" if self.policy.log_results and result is not None else ""
+            logger.debug("← %s %s%s", job_id, job.function, shown)
         return self._done(claimed, job, start_ms, result, success=True)
 
     def _cancelled(
@@ -226,6 +230,7 @@ class Executor:
             function=job.function,
             _redis=self.ctx.get("redis"),
             _shared_http=self.shared_http,
+            _state=self.ctx.get(STATE_KEY),
         )
 
     def _failed(

@@ -214,7 +214,7 @@ class Worker(arq.worker.Worker):
             self._background.append(asyncio.create_task(watch_aborts(pool, running, health), name="hasten-aborts"))
         policy = ResultPolicy(
             self.job_timeout_s, self.keep_result_s, self.keep_result_forever, self.max_tries,
-            retry_jobs=self.retry_jobs, allow_abort_jobs=self.allow_abort_jobs,
+            retry_jobs=self.retry_jobs, allow_abort_jobs=self.allow_abort_jobs, log_results=self.log_results,
         )  # fmt: skip
         self.executor = Executor(
             functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,

@@ -214,6 +214,17 @@ async def test_poll_delay_0_retries_without_a_pause(redis: ArqRedis, build: Buil
     assert time.monotonic() - started < 0.5
 
 
+async def test_burst_returns_after_jobs_started_by_arqs_start_jobs(redis: ArqRedis, build: Build) -> None:
+    worker = build([sleeps], poll_delay=0.5)
+    jobs = [await redis.enqueue_job("sleeps", 0.3) for _ in range(3)]
+    running = asyncio.create_task(run_burst(worker, 5))
+    while worker._pool is None:
+        await asyncio.sleep(0.001)
+    await worker.start_jobs([j.job_id.encode() for j in jobs if j is not None])
+    await running  # within run_burst's bound
+    assert [await j.result(timeout=1) for j in jobs if j is not None] == ["slept"] * 3
+
+
 cron_runs: list[str] = []
 
 
@@ -308,3 +319,15 @@ async def test_a_pickle_payload_is_refused_with_a_hint(
             await reader.result(timeout=5, poll_delay=0.01)
     finally:
         await pickling.aclose()
+
+
+@pytest.mark.parametrize("log_results", [True, False])
+async def test_log_results_shows_results_in_the_per_job_line(
+    redis: ArqRedis, build: Build, caplog: pytest.LogCaptureFixture, log_results: bool
+) -> None:
+    worker = build([plain_add], log_results=log_results)
+    await redis.enqueue_job("plain_add", 20, 22, _job_id="sum")
+    with caplog.at_level(logging.DEBUG):
+        await run_burst(worker)
+    lines = [r.getMessage() for r in caplog.records if "sum" in r.getMessage() and "←" in r.getMessage()]
+    assert len(lines) == 1 and ("● 42" in lines[0]) is log_results
