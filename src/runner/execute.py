@@ -28,7 +28,7 @@ from .claim import Claimed
 from .codec import Codec, describe_exception
 from .context import STATE_KEY, JobContext
 from .dlq import dead_letter
-from .errors import JobCancelled, PayloadError
+from .errors import JobCancelled, PayloadError, PayloadTooLarge
 from .finish import Finisher, Outcome
 from .hooks import JobHooks
 from .job import JobSpec
@@ -83,6 +83,10 @@ class ResultPolicy:
     allow_abort_jobs: bool = True
     #: arq's ``log_results``: the per-job DEBUG line of a success shows the result (truncated, as arq's INFO line)
     log_results: bool = True
+    #: jobs larger than this (from producers that do not check, such as plain arq) are dead-lettered unread
+    max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES
+    #: a result larger than this, encoded, fails the job instead of being stored
+    max_result_bytes: int = k.DEFAULT_MAX_RESULT_BYTES
 
 
 class Executor:
@@ -132,6 +136,13 @@ class Executor:
             logger.warning("job %s expired before it started", claimed.job_id)
             expired = JobExecutionFailed("job expired")
             return self._done(claimed, job, start_ms, expired, dead="expired before it ran"), None
+        if len(claimed.payload) > self.policy.max_payload_bytes:
+            too_large = PayloadTooLarge(
+                f"job is {len(claimed.payload)} bytes, over the limit of {self.policy.max_payload_bytes} "
+                "(max_payload_bytes); enqueue a reference to the data instead of the data"
+            )
+            logger.warning("job %s: %s", claimed.job_id, too_large)
+            return self._done(claimed, job, start_ms, too_large, dead="payload too large"), None
         try:
             data = self.codec.loads(claimed.payload, job_id=claimed.job_id, queue=self.queue_name)
             job = _Job(data["f"], tuple(data["a"]), dict(data["k"]), claimed.job_try, int(data["et"]))
@@ -248,8 +259,9 @@ class Executor:
         return self._failed_for_good(claimed, job, spec, start_ms, error)
 
     def _failed_for_good(
-        self, claimed: Claimed, job: _Job, spec: JobSpec[Any, Any] | None, start_ms: int, error: BaseException
-    ) -> Outcome:
+        self, claimed: Claimed, job: _Job, spec: JobSpec[Any, Any] | None, start_ms: int, error: BaseException,
+        reason: str = "",
+    ) -> Outcome:  # fmt: skip
         """A final failure, logged at ERROR (what error trackers collect) with the job in ``extra``."""
         logger.error(
             "job %s %s failed: %s: %s", claimed.job_id, job.function, type(error).__name__, error,
@@ -258,16 +270,13 @@ class Executor:
                    "queue": self.queue_name},
         )  # fmt: skip
         retryable = spec is None or spec.retry.retries(error, 0)
-        return self._done(claimed, job, start_ms, error, dead="tries exhausted" if retryable else "permanent failure")
+        reason = reason or ("tries exhausted" if retryable else "permanent failure")
+        return self._done(claimed, job, start_ms, error, dead=reason)
 
     def _done(
         self, claimed: Claimed, job: _Job, start_ms: int, result: Any, *, success: bool = False, dead: str = ""
     ) -> Outcome:
         """A final outcome; ``result`` is the exception unless ``success``; ``dead``: why it goes to the DLQ."""
-        if success:
-            self.counters.complete += 1
-        else:
-            self.counters.failed += 1
         keep_ms = self._keep_result_ms(self.functions.get(job.function))
         data = b""
         if keep_ms != 0:
@@ -276,6 +285,16 @@ class Executor:
                 _now_ms(), f"{claimed.job_id}:{job.function}", self.queue_name, claimed.job_id,
                 serializer=self.codec.dumps,
             ) or b""  # fmt: skip
+            if success and len(data) > self.policy.max_result_bytes:
+                too_large = PayloadTooLarge(
+                    f"result of {job.function}() is {len(data)} bytes, over the limit of "
+                    f"{self.policy.max_result_bytes} (max_result_bytes); store it elsewhere and return a reference"
+                )
+                return self._failed_for_good(claimed, job, None, start_ms, too_large, "result too large")
+        if success:
+            self.counters.complete += 1
+        else:
+            self.counters.failed += 1
         record = b"" if not dead else dead_letter(claimed, job, self.queue_name, start_ms, result, dead)
         return Outcome(claimed.raw_id, "done", data, keep_ms, record, succeeded=success)
 

@@ -67,8 +67,9 @@ _HEALTH_LOOK_EVERY_S = 1.0
 class Worker(arq.worker.Worker):
     """arq's worker with typed jobs and a push-based hot path.
 
-    Takes arq's keyword arguments plus ``cron_entries``, ``codec`` and ``max_payload_bytes``. ``poll_delay``
-    is only the fallback for producers that push no wake-up token (plain arq clients).
+    Takes arq's keyword arguments (see ``arq_options.py``) plus ``cron_entries``, ``codec``, ``max_payload_bytes``
+    and ``max_result_bytes``. ``poll_delay`` is only the fallback for producers that push no wake-up token (plain
+    arq clients).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class Worker(arq.worker.Worker):
         cron_entries: Sequence[CronEntry] = (),
         codec: Codec | None = None,
         max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
+        max_result_bytes: int = k.DEFAULT_MAX_RESULT_BYTES,
         lease_s: float = k.DEFAULT_LEASE_S,
         shutdown_grace_s: float = k.DEFAULT_SHUTDOWN_GRACE_S,
         dlq_retention_s: float = k.DEFAULT_DLQ_RETENTION_S,
@@ -101,6 +103,7 @@ class Worker(arq.worker.Worker):
         #: our entries, and arq's cron_jobs as entries (arq_cron.py): each tick runs once across workers
         self.cron_entries = cron_entries
         self.max_payload_bytes = max_payload_bytes
+        self.max_result_bytes = max_result_bytes
         self.lease_ms = int(lease_s * 1000)
         self.shutdown_grace_s = shutdown_grace_s
         self.dlq_retention_ms = int(dlq_retention_s * 1000)
@@ -215,6 +218,7 @@ class Worker(arq.worker.Worker):
         policy = ResultPolicy(
             self.job_timeout_s, self.keep_result_s, self.keep_result_forever, self.max_tries,
             retry_jobs=self.retry_jobs, allow_abort_jobs=self.allow_abort_jobs, log_results=self.log_results,
+            max_payload_bytes=self.max_payload_bytes, max_result_bytes=self.max_result_bytes,
         )  # fmt: skip
         self.executor = Executor(
             functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,
