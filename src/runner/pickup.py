@@ -29,6 +29,9 @@ logger = logging.getLogger("hasten.worker")
 _GATHER_SLOTS_S = 0.001
 #: an idle wait shorter than this is not worth a blocking call
 _MIN_WAIT_S = 0.0005
+#: the shortest fallback poll: ``poll_delay=0`` (arq: poll without pause) would make an idle worker send Redis tens
+#: of thousands of commands a second; our client wakes it at once anyway, plain arq producers wait at most this
+_MIN_POLL_S = 0.01
 
 
 @dataclass(slots=True)
@@ -119,7 +122,7 @@ class Pickup:
 
     async def _idle(self, next_due_ms: int | None) -> None:
         """Nothing due: wait for a handed-over job or a token, at most until the next deferred job is due."""
-        wait_s = self.limits.poll_delay_s
+        wait_s = max(self.limits.poll_delay_s, _MIN_POLL_S)
         due_in_s = None if next_due_ms is None else (next_due_ms - time.time() * 1000) / 1000
         if due_in_s is not None:
             wait_s = min(wait_s, due_in_s)

@@ -204,6 +204,18 @@ async def test_health_check_interval_0_is_no_hot_loop(redis: ArqRedis, build: Bu
     assert after - before < 50  # a hot loop makes thousands
 
 
+async def test_poll_delay_0_idles_without_a_hot_loop(redis: ArqRedis, running_worker: Callable[..., Worker]) -> None:
+    running_worker([plain_add], poll_delay=0)
+    await asyncio.sleep(0.2)
+    before = (await redis.info("stats"))["total_commands_processed"]
+    await asyncio.sleep(1)
+    after = (await redis.info("stats"))["total_commands_processed"]
+    assert after - before < 1500  # stock arq polls without pause: ~12,000 a second here, ours did ~70,000
+    job = await redis.enqueue_job("plain_add", 1)  # a plain arq producer pushes no wake-up token
+    assert job is not None
+    assert await job.result(timeout=1, poll_delay=0.01) == 2
+
+
 async def test_poll_delay_0_retries_without_a_pause(redis: ArqRedis, build: Build) -> None:
     worker = build([asks_retry], poll_delay=0)
     job = await redis.enqueue_job("asks_retry", "Retry")
