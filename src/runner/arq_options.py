@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import arq.worker
 from arq.worker import Function
 
+from .arq_cron import entries_from_arq
 from .codec import Codec, SerializerPair
+from .cron import CronEntry, check_table
 from .errors import SettingsInvalid
+from .hooks import JobHooks
 from .job import JobSpec
 
 #: arq options we do not honour: (the value that is arq's default and means "not used", what to use instead)
@@ -28,6 +32,35 @@ REFUSED: dict[str, tuple[Any, str]] = {
         "not needed: jobs are claimed in batches of at most the free slots (max_jobs bounds them)",
     ),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ArqSetup:
+    """What the worker takes from arq's options."""
+
+    functions: list[Function]
+    #: ours, then arq's ``cron_jobs`` as entries (``arq_cron.py``)
+    cron_entries: list[CronEntry]
+    codec: Codec
+    hooks: JobHooks
+
+
+def arq_setup(
+    functions: Sequence[JobSpec[Any, Any] | Function | str | Callable[..., Any]],
+    cron_entries: Sequence[CronEntry],
+    codec: Codec | None,
+    job_serializer: Any,
+    job_deserializer: Any,
+    arq_kwargs: dict[str, Any],
+) -> ArqSetup:
+    """Check arq's options (refusing those we do not honour) and turn them into the worker's parts."""
+    refuse_unsupported(arq_kwargs)
+    converted = arq_functions(functions)
+    arq_cron = entries_from_arq(arq_kwargs.get("cron_jobs"), arq_kwargs.get("timezone"))
+    entries = [*cron_entries, *arq_cron]
+    check_table(entries, {f.name for f in converted} | {e.job.name for e in arq_cron})
+    hooks = JobHooks(arq_kwargs.get("on_job_start"), arq_kwargs.get("on_job_end"), arq_kwargs.get("after_job_end"))
+    return ArqSetup(converted, entries, pick_codec(codec, job_serializer, job_deserializer), hooks)
 
 
 def refuse_unsupported(options: dict[str, Any]) -> None:

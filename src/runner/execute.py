@@ -32,6 +32,7 @@ from .errors import JobCancelled, PayloadError, PayloadTooLarge
 from .finish import Finisher, Outcome
 from .hooks import JobHooks
 from .job import JobSpec
+from .policy import Counters, ResultPolicy
 from .running import RunningJobs
 
 logger = logging.getLogger("hasten.worker")
@@ -58,35 +59,6 @@ def _run_status(outcome: Outcome) -> str:
     if outcome.action == "back":
         return "interrupted"
     return "complete" if outcome.succeeded else "failed" if outcome.dead else "aborted"
-
-
-@dataclass(slots=True)
-class Counters:
-    """arq's counters, which its health check line reports."""
-
-    complete: int = 0
-    failed: int = 0
-    retried: int = 0
-
-
-@dataclass(slots=True)
-class ResultPolicy:
-    """How long results are kept and how many tries a job gets, unless its function says otherwise."""
-
-    job_timeout_s: float
-    keep_result_s: float
-    keep_result_forever: bool
-    max_tries: int
-    #: arq's ``retry_jobs``: False makes ``Retry``, ``RetryJob`` and a job's own ``CancelledError`` final failures
-    retry_jobs: bool = True
-    #: arq's ``allow_abort_jobs`` (our default: True): False runs a job to its end even when asked to abort
-    allow_abort_jobs: bool = True
-    #: arq's ``log_results``: the per-job DEBUG line of a success shows the result (truncated, as arq's INFO line)
-    log_results: bool = True
-    #: jobs larger than this (from producers that do not check, such as plain arq) are dead-lettered unread
-    max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES
-    #: a result larger than this, encoded, fails the job instead of being stored
-    max_result_bytes: int = k.DEFAULT_MAX_RESULT_BYTES
 
 
 class Executor:

@@ -30,22 +30,22 @@ from arq.typing import StartupShutdown
 
 from . import constants as k
 from .aborts import watch_aborts
-from .arq_cron import entries_from_arq
-from .arq_options import arq_functions, pick_codec, refuse_unsupported, with_arq_signature
+from .arq_options import arq_setup, with_arq_signature
 from .claim import Claimer
 from .client import JobClient
 from .codec import Codec
 from .context import CTX_DEFAULT_TIMEOUT_S, new_http_client
-from .cron import CronEntry, check_table
+from .cron import CronEntry
 from .deadlines import sweep_deadlines
-from .execute import Counters, Executor, ResultPolicy
+from .execute import Executor
 from .finish import Finisher, Outcome
-from .hooks import JobHooks
+from .health import keep_recording
 from .job import JobSpec
 from .lean_pool import make_lean
 from .lease import LeaseKeeper
-from .outage import REDIS_DOWN, Outage, RedisHealth, reassert_cancellation
+from .outage import REDIS_DOWN, RedisHealth
 from .pickup import Pickup, PickupLimits
+from .policy import CounterAttribute, Counters, ResultPolicy
 from .running import RunningJobs
 from .scheduler import CronScheduler
 from .shutdown import GracefulDrain
@@ -59,9 +59,6 @@ logger = logging.getLogger("hasten.worker")
 
 #: connect/read timeout of the shared HTTP client; a job's own timeout_s still bounds the whole job
 _HTTP_TIMEOUT_S = 30.0
-#: how often the health recorder looks: arq's record_health writes the key only once its interval has passed (no
-#: Redis call otherwise), and a refusal turns the check red within this long
-_HEALTH_LOOK_EVERY_S = 1.0
 
 
 class Worker(arq.worker.Worker):
@@ -88,20 +85,14 @@ class Worker(arq.worker.Worker):
         allow_abort_jobs: bool = True,
         **arq_kwargs: Any,
     ) -> None:
-        refuse_unsupported(arq_kwargs)
-        functions_ = arq_functions(functions)
-        arq_cron = entries_from_arq(arq_kwargs.get("cron_jobs"), arq_kwargs.get("timezone"))
-        cron_entries = [*cron_entries, *arq_cron]
-        check_table(cron_entries, {f.name for f in functions_} | {e.job.name for e in arq_cron})
+        setup = arq_setup(functions, cron_entries, codec, job_serializer, job_deserializer, arq_kwargs)
         if lease_s < 0.3:
             raise ValueError("lease_s must be at least 0.3 s (it is renewed every lease/3)")
         self.specs = {f.name: f for f in functions if isinstance(f, JobSpec)}
-        self.codec = pick_codec(codec, job_serializer, job_deserializer)
-        self._hooks = JobHooks(
-            arq_kwargs.get("on_job_start"), arq_kwargs.get("on_job_end"), arq_kwargs.get("after_job_end")
-        )
+        self.codec = setup.codec
+        self._hooks = setup.hooks
         #: our entries, and arq's cron_jobs as entries (arq_cron.py): each tick runs once across workers
-        self.cron_entries = cron_entries
+        self.cron_entries = setup.cron_entries
         self.max_payload_bytes = max_payload_bytes
         self.max_result_bytes = max_result_bytes
         self.lease_ms = int(lease_s * 1000)
@@ -128,7 +119,7 @@ class Worker(arq.worker.Worker):
             stop_handoffs=self.stop_handoffs, stop_now=self._stop_now,
         )  # fmt: skip
         super().__init__(
-            functions_,
+            setup.functions,
             job_serializer=self.codec.dumps,
             job_deserializer=self.codec.loads,
             allow_abort_jobs=allow_abort_jobs,
@@ -149,29 +140,9 @@ class Worker(arq.worker.Worker):
         if value:  # arq's __init__ assigns an empty dict; anything else would bypass the registry
             raise AttributeError("running jobs belong to Worker.running")
 
-    @property
-    def jobs_complete(self) -> int:
-        return self._counters.complete
-
-    @jobs_complete.setter
-    def jobs_complete(self, value: int) -> None:
-        self._counters.complete = value
-
-    @property
-    def jobs_failed(self) -> int:
-        return self._counters.failed
-
-    @jobs_failed.setter
-    def jobs_failed(self, value: int) -> None:
-        self._counters.failed = value
-
-    @property
-    def jobs_retried(self) -> int:
-        return self._counters.retried
-
-    @jobs_retried.setter
-    def jobs_retried(self, value: int) -> None:
-        self._counters.retried = value
+    jobs_complete = CounterAttribute()
+    jobs_failed = CounterAttribute()
+    jobs_retried = CounterAttribute()
 
     def _retire_connections(self) -> None:
         if self._pool is not None:
@@ -210,7 +181,7 @@ class Worker(arq.worker.Worker):
         leases = LeaseKeeper(pool, running, self.worker_id, self.lease_ms, health)
         self._background += [
             asyncio.create_task(sweep_deadlines(running), name="hasten-deadlines"),
-            asyncio.create_task(self._record_health(), name="hasten-health"),
+            asyncio.create_task(keep_recording(self.record_health, health), name="hasten-health"),
             asyncio.create_task(leases.run(), name="hasten-leases"),
         ]
         if self.allow_abort_jobs:
@@ -331,18 +302,6 @@ class Worker(arq.worker.Worker):
             self._last_health_check = 0
             return
         await super().record_health()
-
-    async def _record_health(self) -> None:
-        outage = Outage("recording health", self.health)
-        while True:
-            try:
-                await self.record_health()
-                reassert_cancellation()
-            except REDIS_DOWN as e:
-                await outage.failed(e)
-                continue
-            outage.ok()
-            await asyncio.sleep(_HEALTH_LOOK_EVERY_S)
 
     def __repr__(self) -> str:
         return (
