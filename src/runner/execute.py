@@ -202,6 +202,9 @@ class Executor:
             error = JobCancelled(f"the job raised CancelledError itself: {error}".rstrip(": "))
             if not self.policy.retry_jobs:
                 return self._failed_for_good(claimed, job, spec, start_ms, error)
+            if spec is None:  # a plain arq function: run again, as arq's retry_jobs does (a @job follows its policy)
+                self.counters.retried += 1
+                return Outcome(claimed.raw_id, "again", b"", _now_ms())
         return self._failed(claimed, job, spec, start_ms, error)
 
     def _context(self, job_id: str, job: _Job, spec: JobSpec[Any, Any]) -> JobContext:

@@ -46,6 +46,13 @@ async def asks_retry(ctx: dict[str, Any], how: str) -> str:
     return f"try {ctx['job_try']}"
 
 
+async def cancels_itself(ctx: dict[str, Any]) -> str:
+    """Raises CancelledError itself on its first try (a library's own timeout, say)."""
+    if ctx["job_try"] == 1:
+        raise asyncio.CancelledError("the library gave up")
+    return f"try {ctx['job_try']}"
+
+
 async def sleeps(ctx: dict[str, Any], seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "slept"
@@ -149,6 +156,23 @@ async def test_retry_and_retry_job_run_again(redis: ArqRedis, build: Build, how:
     assert job is not None
     await run_burst(worker)
     assert await job.result(timeout=1) == "try 2"
+
+
+async def test_a_jobs_own_cancelled_error_runs_it_again(redis: ArqRedis, build: Build) -> None:
+    worker = build([cancels_itself])
+    job = await redis.enqueue_job("cancels_itself")
+    assert job is not None
+    await run_burst(worker)
+    assert await job.result(timeout=1) == "try 2"
+
+
+async def test_retry_jobs_false_fails_a_job_that_cancels_itself(redis: ArqRedis, build: Build) -> None:
+    worker = build([cancels_itself], retry_jobs=False)
+    job = await redis.enqueue_job("cancels_itself")
+    assert job is not None
+    await run_burst(worker)
+    with pytest.raises((JobFailed, asyncio.CancelledError)):
+        await job.result(timeout=1)
 
 
 async def test_retry_jobs_false_fails_a_retry(redis: ArqRedis, build: Build) -> None:
