@@ -32,6 +32,7 @@ from . import constants as k
 from .aborts import watch_aborts
 from .arq_options import arq_setup, with_arq_signature
 from .claim import Claimer
+from .claim_ids import claim_ids
 from .client import JobClient
 from .codec import Codec
 from .context import CTX_DEFAULT_TIMEOUT_S, new_http_client
@@ -206,6 +207,14 @@ class Worker(arq.worker.Worker):
             leases=leases, finisher=self._finisher, execute=self.executor.execute, health=health,
             limits=PickupLimits(self.max_jobs, self.poll_delay_s, self.burst, self.max_burst_jobs),
         )  # fmt: skip
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's API to run named jobs now: claimed as ours (``claim_ids.py``) and started in the registry, like any
+        job this worker takes. Needs the running worker (``main()`` wires the parts that run jobs)."""
+        if self._pickup is None:
+            raise RuntimeError("start_jobs() needs the worker running: call it once main() has started")
+        for claimed in await claim_ids(self.pool, self.queue_name, job_ids, self.worker_id, self.lease_ms):
+            self._pickup.start(claimed)
 
     async def _startup(self, ctx: dict[Any, Any]) -> None:
         loop = type(asyncio.get_running_loop())

@@ -254,11 +254,13 @@ async def test_burst_returns_after_jobs_started_by_arqs_start_jobs(redis: ArqRed
     worker = build([sleeps], poll_delay=0.5)
     jobs = [await redis.enqueue_job("sleeps", 0.3) for _ in range(3)]
     running = asyncio.create_task(run_burst(worker, 5))
-    while worker._pool is None:
+    while worker._pool is None or (isinstance(worker, Worker) and worker._pickup is None):
         await asyncio.sleep(0.001)
     await worker.start_jobs([j.job_id.encode() for j in jobs if j is not None])
     await running  # within run_burst's bound
     assert [await j.result(timeout=1) for j in jobs if j is not None] == ["slept"] * 3
+    if isinstance(worker, Worker):  # they ran in the registry of running jobs (with leases), not beside it
+        assert worker.running.started == 3
 
 
 cron_runs: list[str] = []
