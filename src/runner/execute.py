@@ -135,6 +135,8 @@ class Executor:
         if job.job_try > max_tries:
             exhausted = JobExecutionFailed(f"max {max_tries} retries exceeded")
             return self._done(claimed, job, start_ms, exhausted, dead="tries exhausted"), None
+        if not self.hooks and job.function in self.specs:  # a @job without hooks needs no arq ctx (hot path)
+            return await self._run(claimed, job, function, {}, start_ms), None
         ctx = {**self.ctx, "job_id": claimed.job_id, "job_try": job.job_try, "score": claimed.score_ms,
                "enqueue_time": ms_to_datetime(job.enqueue_time_ms)}  # fmt: skip
         await self.hooks.started(ctx)

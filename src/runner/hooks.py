@@ -21,6 +21,9 @@ class JobHooks:
     on_job_end: StartupShutdown | None = None
     after_job_end: StartupShutdown | None = None
 
+    def __bool__(self) -> bool:
+        return any((self.on_job_start, self.on_job_end, self.after_job_end))
+
     async def started(self, ctx: dict[Any, Any]) -> None:
         if self.on_job_start is not None:
             await self.on_job_start(ctx)

@@ -22,11 +22,12 @@ from arq.jobs import Job
 from arq.worker import Retry, RetryJob
 from arq.worker import Worker as ArqWorker
 
-from src.runner import Codec, JobFailed
+from src.runner import Codec, JobClient, JobFailed
 from src.runner.arq_cron import entries_from_arq
 from src.runner.errors import SettingsInvalid
 from src.runner.worker import Worker
 from tests.conftest import TEST_POLL_DELAY_S
+from tests.sample_jobs import add
 
 Build = Callable[..., ArqWorker]
 
@@ -369,3 +370,15 @@ async def test_log_results_shows_results_in_the_per_job_line(
         await run_burst(worker)
     lines = [r.getMessage() for r in caplog.records if "sum" in r.getMessage() and "←" in r.getMessage()]
     assert len(lines) == 1 and ("● 42" in lines[0]) is log_results
+
+
+async def test_job_hooks_run_for_typed_jobs_too(client: JobClient, running_worker: Callable[..., Worker]) -> None:
+    seen: list[tuple[str, int]] = []
+
+    async def started(ctx: dict[str, Any]) -> None:
+        seen.append((ctx["job_id"], ctx["job_try"]))
+
+    running_worker([add], on_job_start=started)
+    handle = await client.enqueue(add, 1, 2)
+    assert await handle.result(timeout_s=5) == 3
+    assert seen == [(handle.job_id, 1)]
