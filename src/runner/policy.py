@@ -50,3 +50,12 @@ class ResultPolicy:
     max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES
     #: a result larger than this, encoded, fails the job instead of being stored
     max_result_bytes: int = k.DEFAULT_MAX_RESULT_BYTES
+
+    @classmethod
+    def of(cls, worker: Any) -> ResultPolicy:
+        """The policy of a worker built from arq's options (``worker.py``)."""
+        return cls(
+            worker.job_timeout_s, worker.keep_result_s, worker.keep_result_forever, worker.max_tries,
+            retry_jobs=worker.retry_jobs, allow_abort_jobs=worker.allow_abort_jobs, log_results=worker.log_results,
+            max_payload_bytes=worker.max_payload_bytes, max_result_bytes=worker.max_result_bytes,
+        )  # fmt: skip

@@ -187,14 +187,9 @@ class Worker(arq.worker.Worker):
         ]
         if self.allow_abort_jobs:
             self._background.append(asyncio.create_task(watch_aborts(pool, running, health), name="hasten-aborts"))
-        policy = ResultPolicy(
-            self.job_timeout_s, self.keep_result_s, self.keep_result_forever, self.max_tries,
-            retry_jobs=self.retry_jobs, allow_abort_jobs=self.allow_abort_jobs, log_results=self.log_results,
-            max_payload_bytes=self.max_payload_bytes, max_result_bytes=self.max_result_bytes,
-        )  # fmt: skip
         self.executor = Executor(
             functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,
-            policy=policy, running=self.running, shared_http=self.shared_http, counters=self._counters,
+            policy=ResultPolicy.of(self), running=self.running, shared_http=self.shared_http, counters=self._counters,
             finisher=self._finisher, hooks=self._hooks,
         )  # fmt: skip
         self._claimer = Claimer(
