@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     poll_delay_s: float = Field(default=k.DEFAULT_POLL_DELAY_S, gt=0)
     #: encoded jobs larger than this are refused at enqueue
     max_payload_bytes: int = Field(default=k.DEFAULT_MAX_PAYLOAD_BYTES, ge=256)
+    #: a job's result larger than this, encoded, fails the job (dead-lettered) instead of being stored
+    max_result_bytes: int = Field(default=k.DEFAULT_MAX_RESULT_BYTES, ge=256)
     #: when set, payloads are HMAC-signed for their job id and queue; workers refuse unsigned, altered or copied ones
     signing_secret: SecretStr | None = None
     #: secrets accepted for verification only, while jobs signed with them may still be queued (key rotation);
@@ -241,6 +243,7 @@ def _worker_settings() -> type:
         keep_result = s.keep_result_s
         poll_delay = s.poll_delay_s
         max_payload_bytes = s.max_payload_bytes
+        max_result_bytes = s.max_result_bytes
         lease_s = s.lease_s
         shutdown_grace_s = s.shutdown_grace_s
         dlq_retention_s = s.dlq_retention_s

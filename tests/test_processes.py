@@ -57,8 +57,12 @@ async def test_arq_command_runs_our_worker(
     # the example jobs and cron entry, and however many a user added (README, "Writing a job")
     started = re.search(r"worker on uvloop.Loop: (\d+) jobs, (\d+) cron entries, queue 'arq:queue', codec JSON", output)
     assert started is not None and int(started[1]) >= 3 and int(started[2]) >= 1, output
-    check = subprocess.run([*ARQ, "--check"], cwd=ROOT, env=_env(JOBS_REDIS_URL=redis_server.url), check=False)
-    assert check.returncode == 1  # health key removed on clean shutdown
+    after = subprocess.run(
+        [*ARQ, "--check"], cwd=ROOT, env=_env(JOBS_REDIS_URL=redis_server.url), capture_output=True, text=True
+    )
+    assert after.returncode == 1  # health key removed on clean shutdown
+    # in our log format, like every other line
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING arq\.worker: Health check failed", after.stderr)
 
 
 async def test_arq_burst_drains_and_exits(redis_server: RedisServer, env: pytest.MonkeyPatch, redis: object) -> None:

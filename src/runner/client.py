@@ -112,7 +112,7 @@ class JobClient:
         require_spec(spec)
         job = self._prepare(spec, spec.encode_args(args, kwargs))
         [written] = await self._run_enqueue(job.queue, [job])
-        return JobHandle(self, spec, job.job_id, enqueued=bool(written))
+        return JobHandle(self, spec, job.job_id, enqueued=bool(written), queue_name=job.queue)
 
     async def enqueue_many(self, calls: Sequence[JobCall[R]]) -> list[JobHandle[R]]:
         """Enqueue validated calls (``spec.call(...)``): one Lua call per queue and thousand jobs."""
@@ -130,7 +130,8 @@ class JobClient:
                 flags = await self._run_enqueue(queue, chunk)
                 written.update((job.job_id, bool(flag)) for job, flag in zip(chunk, flags, strict=True))
         return [
-            JobHandle(self, c.spec, j.job_id, enqueued=written[j.job_id]) for c, j in zip(calls, prepared, strict=True)
+            JobHandle(self, c.spec, j.job_id, enqueued=written[j.job_id], queue_name=j.queue)
+            for c, j in zip(calls, prepared, strict=True)
         ]
 
     async def enqueue_tick(self, entry: CronEntry, tick: datetime | None, next_tick: datetime) -> TickResult:
@@ -183,15 +184,19 @@ class JobClient:
             )
         return _Prepared(job_id, queue, payload, score_ms, ttl_ms)
 
-    def handle(self, spec: JobSpec[Any, R], job_id: str) -> JobHandle[R]:
-        """A handle for a job enqueued elsewhere (by id)."""
-        return JobHandle(self, spec, job_id)
+    def handle(self, spec: JobSpec[Any, R], job_id: str, queue_name: str | None = None) -> JobHandle[R]:
+        """A handle for a job enqueued elsewhere (by id), in ``queue_name`` (default: the spec's queue, else the
+        client's)."""
+        queue = queue_name or spec.enqueue_options.queue_name or self.queue_name
+        return JobHandle(self, spec, job_id, queue_name=queue)
 
-    def _arq_job(self, job_id: str) -> Job:
-        return Job(job_id, self.redis, _queue_name=self.queue_name, _deserializer=self.codec.loads)
+    def _arq_job(self, job_id: str, queue_name: str | None) -> Job:
+        queue = queue_name or self.queue_name
+        return Job(job_id, self.redis, _queue_name=queue, _deserializer=self.codec.loads)
 
-    async def status(self, job_id: str) -> JobStatus:
-        return await self._arq_job(job_id).status()
+    async def status(self, job_id: str, queue_name: str | None = None) -> JobStatus:
+        """Where the job is; ``queue_name``: the queue it was enqueued in (default: the client's)."""
+        return await self._arq_job(job_id, queue_name).status()
 
     async def wait_result(self, job_id: str, timeout_s: float | None) -> JobResult:
         """Poll for the stored outcome with a short, growing delay (most jobs take milliseconds)."""
@@ -212,18 +217,20 @@ class JobClient:
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, _RESULT_POLL_MAX_S)
 
-    async def abort(self, job_id: str, timeout_s: float = 5.0) -> bool:
-        """Abort a queued job at once, or ask its worker to cancel it if it runs; wait for the outcome."""
+    async def abort(self, job_id: str, timeout_s: float = 5.0, queue_name: str | None = None) -> bool:
+        """Abort a queued job at once, or ask its worker to cancel it if it runs; wait for the outcome.
+        ``queue_name``: the queue it was enqueued in (default: the client's)."""
+        queue = queue_name or self.queue_name
         raw = await self.redis.get(k.job_key_prefix + job_id)
         now_ms = int(time.time() * 1000)
         definition = self.codec.loads(raw) if raw else {}
         record = serialize_result(
             definition.get("f", "<unknown>"), tuple(definition.get("a", ())), definition.get("k", {}),
             int(definition.get("t") or 0), int(definition.get("et", now_ms)), False,
-            asyncio.CancelledError("aborted before it started"), now_ms, now_ms, job_id, self.queue_name, job_id,
+            asyncio.CancelledError("aborted before it started"), now_ms, now_ms, job_id, queue, job_id,
             serializer=self.codec.dumps,
         )  # fmt: skip
-        keys = [self.queue_name, k.abort_jobs_ss]
+        keys = [queue, k.abort_jobs_ss]
         state = await self._abort(keys=keys, args=[job_id, now_ms, record or b"", int(k.DEFAULT_KEEP_RESULT_S * 1000)])
         if state == 0:
             return False
@@ -233,8 +240,8 @@ class JobClient:
             return bool(state == 1)  # aborted, with results not kept
         return bool(not outcome.success and isinstance(outcome.result, asyncio.CancelledError))
 
-    async def info(self, job_id: str) -> JobInfo:
-        job = self._arq_job(job_id)
+    async def info(self, job_id: str, queue_name: str | None = None) -> JobInfo:
+        job = self._arq_job(job_id, queue_name)
         status = await job.status()
         definition = await job.info()
         if definition is None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -127,7 +127,7 @@ class Codec:
         try:
             envelope = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
-            raise PayloadError(f"payload is not JSON ({e})") from None
+            raise PayloadError(f"payload is not JSON ({e}){_pickle_hint(raw)}") from None
         if not isinstance(envelope, dict) or "d" not in envelope:
             raise PayloadError("payload is not a job envelope")
         if envelope.get("v") != WIRE_VERSION:
@@ -183,3 +183,49 @@ def _job_message(job_id: str, queue: str, body: bytes) -> bytes:
     ends unambiguously, and no plain body (a JSON object) starts with the prefix, so a signed result can never
     pass for a job."""
     return b"job:" + orjson.dumps([job_id, queue]) + body
+
+
+#: pickle's protocol-2+ opcode, the first byte of what arq's default serializer writes
+_PICKLE_START = 0x80
+
+
+def _pickle_hint(raw: bytes) -> str:
+    if raw[:1] == bytes([_PICKLE_START]):
+        return (
+            "; it looks like pickle, arq's default: give the arq producer our codec, "
+            "create_pool(..., job_serializer=Codec().dumps, job_deserializer=Codec().loads)"
+        )
+    return ""
+
+
+class SerializerPair(Codec):
+    """A user's own arq serializer pair (``job_serializer`` / ``job_deserializer``, e.g. msgpack) in place of
+    our JSON envelope. It cannot sign: a signing secret needs the JSON codec."""
+
+    __slots__ = ("_deserializer", "_serializer")
+
+    def __init__(self, serializer: Callable[[dict[str, Any]], bytes], deserializer: Callable[[bytes], Any]) -> None:
+        super().__init__()
+        self._serializer = serializer
+        self._deserializer = deserializer
+
+    def __repr__(self) -> str:
+        return f"SerializerPair({self._serializer!r}, {self._deserializer!r})"
+
+    def dumps(self, data: dict[str, Any]) -> bytes:
+        try:
+            return self._serializer(data)
+        except Exception as e:
+            raise PayloadError(f"job_serializer failed: {type(e).__name__}: {e}") from None
+
+    def dumps_job(self, data: dict[str, Any], job_id: str, queue: str) -> bytes:
+        return self.dumps(data)
+
+    def loads(self, raw: bytes, *, job_id: str | None = None, queue: str | None = None) -> dict[str, Any]:
+        try:
+            data = self._deserializer(raw)
+        except Exception as e:
+            raise PayloadError(f"job_deserializer failed: {type(e).__name__}: {e}") from None
+        if not isinstance(data, dict):
+            raise PayloadError(f"job_deserializer returned {type(data).__name__}, not a dict")
+        return data

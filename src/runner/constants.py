@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_LEASE_S",
     "DEFAULT_MAX_JOBS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_MAX_RESULT_BYTES",
     "DEFAULT_POLL_DELAY_S",
     "DEFAULT_SHUTDOWN_GRACE_S",
     "DEFAULT_SOCKET_TIMEOUT_S",
@@ -67,6 +68,8 @@ DEFAULT_LEASE_S = 30.0
 #: an idle worker sends about two commands per poll
 DEFAULT_POLL_DELAY_S = 1.0
 DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
+#: a job's result, encoded, larger than this fails the job instead of being stored
+DEFAULT_MAX_RESULT_BYTES = 512 * 1024
 #: a worker's Redis commands wait this long for a reply before the connection counts as dead (half-open)
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 #: on shutdown, how long outcomes not yet written (Redis away) are tried before they are left to the leases

@@ -7,13 +7,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from arq.connections import ArqRedis
 
 from .constants import JOB_NOTES_TTL_MS, PROGRESS_KEY_PREFIX
 from .redact import RedactingFilter
+from .retry import Permanent
 
 if TYPE_CHECKING:
     # imported on first use only: a worker whose jobs make no HTTP calls does not load an HTTP stack
@@ -23,6 +24,10 @@ logger = logging.getLogger("hasten.job")
 
 #: key our worker adds to arq's ctx dict; a stock arq worker leaves it out and the default applies
 CTX_DEFAULT_TIMEOUT_S = "jobs_default_timeout_s"
+#: the key of arq's ctx dict where ``on_startup`` puts what jobs share (a database pool, a client …)
+STATE_KEY = "state"
+
+S = TypeVar("S")
 
 
 def new_http_client(timeout_s: float = 30.0) -> httpx2.AsyncClient:
@@ -55,6 +60,8 @@ class JobContext:
     _http: httpx2.AsyncClient | None = field(default=None)
     _owns_http: bool = False
     _logger: logging.LoggerAdapter[logging.Logger] | None = None
+    #: what the worker's ``on_startup`` put in ``ctx["state"]``
+    _state: Any = None
 
     @classmethod
     def from_arq(cls, ctx: dict[Any, Any], function: str, max_tries: int) -> JobContext:
@@ -65,7 +72,18 @@ class JobContext:
             enqueue_time=ctx["enqueue_time"],
             function=function,
             _redis=ctx.get("redis"),
+            _state=ctx.get(STATE_KEY),
         )
+
+    def state(self, kind: type[S]) -> S:
+        """What the worker's ``on_startup`` put in ``ctx["state"]`` (a database pool, a client …), typed: it must
+        be a ``kind``. See ``examples/shared_state.py``. Without it the job fails for good (:class:`Permanent`):
+        no retry can fix a worker's set-up."""
+        if self._state is None:
+            raise Permanent(f'no worker state: put a {kind.__name__} in ctx["state"] in the worker\'s on_startup')
+        if not isinstance(self._state, kind):
+            raise Permanent(f'ctx["state"] is a {type(self._state).__name__}, not a {kind.__name__}')
+        return self._state
 
     @property
     def redis(self) -> ArqRedis:

@@ -20,7 +20,7 @@ from arq.worker import Retry
 from . import constants as k
 from .client import JobClient, require_spec
 from .codec import Codec
-from .context import CTX_DEFAULT_TIMEOUT_S
+from .context import CTX_DEFAULT_TIMEOUT_S, STATE_KEY
 from .errors import JobNotFound
 from .handle import JobHandle, JobInfo
 from .job import JobCall, JobSpec
@@ -30,7 +30,8 @@ R = TypeVar("R")
 
 
 class EagerClient(JobClient):
-    """A :class:`JobClient` that runs each job inline at enqueue; ``redis`` (optional) is given to jobs."""
+    """A :class:`JobClient` that runs each job inline at enqueue; ``redis`` and ``state`` (optional) are given to
+    jobs (``ctx.redis``, ``ctx.state(...)``)."""
 
     def __init__(
         self,
@@ -39,6 +40,7 @@ class EagerClient(JobClient):
         redis: ArqRedis | None = None,
         max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
         job_timeout_s: float = k.DEFAULT_JOB_TIMEOUT_S,
+        state: Any = None,
     ) -> None:
         # no Redis connection of its own: nothing is queued
         self.codec = codec or Codec()
@@ -46,6 +48,8 @@ class EagerClient(JobClient):
         self.max_payload_bytes = max_payload_bytes
         self._jobs_redis = redis
         self._job_timeout_s = job_timeout_s
+        #: what jobs get as ``ctx.state(...)``, as a worker's on_startup would give them
+        self._state = state
         self._results: dict[str, bytes] = {}
 
     async def close(self) -> None:
@@ -72,6 +76,7 @@ class EagerClient(JobClient):
         if self._jobs_redis is not None:
             arq_ctx["redis"] = self._jobs_redis
         arq_ctx[CTX_DEFAULT_TIMEOUT_S] = self._job_timeout_s
+        arq_ctx[STATE_KEY] = self._state
         start_ms = int(time.time() * 1000)
         job_try = 0
         while True:
@@ -98,14 +103,14 @@ class EagerClient(JobClient):
         except KeyError:
             raise JobNotFound(f"job {job_id} not found") from None
 
-    async def abort(self, job_id: str, timeout_s: float = 5.0) -> bool:
+    async def abort(self, job_id: str, timeout_s: float = 5.0, queue_name: str | None = None) -> bool:
         return False  # an eager job has finished by the time anyone holds its handle
 
-    async def status(self, job_id: str) -> JobStatus:
+    async def status(self, job_id: str, queue_name: str | None = None) -> JobStatus:
         return JobStatus.complete if job_id in self._results else JobStatus.not_found
 
     async def wait_result(self, job_id: str, timeout_s: float | None) -> JobResult:
         return self._outcome(job_id)
 
-    async def info(self, job_id: str) -> JobInfo:
+    async def info(self, job_id: str, queue_name: str | None = None) -> JobInfo:
         return JobInfo.from_result(job_id, JobStatus.complete, self._outcome(job_id))

@@ -20,17 +20,19 @@ from typing import Any
 
 import orjson
 from arq.jobs import DeserializationError, serialize_result
-from arq.utils import ms_to_datetime
-from arq.worker import Function, JobExecutionFailed, Retry
+from arq.utils import ms_to_datetime, truncate
+from arq.worker import Function, JobExecutionFailed, Retry, RetryJob
 
 from . import constants as k
 from .claim import Claimed
 from .codec import Codec, describe_exception
-from .context import JobContext
+from .context import STATE_KEY, JobContext
 from .dlq import dead_letter
-from .errors import JobCancelled, PayloadError
-from .finish import Outcome
+from .errors import JobCancelled, PayloadError, PayloadTooLarge
+from .finish import Finisher, Outcome
+from .hooks import JobHooks
 from .job import JobSpec
+from .policy import Counters, ResultPolicy
 from .running import RunningJobs
 
 logger = logging.getLogger("hasten.worker")
@@ -59,25 +61,6 @@ def _run_status(outcome: Outcome) -> str:
     return "complete" if outcome.succeeded else "failed" if outcome.dead else "aborted"
 
 
-@dataclass(slots=True)
-class Counters:
-    """arq's counters, which its health check line reports."""
-
-    complete: int = 0
-    failed: int = 0
-    retried: int = 0
-
-
-@dataclass(slots=True)
-class ResultPolicy:
-    """How long results are kept and how many tries a job gets, unless its function says otherwise."""
-
-    job_timeout_s: float
-    keep_result_s: float
-    keep_result_forever: bool
-    max_tries: int
-
-
 class Executor:
     def __init__(
         self,
@@ -91,6 +74,8 @@ class Executor:
         running: RunningJobs,
         shared_http: Callable[[], Any],
         counters: Counters,
+        finisher: Finisher,
+        hooks: JobHooks,
     ) -> None:
         self.functions = functions
         self.specs = specs
@@ -101,20 +86,35 @@ class Executor:
         self.running = running
         self.shared_http = shared_http
         self.counters = counters
+        self.finisher = finisher
+        self.hooks = hooks
 
-    async def execute(self, claimed: Claimed) -> Outcome:
+    async def execute(self, claimed: Claimed) -> None:
+        """Run one claimed job and hand its outcome to the finisher (then ``after_job_end``, once written)."""
         start_ms = _now_ms()
-        outcome = await self._execute(claimed, start_ms)
+        outcome, ctx = await self._execute(claimed, start_ms)
         if claimed.job_id.startswith("cron:"):  # the entry's state notes how its runs end
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms
-        return outcome
+        self.finisher.add(outcome)
+        if ctx is not None and self.hooks.after_job_end is not None:
+            await self.finisher.drain()
+            await self.hooks.written(ctx)
 
-    async def _execute(self, claimed: Claimed, start_ms: int) -> Outcome:
+    async def _execute(self, claimed: Claimed, start_ms: int) -> tuple[Outcome, dict[Any, Any] | None]:
+        """The outcome, and arq's job ctx if the job's function was called (the hooks' ctx)."""
         job = _Job(job_try=claimed.job_try)
         if not claimed.payload:
             logger.warning("job %s expired before it started", claimed.job_id)
-            return self._done(claimed, job, start_ms, JobExecutionFailed("job expired"), dead="expired before it ran")
+            expired = JobExecutionFailed("job expired")
+            return self._done(claimed, job, start_ms, expired, dead="expired before it ran"), None
+        if len(claimed.payload) > self.policy.max_payload_bytes:
+            too_large = PayloadTooLarge(
+                f"job is {len(claimed.payload)} bytes, over the limit of {self.policy.max_payload_bytes} "
+                "(max_payload_bytes); enqueue a reference to the data instead of the data"
+            )
+            logger.warning("job %s: %s", claimed.job_id, too_large)
+            return self._done(claimed, job, start_ms, too_large, dead="payload too large"), None
         try:
             data = self.codec.loads(claimed.payload, job_id=claimed.job_id, queue=self.queue_name)
             job = _Job(data["f"], tuple(data["a"]), dict(data["k"]), claimed.job_try, int(data["et"]))
@@ -122,20 +122,27 @@ class Executor:
             error = DeserializationError("unable to deserialize job")
             error.__cause__ = e  # the reason travels with the result (see codec.describe_exception)
             logger.warning("job %s: %s: %s", claimed.job_id, type(e).__name__, e)
-            return self._done(claimed, job, start_ms, error, dead="payload refused")
+            return self._done(claimed, job, start_ms, error, dead="payload refused"), None
         job.job_try = max(job.job_try, int(data.get("t") or 0))
-        if claimed.aborted:
-            return self._done(claimed, job, start_ms, asyncio.CancelledError("aborted before start"))
+        if claimed.aborted and self.policy.allow_abort_jobs:
+            return self._done(claimed, job, start_ms, asyncio.CancelledError("aborted before start")), None
         function: Function | None = self.functions.get(job.function)
         if function is None:
             logger.warning("job %s: function %r not found", claimed.job_id, job.function)
             missing = JobExecutionFailed(f"function {job.function!r} not found")
-            return self._done(claimed, job, start_ms, missing, dead="unknown function")
+            return self._done(claimed, job, start_ms, missing, dead="unknown function"), None
         max_tries = function.max_tries or self.policy.max_tries
         if job.job_try > max_tries:
             exhausted = JobExecutionFailed(f"max {max_tries} retries exceeded")
-            return self._done(claimed, job, start_ms, exhausted, dead="tries exhausted")
-        return await self._run(claimed, job, function, start_ms)
+            return self._done(claimed, job, start_ms, exhausted, dead="tries exhausted"), None
+        if not self.hooks and job.function in self.specs:  # a @job without hooks needs no arq ctx (hot path)
+            return await self._run(claimed, job, function, {}, start_ms), None
+        ctx = {**self.ctx, "job_id": claimed.job_id, "job_try": job.job_try, "score": claimed.score_ms,
+               "enqueue_time": ms_to_datetime(job.enqueue_time_ms)}  # fmt: skip
+        await self.hooks.started(ctx)
+        outcome = await self._run(claimed, job, function, ctx, start_ms)
+        await self.hooks.ended(ctx)
+        return outcome, ctx
 
     def _timeout_s(self, spec: JobSpec[Any, Any] | None, function: Function) -> float:
         for timeout_s in (spec.timeout_s if spec else function.timeout_s, self.policy.job_timeout_s):
@@ -143,7 +150,9 @@ class Executor:
                 return timeout_s
         return k.DEFAULT_JOB_TIMEOUT_S
 
-    async def _run(self, claimed: Claimed, job: _Job, function: Function, start_ms: int) -> Outcome:
+    async def _run(
+        self, claimed: Claimed, job: _Job, function: Function, ctx: dict[Any, Any], start_ms: int
+    ) -> Outcome:
         job_id = claimed.job_id
         spec = self.specs.get(job.function)
         timeout_s = self._timeout_s(spec, function)
@@ -153,19 +162,22 @@ class Executor:
             if spec is not None:
                 result = await spec.invoke(self._context(job_id, job, spec), job.args, job.kwargs)
             else:
-                ctx = {**self.ctx, "job_id": job_id, "job_try": job.job_try, "score": claimed.score_ms,
-                       "enqueue_time": ms_to_datetime(job.enqueue_time_ms)}  # fmt: skip
                 result = await function.coroutine(ctx, *job.args, **job.kwargs)
-        except Retry as e:
-            if self.running.cancel_reason(job_id) is None:
-                self.counters.retried += 1
-                return Outcome(claimed.raw_id, "again", b"", _now_ms() + (e.defer_score or 0))
-            return self._cancelled(claimed, job, spec, start_ms, timeout_s, e)
+        except (Retry, RetryJob) as e:
+            if self.running.cancel_reason(job_id) is not None:
+                return self._cancelled(claimed, job, spec, start_ms, timeout_s, e)
+            if not self.policy.retry_jobs:  # arq's retry_jobs=False: asking for a retry fails the job
+                return self._failed_for_good(claimed, job, spec, start_ms, e)
+            self.counters.retried += 1
+            defer_ms = e.defer_score if isinstance(e, Retry) else None
+            return Outcome(claimed.raw_id, "again", b"", _now_ms() + (defer_ms or 0))
         except (Exception, asyncio.CancelledError) as e:
             return self._cancelled(claimed, job, spec, start_ms, timeout_s, e)
         if self.running.cancel_reason(job_id) is not None:  # cancelled, and the job swallowed it
             return self._cancelled(claimed, job, spec, start_ms, timeout_s, None)
-        logger.debug("← %s %s", job_id, job.function)
+        if logger.isEnabledFor(logging.DEBUG):
+            shown = f" ● {truncate(repr(result))}" if self.policy.log_results and result is not None else ""
+            logger.debug("← %s %s%s", job_id, job.function, shown)
         return self._done(claimed, job, start_ms, result, success=True)
 
     def _cancelled(
@@ -190,6 +202,11 @@ class Executor:
         if isinstance(error, asyncio.CancelledError):
             # stored as is, arq's wire would read it as an abort
             error = JobCancelled(f"the job raised CancelledError itself: {error}".rstrip(": "))
+            if not self.policy.retry_jobs:
+                return self._failed_for_good(claimed, job, spec, start_ms, error)
+            if spec is None:  # a plain arq function: run again, as arq's retry_jobs does (a @job follows its policy)
+                self.counters.retried += 1
+                return Outcome(claimed.raw_id, "again", b"", _now_ms())
         return self._failed(claimed, job, spec, start_ms, error)
 
     def _context(self, job_id: str, job: _Job, spec: JobSpec[Any, Any]) -> JobContext:
@@ -201,6 +218,7 @@ class Executor:
             function=job.function,
             _redis=self.ctx.get("redis"),
             _shared_http=self.shared_http,
+            _state=self.ctx.get(STATE_KEY),
         )
 
     def _failed(
@@ -215,18 +233,27 @@ class Executor:
             )  # fmt: skip
             record = {"try": job.job_try, "at_ms": _now_ms(), **describe_exception(error)}
             return Outcome(claimed.raw_id, "again", orjson.dumps(record), _now_ms() + delay_ms)
-        logger.warning("job %s %s failed: %s: %s", claimed.job_id, job.function, type(error).__name__, error)
+        return self._failed_for_good(claimed, job, spec, start_ms, error)
+
+    def _failed_for_good(
+        self, claimed: Claimed, job: _Job, spec: JobSpec[Any, Any] | None, start_ms: int, error: BaseException,
+        reason: str = "",
+    ) -> Outcome:  # fmt: skip
+        """A final failure, logged at ERROR (what error trackers collect) with the job in ``extra``."""
+        logger.error(
+            "job %s %s failed: %s: %s", claimed.job_id, job.function, type(error).__name__, error,
+            exc_info=(type(error), error, error.__traceback__),
+            extra={"job_id": claimed.job_id, "function": job.function, "job_try": job.job_try,
+                   "queue": self.queue_name},
+        )  # fmt: skip
         retryable = spec is None or spec.retry.retries(error, 0)
-        return self._done(claimed, job, start_ms, error, dead="tries exhausted" if retryable else "permanent failure")
+        reason = reason or ("tries exhausted" if retryable else "permanent failure")
+        return self._done(claimed, job, start_ms, error, dead=reason)
 
     def _done(
         self, claimed: Claimed, job: _Job, start_ms: int, result: Any, *, success: bool = False, dead: str = ""
     ) -> Outcome:
         """A final outcome; ``result`` is the exception unless ``success``; ``dead``: why it goes to the DLQ."""
-        if success:
-            self.counters.complete += 1
-        else:
-            self.counters.failed += 1
         keep_ms = self._keep_result_ms(self.functions.get(job.function))
         data = b""
         if keep_ms != 0:
@@ -235,6 +262,16 @@ class Executor:
                 _now_ms(), f"{claimed.job_id}:{job.function}", self.queue_name, claimed.job_id,
                 serializer=self.codec.dumps,
             ) or b""  # fmt: skip
+            if success and len(data) > self.policy.max_result_bytes:
+                too_large = PayloadTooLarge(
+                    f"result of {job.function}() is {len(data)} bytes, over the limit of "
+                    f"{self.policy.max_result_bytes} (max_result_bytes); store it elsewhere and return a reference"
+                )
+                return self._failed_for_good(claimed, job, None, start_ms, too_large, "result too large")
+        if success:
+            self.counters.complete += 1
+        else:
+            self.counters.failed += 1
         record = b"" if not dead else dead_letter(claimed, job, self.queue_name, start_ms, result, dead)
         return Outcome(claimed.raw_id, "done", data, keep_ms, record, succeeded=success)
 

@@ -51,12 +51,17 @@ class JobInfo:
 class JobHandle(Generic[R]):
     """A reference to one enqueued job, typed by the job's result."""
 
-    __slots__ = ("client", "enqueued", "job_id", "spec")
+    __slots__ = ("client", "enqueued", "job_id", "queue_name", "spec")
 
-    def __init__(self, client: JobClient, spec: JobSpec[Any, R], job_id: str, *, enqueued: bool = True) -> None:
+    def __init__(
+        self, client: JobClient, spec: JobSpec[Any, R], job_id: str, *, enqueued: bool = True,
+        queue_name: str | None = None,
+    ) -> None:  # fmt: skip
         self.client = client
         self.spec = spec
         self.job_id = job_id
+        #: the queue the job was enqueued in (status and abort look there)
+        self.queue_name = queue_name or client.queue_name
         #: False when a job or result with this id already existed, so nothing new was written
         self.enqueued = enqueued
 
@@ -64,14 +69,14 @@ class JobHandle(Generic[R]):
         return f"<JobHandle {self.spec.name} {self.job_id}>"
 
     async def status(self) -> JobStatus:
-        return await self.client.status(self.job_id)
+        return await self.client.status(self.job_id, self.queue_name)
 
     async def info(self) -> JobInfo:
-        return await self.client.info(self.job_id)
+        return await self.client.info(self.job_id, self.queue_name)
 
     async def abort(self, timeout_s: float = 5.0) -> bool:
         """Cancel the job, queued or running; True once it ended as aborted (it is not retried)."""
-        return await self.client.abort(self.job_id, timeout_s)
+        return await self.client.abort(self.job_id, timeout_s, self.queue_name)
 
     async def result(self, timeout_s: float | None = None) -> R:
         """Wait for the job's result; raises :class:`JobFailed` if it failed, :class:`JobAborted` if it was

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import logging.config
 import sys
 from typing import Any
 
@@ -57,12 +58,23 @@ def create_worker_or_exit(settings_cls: Any, **overrides: Any) -> Worker:
         raise SystemExit(1) from None
 
 
+_arq_check_health = arq.worker.check_health
+
+
+def check_health(settings_cls: Any) -> int:
+    """arq's ``--check``, logging in our format: arq's CLI configures its own format after it imported the
+    settings, so without this the check's one line would read unlike every other line of ours."""
+    logging.config.dictConfig(logs.log_config(getattr(settings_cls, "log_level", "INFO")))
+    return _arq_check_health(settings_cls)
+
+
 def install() -> None:
-    """Make arq's CLI build our worker. Idempotent."""
+    """Make arq's CLI build our worker, and log ``--check`` in our format. Idempotent."""
     arq.worker.create_worker = create_worker_or_exit
     cli = sys.modules.get("arq.cli")
     if cli is not None:
         cli.create_worker = create_worker_or_exit  # type: ignore[attr-defined]
+        cli.check_health = check_health  # type: ignore[attr-defined]
 
 
 def worker_kwargs(settings_cls: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 :class:`Pickup` is given the worker's registry of running jobs (``running.py``): a batch claim (``claim.py``)
 when slots are free, a blocking wait on the wake-up list (``wakeup.py``) when nothing is due, one task per job
-(run by ``execute.py``) whose outcome goes to the group-committing finisher (``finish.py``).
+(run by ``execute.py``, which hands its outcome to the group-committing finisher, ``finish.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ logger = logging.getLogger("hasten.worker")
 _GATHER_SLOTS_S = 0.001
 #: an idle wait shorter than this is not worth a blocking call
 _MIN_WAIT_S = 0.0005
+#: the shortest fallback poll: ``poll_delay=0`` (arq: poll without pause) would make an idle worker send Redis tens
+#: of thousands of commands a second; our client wakes it at once anyway, plain arq producers wait at most this
+_MIN_POLL_S = 0.01
 
 
 @dataclass(slots=True)
@@ -54,7 +57,7 @@ class Pickup:
         wake: WakeUp,
         leases: LeaseKeeper,
         finisher: Finisher,
-        execute: Callable[[Claimed], Awaitable[Outcome]],
+        execute: Callable[[Claimed], Awaitable[None]],
         health: RedisHealth | None = None,
     ) -> None:
         self._redis = redis
@@ -119,7 +122,7 @@ class Pickup:
 
     async def _idle(self, next_due_ms: int | None) -> None:
         """Nothing due: wait for a handed-over job or a token, at most until the next deferred job is due."""
-        wait_s = self.limits.poll_delay_s
+        wait_s = max(self.limits.poll_delay_s, _MIN_POLL_S)
         due_in_s = None if next_due_ms is None else (next_due_ms - time.time() * 1000) / 1000
         if due_in_s is not None:
             wait_s = min(wait_s, due_in_s)
@@ -153,12 +156,10 @@ class Pickup:
 
     async def _run_job(self, claimed: Claimed) -> None:
         try:
-            outcome = await self._execute(claimed)
+            await self._execute(claimed)  # the executor hands the outcome to the finisher
         except Exception:
-            # a bug of ours, not the job's: leave the job to be claimed again when its lease expires
+            # a bug of ours (or an arq hook that raised), not the job's: it is claimed again when its lease expires
             logger.exception("job %s: internal error; it will run again after its lease", claimed.job_id)
-            return
-        self._finisher.add(outcome)
 
     async def _wait_for_slot(self, timeout_s: float | None) -> None:
         self._running.slot_free.clear()

@@ -19,29 +19,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import arq.worker
 from arq.connections import create_pool, log_redis_info
+from arq.jobs import Deserializer, Serializer
 from arq.typing import StartupShutdown
 
 from . import constants as k
 from .aborts import watch_aborts
+from .arq_options import arq_setup, with_arq_signature
 from .claim import Claimer
+from .claim_ids import claim_ids
 from .client import JobClient
 from .codec import Codec
 from .context import CTX_DEFAULT_TIMEOUT_S, new_http_client
-from .cron import CronEntry, check_table
+from .cron import CronEntry
 from .deadlines import sweep_deadlines
-from .execute import Counters, Executor, ResultPolicy
+from .execute import Executor
 from .finish import Finisher, Outcome
+from .health import keep_recording
 from .job import JobSpec
 from .lean_pool import make_lean
 from .lease import LeaseKeeper
-from .outage import REDIS_DOWN, Outage, RedisHealth, reassert_cancellation
+from .outage import REDIS_DOWN, RedisHealth
 from .pickup import Pickup, PickupLimits
+from .policy import CounterAttribute, Counters, ResultPolicy
 from .running import RunningJobs
 from .scheduler import CronScheduler
 from .shutdown import GracefulDrain
@@ -55,42 +60,42 @@ logger = logging.getLogger("hasten.worker")
 
 #: connect/read timeout of the shared HTTP client; a job's own timeout_s still bounds the whole job
 _HTTP_TIMEOUT_S = 30.0
-#: how often the health recorder looks: arq's record_health writes the key only once its interval has passed (no
-#: Redis call otherwise), and a refusal turns the check red within this long
-_HEALTH_LOOK_EVERY_S = 1.0
 
 
 class Worker(arq.worker.Worker):
     """arq's worker with typed jobs and a push-based hot path.
 
-    Takes arq's keyword arguments plus ``cron_entries``, ``codec`` and ``max_payload_bytes``. ``poll_delay``
-    is only the fallback for producers that push no wake-up token (plain arq clients).
+    Takes arq's keyword arguments (see ``arq_options.py``) plus ``cron_entries``, ``codec``, ``max_payload_bytes``
+    and ``max_result_bytes``. ``poll_delay`` is only the fallback for producers that push no wake-up token (plain
+    arq clients).
     """
 
     def __init__(
         self,
-        functions: Sequence[JobSpec[Any, Any] | arq.worker.Function] = (),
+        functions: Sequence[JobSpec[Any, Any] | arq.worker.Function | str | Callable[..., Any]] = (),
         *,
         cron_entries: Sequence[CronEntry] = (),
         codec: Codec | None = None,
         max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
+        max_result_bytes: int = k.DEFAULT_MAX_RESULT_BYTES,
         lease_s: float = k.DEFAULT_LEASE_S,
         shutdown_grace_s: float = k.DEFAULT_SHUTDOWN_GRACE_S,
         dlq_retention_s: float = k.DEFAULT_DLQ_RETENTION_S,
+        job_serializer: Serializer | None = None,
+        job_deserializer: Deserializer | None = None,
+        allow_abort_jobs: bool = True,
         **arq_kwargs: Any,
     ) -> None:
-        arq_functions = [f.arq_function() if isinstance(f, JobSpec) else f for f in functions]
-        names = [f.name for f in arq_functions]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"job names must be unique, registered twice: {', '.join(duplicates)}")
-        check_table(list(cron_entries), set(names))
+        setup = arq_setup(functions, cron_entries, codec, job_serializer, job_deserializer, arq_kwargs)
         if lease_s < 0.3:
             raise ValueError("lease_s must be at least 0.3 s (it is renewed every lease/3)")
         self.specs = {f.name: f for f in functions if isinstance(f, JobSpec)}
-        self.codec = codec or Codec()
-        self.cron_entries = list(cron_entries)
+        self.codec = setup.codec
+        self._hooks = setup.hooks
+        #: our entries, and arq's cron_jobs as entries (arq_cron.py): each tick runs once across workers
+        self.cron_entries = setup.cron_entries
         self.max_payload_bytes = max_payload_bytes
+        self.max_result_bytes = max_result_bytes
         self.lease_ms = int(lease_s * 1000)
         self.shutdown_grace_s = shutdown_grace_s
         self.dlq_retention_ms = int(dlq_retention_s * 1000)
@@ -115,19 +120,15 @@ class Worker(arq.worker.Worker):
             stop_handoffs=self.stop_handoffs, stop_now=self._stop_now,
         )  # fmt: skip
         super().__init__(
-            arq_functions,
+            setup.functions,
             job_serializer=self.codec.dumps,
             job_deserializer=self.codec.loads,
+            allow_abort_jobs=allow_abort_jobs,
             on_startup=self._startup,
             on_shutdown=self._shutdown,
             **arq_kwargs,
         )
         self.ctx[CTX_DEFAULT_TIMEOUT_S] = self.job_timeout_s
-        self.executor = Executor(
-            functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,
-            policy=ResultPolicy(self.job_timeout_s, self.keep_result_s, self.keep_result_forever, self.max_tries),
-            running=self.running, shared_http=self.shared_http, counters=self._counters,
-        )  # fmt: skip
 
     # arq's attributes, kept for arq's health line and for code written against arq's Worker -----------------
     @property
@@ -140,29 +141,9 @@ class Worker(arq.worker.Worker):
         if value:  # arq's __init__ assigns an empty dict; anything else would bypass the registry
             raise AttributeError("running jobs belong to Worker.running")
 
-    @property
-    def jobs_complete(self) -> int:
-        return self._counters.complete
-
-    @jobs_complete.setter
-    def jobs_complete(self, value: int) -> None:
-        self._counters.complete = value
-
-    @property
-    def jobs_failed(self) -> int:
-        return self._counters.failed
-
-    @jobs_failed.setter
-    def jobs_failed(self, value: int) -> None:
-        self._counters.failed = value
-
-    @property
-    def jobs_retried(self) -> int:
-        return self._counters.retried
-
-    @jobs_retried.setter
-    def jobs_retried(self, value: int) -> None:
-        self._counters.retried = value
+    jobs_complete = CounterAttribute()
+    jobs_failed = CounterAttribute()
+    jobs_retried = CounterAttribute()
 
     def _retire_connections(self) -> None:
         if self._pool is not None:
@@ -201,10 +182,16 @@ class Worker(arq.worker.Worker):
         leases = LeaseKeeper(pool, running, self.worker_id, self.lease_ms, health)
         self._background += [
             asyncio.create_task(sweep_deadlines(running), name="hasten-deadlines"),
-            asyncio.create_task(watch_aborts(pool, running, health), name="hasten-aborts"),
-            asyncio.create_task(self._record_health(), name="hasten-health"),
+            asyncio.create_task(keep_recording(self.record_health, health), name="hasten-health"),
             asyncio.create_task(leases.run(), name="hasten-leases"),
         ]
+        if self.allow_abort_jobs:
+            self._background.append(asyncio.create_task(watch_aborts(pool, running, health), name="hasten-aborts"))
+        self.executor = Executor(
+            functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,
+            policy=ResultPolicy.of(self), running=self.running, shared_http=self.shared_http, counters=self._counters,
+            finisher=self._finisher, hooks=self._hooks,
+        )  # fmt: skip
         self._claimer = Claimer(
             pool, self.queue_name, self.worker_id, self.lease_ms,
             # registered as idle a little longer than one fallback poll, which renews it
@@ -216,12 +203,20 @@ class Worker(arq.worker.Worker):
             limits=PickupLimits(self.max_jobs, self.poll_delay_s, self.burst, self.max_burst_jobs),
         )  # fmt: skip
 
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's API to run named jobs now: claimed as ours (``claim_ids.py``) and started in the registry, like any
+        job this worker takes. Needs the running worker (``main()`` wires the parts that run jobs)."""
+        if self._pickup is None:
+            raise RuntimeError("start_jobs() needs the worker running: call it once main() has started")
+        for claimed in await claim_ids(self.pool, self.queue_name, job_ids, self.worker_id, self.lease_ms):
+            self._pickup.start(claimed)
+
     async def _startup(self, ctx: dict[Any, Any]) -> None:
         loop = type(asyncio.get_running_loop())
         logger.info(
             "hasten worker on %s.%s: %d jobs, %d cron entries, queue %r, codec %s",
             loop.__module__, loop.__qualname__, len(self.functions), len(self.cron_entries), self.queue_name,
-            "JSON+HMAC" if self.codec.signs else "JSON",
+            "JSON+HMAC" if self.codec.signs else "JSON" if type(self.codec) is Codec else "job_serializer",
         )  # fmt: skip
         if self.cron_entries:
             client = JobClient(
@@ -312,20 +307,11 @@ class Worker(arq.worker.Worker):
             return
         await super().record_health()
 
-    async def _record_health(self) -> None:
-        outage = Outage("recording health", self.health)
-        while True:
-            try:
-                await self.record_health()
-                reassert_cancellation()
-            except REDIS_DOWN as e:
-                await outage.failed(e)
-                continue
-            outage.ok()
-            await asyncio.sleep(_HEALTH_LOOK_EVERY_S)
-
     def __repr__(self) -> str:
         return (
             f"<Worker {self.worker_id} j_complete={self.jobs_complete} j_failed={self.jobs_failed} "
             f"j_retried={self.jobs_retried} j_ongoing={len(self.running)}>"
         )
+
+
+with_arq_signature(Worker)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +18,8 @@ from src.runner import (
     ResultNotReady,
 )
 from src.runner import constants as k
-from tests.sample_jobs import Point, add, echo, move
+from src.runner.worker import Worker
+from tests.sample_jobs import Point, add, echo, move, nap
 
 
 async def test_enqueue_writes_the_job_in_arq_format(client: JobClient, redis: ArqRedis, codec: Codec) -> None:
@@ -82,3 +85,22 @@ async def test_unknown_job_id_is_not_found(client: JobClient) -> None:
         await handle.result(timeout_s=1)
     assert await handle.status() is JobStatus.not_found
     assert (await handle.info()).function is None
+
+
+async def test_a_handle_remembers_its_queue(
+    client: JobClient, running_worker: Callable[..., Worker], redis: ArqRedis
+) -> None:
+    queued = await client.enqueue(add.options(queue_name="other"), 1, 2)
+    assert queued.queue_name == "other"
+    assert await queued.status() is JobStatus.queued
+    assert (await queued.info()).function == "add"
+    assert await queued.abort(timeout_s=1) is True  # queued: aborted at once
+    assert await queued.status() is JobStatus.complete
+    running_worker([add, nap], queue_name="other")
+    job = await client.enqueue(nap.options(queue_name="other"), 5)
+    while await job.status() is not JobStatus.in_progress:
+        await asyncio.sleep(0.01)
+    assert await job.abort(timeout_s=5) is True  # running: its worker cancels it
+    done = await client.enqueue(add.options(queue_name="other"), 2, 3)
+    assert await done.result(timeout_s=5) == 5
+    assert await client.handle(add, done.job_id, queue_name="other").status() is JobStatus.complete

@@ -11,10 +11,10 @@ from arq.connections import ArqRedis
 from src.runner import DeadJob, DeadLetters, JobClient, JobFailed
 from src.runner import constants as k
 from src.runner.worker import Worker
-from tests.sample_jobs import add, flaky, nap, refuse, switchable
+from tests.sample_jobs import add, echo, flaky, nap, refuse, switchable
 from tests.waiting import wait_for
 
-ALL = [add, flaky, nap, refuse, switchable]
+ALL = [add, echo, flaky, nap, refuse, switchable]
 
 
 @pytest.fixture
@@ -110,3 +110,26 @@ async def test_page_count_and_purge(client: JobClient, dlq: DeadLetters, running
     assert [d.function for d in await dlq.page()] == ["flaky"]
     assert await dlq.purge(handles[-1].job_id) is True
     assert await dlq.count() == 0
+
+
+async def test_a_result_over_the_limit_fails_its_job(
+    client: JobClient, dlq: DeadLetters, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker(ALL, max_result_bytes=1024)
+    handle = await client.enqueue(echo, "x" * 2000)
+    with pytest.raises(JobFailed, match=r"PayloadTooLarge.*max_result_bytes"):
+        await handle.result(timeout_s=5)
+    dead = await _dead(dlq, handle.job_id)
+    assert (dead.reason, dead.error_type, dead.function) == ("result too large", "PayloadTooLarge", "echo")
+    small = await client.enqueue(echo, "x" * 100)
+    assert await small.result(timeout_s=5) == "x" * 100
+
+
+async def test_an_arq_payload_over_the_limit_is_dead_lettered_unread(
+    redis: ArqRedis, dlq: DeadLetters, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker(ALL, max_payload_bytes=1024)
+    job = await redis.enqueue_job("echo", "x" * 2000)  # plain arq's client checks no size
+    assert job is not None
+    dead = await _dead(dlq, job.job_id)
+    assert dead.reason == "payload too large" and "max_payload_bytes" in dead.error_message
