@@ -47,7 +47,8 @@ def main() -> None:
         message = str(e)
         if isinstance(e, RedisUnreachable) and _uses_embedded_redis():
             message += " (the embedded Redis: start it with `make run` or `make redis`)"
-        console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+        for line in message.splitlines():  # several bad settings: one line each
+            console.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
         sys.exit(1)
 
 

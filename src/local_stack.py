@@ -95,6 +95,7 @@ class LocalStack:
     # start ----------------------------------------------------------------------------------------------
     def run(self) -> int:
         """Start everything, print where it listens, and supervise until a signal or a child's exit."""
+        self._refuse_a_second_embedded_redis()  # before the API port: a second `make run` here holds both
         self._check_api_port()
         redis_url = self.start_redis()
         if self.received:
@@ -138,11 +139,7 @@ class LocalStack:
                 f"the embedded Redis's socket path {sock} is longer than {_MAX_SOCKET_PATH} characters: "
                 "set JOBS_STATE_DIR to a shorter directory"
             )
-        if _answers(sock):
-            raise StackError(
-                f"an embedded Redis already runs on {sock} (another `make run` here?): stop it "
-                f"(Ctrl-C there, or `redis-cli -s {sock} shutdown`), or set JOBS_STATE_DIR to run a second one"
-            )
+        self._refuse_a_second_embedded_redis()
         self.console.print(f"redis     starting the embedded Redis (data in {sock.parent})", soft_wrap=True)
         self.redis = RedisServer(
             sock.parent, config_file=PROJECT_DIR / "deploy" / "redis.conf", unix_socket=sock,
@@ -153,6 +150,14 @@ class LocalStack:
         except RuntimeError as e:  # not installed, or it exited at once (its log says why)
             raise StackError(f"the embedded Redis did not start: {e}") from None
         return self.redis.url
+
+    def _refuse_a_second_embedded_redis(self) -> None:
+        sock = self.settings.embedded_socket
+        if not self.settings.redis_url and _answers(sock):
+            raise StackError(
+                f"an embedded Redis already runs on {sock} (another `make run` here?): stop it "
+                f"(Ctrl-C there, or `redis-cli -s {sock} shutdown`), or set JOBS_STATE_DIR to run a second one"
+            )
 
     def _check_api_port(self) -> None:
         host, port = self.settings.api_host, self.settings.api_port
@@ -220,8 +225,9 @@ class LocalStack:
             self.console.print(line, soft_wrap=True, highlight=False)
 
     def _exited(self) -> int | None:
-        """1 if a child exited by itself (said so), else None."""
-        for name, child in self.children.items():
+        """1 if a child or the embedded Redis exited by itself (said so), else None."""
+        redis = self.redis.process if self.redis is not None else None
+        for name, child in [*self.children.items(), *([("embedded Redis", redis)] if redis else [])]:
             if child.poll() is not None:
                 self.console.print(f"[red]the {name} exited with code {child.returncode}; stopping the rest[/]")
                 return 1

@@ -261,7 +261,7 @@ def __getattr__(name: str) -> Any:
                 raise
             # `arq src.settings.WorkerSettings` with a bad setting or cron entry: one line, as `hasten worker` says
             # it, instead of a traceback through arq's import machinery
-            sys.stderr.write(f"error: {e}\n")
+            sys.stderr.write("".join(f"error: {line}\n" for line in str(e).splitlines()))
             raise SystemExit(1) from None
         return built
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -129,3 +129,16 @@ def test_arq_command_with_a_bad_setting_says_one_line() -> None:
     assert done.stdout + done.stderr == (
         "error: JOBS_LOG_LEVEL: input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR' (got 'loud')\n"
     )
+
+
+def test_arq_check_without_redis_is_one_line() -> None:
+    done = subprocess.run(
+        [*ARQ, "--check"], cwd=ROOT, env=_env(JOBS_REDIS_URL="redis://:hunter2@127.0.0.1:1/0"), capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(
+        "cannot reach Redis at redis://:***@127.0.0.1:1/0 (set JOBS_REDIS_URL): Connection refused"
+    )

@@ -65,6 +65,13 @@ def check_health(settings_cls: Any) -> int:
     """arq's ``--check``, logging in our format: arq's CLI configures its own format after it imported the
     settings, so without this the check's one line would read unlike every other line of ours."""
     logging.config.dictConfig(logs.log_config(getattr(settings_cls, "log_level", "INFO")))
+    redis_settings = worker_kwargs(settings_cls).get("redis_settings")
+    try:
+        if redis_settings is not None:
+            check_redis(redis_settings)  # a Redis that does not answer: one line, not arq's retries and traceback
+    except JobsError as e:
+        logger.error("%s", e)
+        return 1
     return _arq_check_health(settings_cls)
 
 
