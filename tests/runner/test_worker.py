@@ -146,3 +146,8 @@ async def test_observed_retry_delays_follow_the_backoff_policy(
     for gap, (low, high) in zip(gaps, [(0.1, 0.2), (0.2, 0.4), (0.25, 0.5)], strict=True):
         # + the wake-up and claim after the due time (longer on a loaded CI machine)
         assert low - 0.01 <= gap <= high + 0.1 * SLOW_FACTOR, gaps
+
+
+def test_a_lease_shorter_than_renewals_can_keep_is_refused(make_worker: Callable[..., Worker]) -> None:
+    with pytest.raises(ValueError, match=r"lease_s must be at least 0\.3 s"):
+        make_worker(ALL, lease_s=0.1)
