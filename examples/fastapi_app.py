@@ -9,10 +9,14 @@ Run it with ``make run`` (which also starts Redis and a worker), then::
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from src.jobs.email import Email, send_email
 from src.jobs.webhooks import Delivery, DeliveryReceipt, deliver_webhook
@@ -26,6 +30,17 @@ async def _open_client() -> JobClient:
 
 
 app = FastAPI(title="hasten example", lifespan=client_lifespan(_open_client))
+
+logger = logging.getLogger("hasten.example")
+
+
+@app.exception_handler(RedisConnectionError)
+@app.exception_handler(RedisTimeoutError)
+async def redis_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """Redis went away while the API runs: a 503 and one log line, not a 500 and a traceback."""
+    logger.warning("%s %s: Redis unavailable (%s)", request.method, request.url.path, error)
+    return JSONResponse({"detail": "Redis is unavailable; try again shortly"}, status_code=503)
+
 
 #: what /echo received, newest last (the demo webhook receiver)
 received: list[dict[str, Any]] = []

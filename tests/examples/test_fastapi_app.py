@@ -72,3 +72,26 @@ async def test_demo_target_ignores_the_host_header(api: httpx2.AsyncClient) -> N
     response = await api.post("/demo", headers={"host": "169.254.169.254"})
     assert response.status_code == 200
     assert len(fastapi_app.received) == before + 1  # delivered to this app's own /echo, not to the Host header
+
+
+async def test_redis_going_away_is_a_503_not_a_500(
+    env: pytest.MonkeyPatch, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pathlib import Path
+
+    from src.runner.redis_server import RedisServer
+    from src.settings import get_settings
+
+    server = RedisServer(Path(str(tmp_path)) / "gone", options={"save": "''", "appendonly": "no"}).start()
+    env.setenv("JOBS_REDIS_URL", server.url)
+    get_settings.cache_clear()
+    port = free_port()
+    try:
+        async with serve_http(fastapi_app.app, port), httpx2.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            server.kill()
+            response = await http.get("/jobs/some-id")
+        assert response.status_code == 503, response.text
+        assert response.json() == {"detail": "Redis is unavailable; try again shortly"}
+        assert "GET /jobs/some-id: Redis unavailable" in caplog.text
+    finally:
+        server.stop()
