@@ -8,22 +8,20 @@ reachable, a bad setting, a bad cron entry) are one line and exit code 1.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from src import cli_output
 from src.runner.client import JobClient
 from src.runner.cron_state import CronState, cron_states, forget
 from src.runner.dlq import DeadJob, DeadLetters
@@ -133,17 +131,17 @@ def dlq_list(
 
     total, dead = _with_dlq(fetch)
     if as_json:
-        _print_json([{k: v for k, v in asdict(d).items() if k != "payload_b64"} for d in dead])
+        cli_output.print_json([{k: v for k, v in asdict(d).items() if k != "payload_b64"} for d in dead])
         return
     if not dead:
         console.print("no dead jobs" if total == 0 else f"no dead jobs past {offset} (there are {total})")
         return
-    table = _table(f"dead jobs {offset + 1}-{offset + len(dead)} of {total} (times in UTC)")
+    table = cli_output.table(f"dead jobs {offset + 1}-{offset + len(dead)} of {total} (times in UTC)")
     ids, functions = [d.job_id for d in dead], [d.function for d in dead]
-    _add_columns(table, ("job id", "function", "tries", "failed at"), ids, functions)
+    cli_output.add_columns(table, ("job id", "function", "tries", "failed at"), ids, functions)
     table.add_column("reason: error", overflow="fold", ratio=1)
     for d in dead:
-        failed_at = _utc(datetime.fromtimestamp(d.failed_at_ms / 1000, UTC))
+        failed_at = cli_output.utc(datetime.fromtimestamp(d.failed_at_ms / 1000, UTC))
         why = f"{d.reason}: {d.error_type}: {d.error_message}"
         table.add_row(escape(d.job_id), escape(d.function), str(d.tries), failed_at, escape(why[:300]))
     Console(soft_wrap=False).print(table)
@@ -159,7 +157,7 @@ def dlq_show(job_id: str, as_json: bool = typer.Option(False, "--json", help="Pr
     # the original payload is what requeue sends again; it is not redacted (URL credentials), so it is not shown
     record = {key: value for key, value in asdict(dead).items() if key != "payload_b64"}
     if as_json:
-        _print_json(record)
+        cli_output.print_json(record)
         return
     Console().print_json(data={key: value for key, value in record.items() if key != "traceback"})
     sys.stdout.write(dead.traceback or "(no traceback)\n")  # as Python wrote it: no wrapping inside its lines
@@ -227,13 +225,13 @@ def cron_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", 
         return
     states = _with_client(lambda client: cron_states(client.redis))
     if as_json:
-        _print_json([_cron_json(s) for s in states])
+        cli_output.print_json([_cron_json(s) for s in states])
         return
     if not states:
         console.print("no cron entries (a worker registers its table when it starts)")
         return
-    table = _table(f"{len(states)} cron entries (times in UTC)")
-    _add_columns(table, ("entry", "job"), [s.name for s in states], [s.job for s in states])
+    table = cli_output.table(f"{len(states)} cron entries (times in UTC)")
+    cli_output.add_columns(table, ("entry", "job"), [s.name for s in states], [s.job for s in states])
     for column in ("schedule", "last tick", "next tick", "last run", "policies, skipped"):
         table.add_column(column, overflow="fold")
     now = datetime.now(UTC)
@@ -241,14 +239,14 @@ def cron_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", 
         last_run = s.phase if s.phase in ("queued", "running", "never") else s.last_status or "?"
         if s.phase == "finished" and s.last_duration_ms is not None:
             last_run += f" in {s.last_duration_ms} ms"
-        next_tick = _utc(s.next_tick)
+        next_tick = cli_output.utc(s.next_tick)
         if s.next_tick is not None and now - s.next_tick > timedelta(seconds=60):
             next_tick += " [red](overdue: no worker runs it)[/]"
         policies = f"missed={s.missed} overlap={s.overlap}; skipped {s.skipped_overlap} overlapping, "
         policies += f"{s.missed_not_run} missed"
         table.add_row(
-            escape(s.name), escape(s.job), escape(f"{s.schedule} {s.tz}"), _utc(s.last_tick), next_tick, last_run,
-            policies,
+            escape(s.name), escape(s.job), escape(f"{s.schedule} {s.tz}"), cli_output.utc(s.last_tick), next_tick,
+            last_run, policies,
         )  # fmt: skip
     Console(soft_wrap=False).print(table)
 
@@ -266,25 +264,6 @@ def cron_forget(name: str) -> None:
     console.print(f"forgot cron entry {name}")
 
 
-def _utc(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.astimezone(UTC).strftime("%m-%d %H:%M:%S")
-
-
-def _table(title: str) -> Table:
-    # no vertical rules: narrow terminals keep their columns for the text
-    return Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True
-    )
-
-
-def _add_columns(table: Table, names: Sequence[str], *values: Sequence[str]) -> None:
-    """Columns of names people copy (ids, functions, entries; ``values`` gives each one's cells): they never
-    wrap or shrink below their longest cell; the columns added after them wrap instead."""
-    for i, name in enumerate(names):
-        cells = values[i] if i < len(values) else []
-        table.add_column(name, no_wrap=True, min_width=max([len(name), *map(len, cells)]))
-
-
 def stop_processes(children: list[subprocess.Popen[bytes]], timeout_s: float = 15) -> None:
     """SIGTERM every child still running, wait up to ``timeout_s`` for each, then SIGKILL (used by bench/)."""
     for child in children:
@@ -296,10 +275,6 @@ def stop_processes(children: list[subprocess.Popen[bytes]], timeout_s: float = 1
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

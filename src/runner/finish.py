@@ -118,3 +118,12 @@ class Finisher:
                         self._flushing = asyncio.create_task(self._flush_loop())
                     await asyncio.shield(self._flushing)
         return len(self._pending)
+
+    async def close(self) -> None:
+        """On shutdown: write what is pending, for a bounded time; what Redis did not take is left to the leases."""
+        left = await self.drain(k.SHUTDOWN_WRITE_BOUND_S)
+        if left:
+            logger.warning(
+                "%d job outcomes could not be written (Redis unavailable); those jobs run again after their lease",
+                left,
+            )

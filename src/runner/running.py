@@ -120,3 +120,15 @@ class RunningJobs:
 
     def tasks(self) -> list[asyncio.Task[Any]]:
         return [e.task for e in self._jobs.values()]
+
+
+class TasksView:
+    """arq's ``Worker.tasks`` on our worker: the running jobs' tasks by job id, read from the registry (a
+    snapshot). arq's ``__init__`` assigns an empty dict; anything else would bypass the registry."""
+
+    def __get__(self, worker: Any, owner: type | None = None) -> dict[str, asyncio.Task[Any]]:
+        return {entry.job_id: entry.task for entry in worker.running}
+
+    def __set__(self, worker: Any, value: dict[str, asyncio.Task[Any]]) -> None:
+        if value:
+            raise AttributeError("running jobs belong to Worker.running")

@@ -12,7 +12,10 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from . import constants as k
+from .outage import REDIS_DOWN
 from .pickup import Pickup
 from .running import RunningJobs
 
@@ -63,3 +66,14 @@ class GracefulDrain:
         if len(self._running):
             logger.info("grace period over: %d jobs go back to the queue", len(self._running))
         self._stop_now(sig)
+
+
+async def within_bound(step: Awaitable[Any], failed: str = "") -> None:
+    """A closing step that needs Redis, bounded: Redis being away must not hold up the exit; ``failed`` is
+    logged (at WARNING) when the step could not be done."""
+    try:
+        async with asyncio.timeout(k.SHUTDOWN_WRITE_BOUND_S):
+            await step
+    except (*REDIS_DOWN, TimeoutError):
+        if failed:
+            logger.warning("%s", failed)

@@ -44,12 +44,12 @@ from .health import keep_recording
 from .job import JobSpec
 from .lean_pool import make_lean
 from .lease import LeaseKeeper
-from .outage import REDIS_DOWN, RedisHealth
+from .outage import RedisHealth
 from .pickup import Pickup, PickupLimits
 from .policy import CounterAttribute, Counters, ResultPolicy
-from .running import RunningJobs
+from .running import RunningJobs, TasksView
 from .scheduler import CronScheduler
-from .shutdown import GracefulDrain
+from .shutdown import GracefulDrain, within_bound
 from .sockets import bound, retire_connections
 from .wakeup import WakeUp
 
@@ -131,16 +131,7 @@ class Worker(arq.worker.Worker):
         self.ctx[CTX_DEFAULT_TIMEOUT_S] = self.job_timeout_s
 
     # arq's attributes, kept for arq's health line and for code written against arq's Worker -----------------
-    @property
-    def tasks(self) -> dict[str, asyncio.Task[Any]]:
-        """The running jobs' tasks by job id (a snapshot: the registry owns them)."""
-        return {entry.job_id: entry.task for entry in self.running}
-
-    @tasks.setter
-    def tasks(self, value: dict[str, asyncio.Task[Any]]) -> None:
-        if value:  # arq's __init__ assigns an empty dict; anything else would bypass the registry
-            raise AttributeError("running jobs belong to Worker.running")
-
+    tasks = TasksView()
     jobs_complete = CounterAttribute()
     jobs_failed = CounterAttribute()
     jobs_retried = CounterAttribute()
@@ -273,26 +264,16 @@ class Worker(arq.worker.Worker):
         self._background.clear()
         if self._pool is None:
             return
-        try:
-            async with asyncio.timeout(k.SHUTDOWN_WRITE_BOUND_S):
-                await self.stop_handoffs()
-        except (*REDIS_DOWN, TimeoutError):
-            logger.warning("could not leave the idle set; jobs handed over meanwhile run after their hand-off lease")
+        await within_bound(
+            self.stop_handoffs(),
+            "could not leave the idle set; jobs handed over meanwhile run after their hand-off lease",
+        )
         await asyncio.gather(*self.running.tasks(), return_exceptions=True)
         if self._finisher is not None:
-            left = await self._finisher.drain(k.SHUTDOWN_WRITE_BOUND_S)
-            if left:
-                logger.warning(
-                    "%d job outcomes could not be written (Redis unavailable); those jobs run again after their "
-                    "lease", left,
-                )  # fmt: skip
+            await self._finisher.close()
         if self._wake is not None:
             await self._wake.close()
-        try:
-            async with asyncio.timeout(k.SHUTDOWN_WRITE_BOUND_S):
-                await self.pool.delete(self.health_check_key)
-        except (*REDIS_DOWN, TimeoutError):
-            pass  # it expires on its own
+        await within_bound(self.pool.delete(self.health_check_key))  # else it expires on its own
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
         await self.pool.aclose(close_connection_pool=True)
