@@ -106,8 +106,13 @@ async def arq_tracked(ctx: dict[str, Any]) -> None:
     await _tracked(ctx["redis"], ctx["job_id"])
 
 
+async def arq_soaked(ctx: dict[str, Any]) -> None:
+    await _tracked(ctx["redis"], ctx["job_id"])
+    await ctx["redis"].hincrby(DONE, ctx["job_id"], 1)
+
+
 async def arq_stamp(ctx: dict[str, Any], enqueued_at: float) -> None:
     await _stamp(ctx["redis"], enqueued_at)
 
 
-ARQ = {"noop": arq_noop, "sleepy": arq_sleepy, "tracked": arq_tracked, "stamp": arq_stamp}
+ARQ = {"noop": arq_noop, "sleepy": arq_sleepy, "tracked": arq_tracked, "soaked": arq_soaked, "stamp": arq_stamp}

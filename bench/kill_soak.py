@@ -1,12 +1,18 @@
-"""Duplicates per SIGKILL: ``python -m bench.kill_soak [runs]``.
+"""Duplicates per SIGKILL: ``python -m bench.kill_soak [runs]``, ours and stock arq in the same run.
 
-Two worker processes at the default concurrency drain 2,000 ``soaked`` jobs (each counts its runs per job id in
-Redis first, then INCRs a counter: a near no-op body; five tries) enqueued in 20 bursts of 100. In each burst,
-once a random 10 to 90 of its jobs have started, one worker is SIGKILLed and a new one started: the worst case,
-a kill in the middle of a burst (a kill between bursts finds nothing in flight). A job that ran more than once
-is a duplicate: either it was in its body at the kill, or it had finished and its outcome was not yet written
-(the window the group-committing finisher keeps to one write). Prints duplicates per kill for each run and
-their median.
+Two worker processes at our default concurrency (50; stock arq tuned at the same ``max_jobs``) drain 2,000
+``soaked`` jobs (each counts its runs per job id in Redis first, then, as its last step, the runs that got to
+their end: a near no-op body; five tries) enqueued in 20 bursts of 100. In each burst, once a random 10 to 90 of
+its jobs have started, one worker is SIGKILLed and a new one started: the worst case, a kill in the middle of a
+burst (a kill between bursts finds nothing in flight). Two figures per kill:
+
+- **finished twice**: a job whose body got to its end more than once — it had finished and its outcome was not
+  yet written (the window the finisher keeps to one turn of the loop), or its last command had reached Redis
+  and its reply had not reached the worker. This is the duplicate window the runner decides.
+- **started twice**: also counts a job that was in its body at the kill and ran again — at-least-once, which no
+  runner avoids with 50 jobs in flight.
+
+Prints both per run, their medians, and stock arq's in the same run.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from arq.connections import RedisSettings, create_pool
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import health_check_key_suffix
 
 from bench.jobs import DONE, SEEN, soaked
 from src.runner import Codec, JobClient
@@ -34,24 +41,37 @@ JOBS = 2000
 LEASE_S = "1"
 
 
-def _worker(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "JOBS_LEASE_S": LEASE_S, "BENCH_N": str(JOBS)}
-    args = [sys.executable, "-m", "bench.worker", "ours", str(port)]
+def _worker(variant: str, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "JOBS_LEASE_S": LEASE_S, "BENCH_ARQ_JOB_TIMEOUT_S": LEASE_S, "BENCH_N": str(JOBS)}
+    args = [sys.executable, "-m", "bench.worker", variant, str(port), str(k.DEFAULT_MAX_JOBS)]
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def one_run(seed: int) -> float:
+async def _ready(pool: ArqRedis, variant: str) -> None:
+    if variant == "ours":
+        while await pool.zcard(k.IDLE_KEY_PREFIX + k.default_queue_name) < 2:
+            await asyncio.sleep(0.05)
+    else:
+        while not await pool.exists(k.default_queue_name + health_check_key_suffix):
+            await asyncio.sleep(0.05)
+
+
+async def one_run(variant: str, seed: int) -> tuple[float, float]:
+    """(started twice, finished twice) per kill."""
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp), options={"save": "''", "appendonly": "no"}).start()
         pool = await create_pool(RedisSettings(port=server.port))
         client = JobClient(pool, Codec())
-        workers = [_worker(server.port) for _ in range(2)]
+        workers = [_worker(variant, server.port) for _ in range(2)]
         try:
-            while await pool.zcard(k.IDLE_KEY_PREFIX + k.default_queue_name) < 2:
-                await asyncio.sleep(0.05)
+            await _ready(pool, variant)
             for burst in range(KILLS):
-                await client.enqueue_many([soaked.call() for _ in range(JOBS // KILLS)])
+                if variant == "ours":
+                    await client.enqueue_many([soaked.call() for _ in range(JOBS // KILLS)])
+                else:
+                    for _ in range(JOBS // KILLS):
+                        await pool.enqueue_job("soaked")
                 # the kill lands in the middle of the burst: after 10 to 90 of its 100 jobs started
                 target = burst * (JOBS // KILLS) + rng.randint(10, 90)
                 while await pool.hlen(SEEN) < target:
@@ -59,7 +79,7 @@ async def one_run(seed: int) -> float:
                 victim = workers.pop(rng.randrange(len(workers)))
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
-                workers.append(_worker(server.port))
+                workers.append(_worker(variant, server.port))
             deadline = time.monotonic() + 120
             while await pool.zcard(k.default_queue_name) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -75,20 +95,21 @@ async def one_run(seed: int) -> float:
             await pool.aclose()
             server.stop()
     assert len(seen) + dead >= JOBS, f"{JOBS - len(seen) - dead} jobs neither ran nor were dead-lettered"
-    lost = sum(n - 1 for n in done)
-    print(
-        f"  {sum(n - 1 for n in seen)} duplicates ({lost} of jobs that had finished: outcome not yet written), "
-        f"{dead} dead-lettered after a killed try"
-    )
-    return sum(n - 1 for n in seen) / KILLS
+    started, finished = sum(n - 1 for n in seen), sum(n - 1 for n in done)
+    print(f"  {variant}: {finished} finished twice, {started} started twice, {dead} dead-lettered after a killed try")
+    return started / KILLS, finished / KILLS
 
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    per_kill = [asyncio.run(one_run(seed)) for seed in range(runs)]
-    for seed, value in enumerate(per_kill):
-        print(f"run {seed}: {value:.2f} duplicates per kill")
-    print(f"median of {runs}: {statistics.median(per_kill):.2f} duplicates per kill ({KILLS} kills, {JOBS} jobs)")
+    for variant in ("ours", "arq-tuned"):
+        per_kill = [asyncio.run(one_run(variant, seed)) for seed in range(runs)]
+        started = statistics.median(s for s, _ in per_kill)
+        finished = statistics.median(f for _, f in per_kill)
+        print(
+            f"{variant}: median of {runs}: {finished:.2f} finished twice, {started:.2f} started twice per kill "
+            f"({KILLS} kills, {JOBS} jobs)"
+        )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,10 @@ def main() -> None:
             settings["max_jobs"] = max_jobs
         create_worker(settings).run()
         return
-    functions = [func(f, name=name) for name, f in ARQ.items()]
+    # the kill soak shortens stock arq's job timeout, or a killed worker's jobs would wait its in-progress
+    # expiry (timeout + 10 s, by default 310 s) before they run again
+    timeout_s = float(os.environ.get("BENCH_ARQ_JOB_TIMEOUT_S", "300"))
+    functions = [func(f, name=name, timeout=timeout_s) for name, f in ARQ.items()]
     if variant == "arq-tuned":
         asyncio.set_event_loop(uvloop.new_event_loop())
         ArqWorker(functions, redis_settings=redis_settings, max_jobs=max_jobs or 100, poll_delay=0.01).run()

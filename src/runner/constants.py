@@ -37,14 +37,19 @@ __all__ = [
     "DLQ_KEY_PREFIX",
     "EXPIRES_EXTRA_MS",
     "HANDOFF_LEASE_MS",
+    "HEARTBEAT_KEY_PREFIX",
     "IDLE_KEY_PREFIX",
     "JOB_NOTES_TTL_MS",
     "MAX_WAKE_TOKENS",
+    "MAX_WRITES_IN_FLIGHT",
     "PROGRESS_KEY_PREFIX",
     "SHUTDOWN_WRITE_BOUND_S",
+    "STATS_KEY_PREFIX",
+    "STATS_TTL_MS",
     "TRY_ERRORS_KEY_PREFIX",
     "WAKE_KEY_PREFIX",
     "WIRE_VERSION",
+    "WORKERS_KEY_PREFIX",
     "WORKER_LIST_PREFIX",
     "abort_jobs_ss",
     "default_queue_name",
@@ -72,6 +77,9 @@ DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
 DEFAULT_MAX_RESULT_BYTES = 512 * 1024
 #: a worker's Redis commands wait this long for a reply before the connection counts as dead (half-open)
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
+#: outcome writes a worker keeps in flight side by side: a finished job's outcome waits for none of them (the
+#: window a crash loses it in is one turn of the loop), yet batches still grow once all are busy
+MAX_WRITES_IN_FLIGHT = 4
 #: on shutdown, how long outcomes not yet written (Redis away) are tried before they are left to the leases
 SHUTDOWN_WRITE_BOUND_S = 5.0
 #: how long after its due time an unstarted job key lives (arq's default: one day)
@@ -89,6 +97,15 @@ WORKER_LIST_PREFIX = "jobs:worker:"
 #: the lease (and list lifetime) of a job handed to an idle worker until the worker takes it: a worker that died
 #: just after registering as idle holds the job this long, not a whole lease
 HANDOFF_LEASE_MS = 3000
+
+#: a worker's record in the worker registry (``<prefix><worker id>``, JSON, expires unless its heartbeat renews it)
+HEARTBEAT_KEY_PREFIX = "jobs:heartbeat:"
+#: the workers of a queue (``<prefix><queue name>``), scored by their last heartbeat (ms)
+WORKERS_KEY_PREFIX = "jobs:workers:"
+#: outcomes per minute of a queue (``<prefix><queue name>:<epoch minute>``): a hash of counts by outcome, written
+#: with the outcomes, kept :data:`STATS_TTL_MS`; ``hasten status`` and the dashboard read throughput from it
+STATS_KEY_PREFIX = "jobs:stats:"
+STATS_TTL_MS = 2 * 3_600_000
 
 #: list per job of the errors of its failed tries that were retried (``<prefix><job id>``)
 TRY_ERRORS_KEY_PREFIX = "jobs:errors:"

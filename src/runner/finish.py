@@ -1,13 +1,16 @@
-"""Group commit of outcomes: what finishes while one write is in flight goes in the next, in one Lua call
-(``scripts/finish.lua``).
+"""Group commit of outcomes: what finishes in one turn of the event loop goes in one Lua call
+(``scripts/finish.lua``), and that write starts at once, beside the writes already in flight.
 
-There is no timer: the first outcome starts a write at once, and outcomes that arrive while it is in flight go in
-the next one as soon as it returns, so batches grow with load and an idle worker writes at once. A finished
-job's outcome exists only in memory for at most one write. While Redis is away (an outage: see ``outage.py``),
-outcomes stay in memory and are written when it is back; an outcome Redis refuses is retried on its own, with
-an error logged each time, so it holds up no other. A crash loses what was not yet written; those jobs run again
-after their lease, which at-least-once allows. The script writes an outcome only while the job's lease is this
-worker's (or gone): one that lost its lease never clobbers the new owner's state.
+There is no timer: the first outcome starts a write in the next turn of the loop, outcomes finished in the same
+turn join it, and up to ``MAX_WRITES_IN_FLIGHT`` writes run side by side (each on its own connection), so a
+finished job's outcome waits for no other write — a crash finds in memory only what finished in the last turn
+(the duplicate window). Beyond that many writes, outcomes wait for the next free one, so batches grow with load.
+Two outcomes of one job are never in flight together: the second waits for the first's write, so they cannot
+land swapped. While Redis is away (an outage: see ``outage.py``), outcomes stay in memory and one writer retries
+them when it is back; an outcome Redis refuses is retried on its own, with an error logged each time, so it holds
+up no other. A crash loses what was not yet written; those jobs run again after their lease, which at-least-once
+allows. The script writes an outcome only while the job's lease is this worker's (or gone): one that lost its
+lease never clobbers the new owner's state.
 """
 
 from __future__ import annotations
@@ -45,6 +48,14 @@ class Outcome:
     run_status: str = ""
     run_ms: int = 0
 
+    @property
+    def kind(self) -> str:
+        """How it counts in the per-minute stats (``jobs:stats:``): complete, dead (failed for good), aborted,
+        retried (a failed try, run again) or '' (a try given back unspent, or put back as arq's Retry asks)."""
+        if self.action == "done":
+            return "complete" if self.succeeded else "dead" if self.dead else "aborted"
+        return "retried" if self.action == "again" and self.result else ""
+
 
 class Finisher:
     def __init__(
@@ -52,10 +63,17 @@ class Finisher:
     ) -> None:
         self._script = script(redis, "finish")
         self._keys = [queue_name, k.WAKE_KEY_PREFIX + queue_name, k.DLQ_KEY_PREFIX + queue_name]
+        self._stats_prefix = f"{k.STATS_KEY_PREFIX}{queue_name}:"
         self._owner = owner
         self._dlq_retention_ms = dlq_retention_ms
         self._pending: list[Outcome] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
+        #: a writer was started and has not taken its batch yet: later outcomes of this turn join it
+        self._starting = False
+        #: ids whose outcome is in a write in flight: a later outcome of the same job waits for it
+        self._in_flight: set[bytes] = set()
+        #: one writer waits out an outage; the others stop, leaving their outcomes pending for it
+        self._retrying = False
         self._outage = Outage("writing job outcomes", health)
 
     def __len__(self) -> int:
@@ -64,33 +82,59 @@ class Finisher:
 
     def add(self, outcome: Outcome) -> None:
         self._pending.append(outcome)
-        if self._flushing is None:
-            self._flushing = asyncio.create_task(self._flush_loop())
+        if not self._starting and not self._retrying and len(self._writers) < k.MAX_WRITES_IN_FLIGHT:
+            self._start_writer()
 
-    async def _flush_loop(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
+    def _start_writer(self) -> None:
+        self._starting = True
+        writer = asyncio.create_task(self._write_loop())
+        self._writers.add(writer)
+        writer.add_done_callback(self._writers.discard)
+
+    def _take(self) -> list[Outcome]:
+        """The pending outcomes whose job has no outcome in flight (in order); the others stay pending."""
+        pending, self._pending = self._pending, []
+        if not self._in_flight:
+            return pending
+        batch: list[Outcome] = []
+        for outcome in pending:
+            (self._pending if outcome.raw_id in self._in_flight else batch).append(outcome)
+        return batch
+
+    async def _write_loop(self) -> None:
+        self._starting = False
+        while batch := self._take():
+            ids = {o.raw_id for o in batch}
+            self._in_flight |= ids
+            try:
+                await self._write(batch)
+            except REDIS_DOWN as e:
+                # keep them: outcomes are only dropped once written (Redis restarting, full, a short outage)
+                self._in_flight -= ids
+                if is_refusal(e) and len(batch) > 1:
+                    await self._write_one_by_one(batch)
+                    continue
+                self._pending[:0] = batch
+                if self._retrying:
+                    return
+                self._retrying = True
                 try:
-                    await self._write(batch)
-                except REDIS_DOWN as e:
-                    # keep them: outcomes are only dropped once written (Redis restarting, full, a short outage)
-                    if is_refusal(e) and len(batch) > 1:
-                        await self._write_one_by_one(batch)
-                        continue
-                    self._pending[:0] = batch
                     await self._outage.failed(e)
-                else:
-                    self._outage.ok()
-        finally:
-            self._flushing = None
+                finally:
+                    self._retrying = False
+            else:
+                self._in_flight -= ids
+                self._outage.ok()
 
     async def _write(self, batch: list[Outcome]) -> None:
         now_ms = int(time.time() * 1000)
-        args: list[bytes | str | int] = [k.MAX_WAKE_TOKENS, now_ms, self._dlq_retention_ms, self._owner]
+        args: list[bytes | str | int] = [
+            k.MAX_WAKE_TOKENS, now_ms, self._dlq_retention_ms, self._owner, k.STATS_TTL_MS
+        ]  # fmt: skip
         for o in batch:
-            args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms]
-        for raw_id in await self._script(keys=self._keys, args=args):
+            args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms, o.kind]
+        keys = [*self._keys, f"{self._stats_prefix}{now_ms // 60_000}"]
+        for raw_id in await self._script(keys=keys, args=args):
             logger.info(
                 "job %s: outcome not written: its lease was lost, the job is another worker's now (or done)",
                 raw_id.decode(errors="backslashreplace"),
@@ -113,10 +157,11 @@ class Finisher:
         """Wait until every outcome added so far is written, at most ``timeout_s``; returns how many are left."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                while self._flushing is not None or self._pending:
-                    if self._flushing is None:
-                        self._flushing = asyncio.create_task(self._flush_loop())
-                    await asyncio.shield(self._flushing)
+                while self._writers or self._pending:
+                    if not self._writers:
+                        self._start_writer()
+                    # waiting does not cancel the writers when the timeout (or a cancel) ends the wait
+                    await asyncio.wait(set(self._writers))
         return len(self._pending)
 
     async def close(self) -> None:

@@ -1,4 +1,5 @@
-"""Recording arq's health-check key (read by ``arq --check``) for the worker's whole life, through Redis outages."""
+"""Recording arq's health-check key (read by ``arq --check``) and the worker registry's heartbeat for the worker's
+whole life, through Redis outages."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from .outage import REDIS_DOWN, Outage, RedisHealth, reassert_cancellation
 HEALTH_LOOK_EVERY_S = 1.0
 
 
-async def keep_recording(record: Callable[[], Awaitable[None]], health: RedisHealth) -> None:
+async def keep_recording(
+    record: Callable[[], Awaitable[None]], health: RedisHealth, duty: str = "recording health"
+) -> None:
     """Call ``record`` every :data:`HEALTH_LOOK_EVERY_S` until cancelled; an outage is logged once and retried."""
-    outage = Outage("recording health", health)
+    outage = Outage(duty, health)
     while True:
         try:
             await record()

@@ -17,6 +17,10 @@ class Counters:
     failed: int = 0
     retried: int = 0
 
+    def as_tuple(self) -> tuple[int, int, int]:
+        """(complete, failed, retried)"""
+        return self.complete, self.failed, self.retried
+
 
 class CounterAttribute:
     """One of arq's counter attributes of the worker (``jobs_complete``, ``jobs_failed``, ``jobs_retried``), kept in

@@ -57,6 +57,9 @@ class RunningJobs:
     def __iter__(self) -> Iterator[RunningJob]:
         return iter(list(self._jobs.values()))
 
+    def job_ids(self) -> list[str]:
+        return list(self._jobs)
+
     def get(self, job_id: str) -> RunningJob | None:
         return self._jobs.get(job_id)
 

@@ -52,6 +52,7 @@ from .scheduler import CronScheduler
 from .shutdown import GracefulDrain, within_bound
 from .sockets import bound, retire_connections
 from .wakeup import WakeUp
+from .worker_registry import Heartbeat, WorkerState
 
 if TYPE_CHECKING:
     import httpx2
@@ -112,6 +113,7 @@ class Worker(arq.worker.Worker):
         self._user_shutdown: StartupShutdown | None = arq_kwargs.pop("on_shutdown", None)
         self._background: list[asyncio.Task[None]] = []
         self._finisher: Finisher | None = None
+        self._heartbeat: Heartbeat | None = None
         self._wake: WakeUp | None = None
         self._claimer: Claimer | None = None
         self._pickup: Pickup | None = None
@@ -170,10 +172,17 @@ class Worker(arq.worker.Worker):
         pool, running, health = self.pool, self.running, self.health
         self._finisher = Finisher(pool, self.queue_name, self.worker_id, self.dlq_retention_ms, health)
         self._wake = WakeUp(pool, self.queue_name, self.worker_id)
+        self._heartbeat = Heartbeat(
+            pool, self.worker_id, self.queue_name, self.max_jobs,
+            WorkerState(running_ids=self.running.job_ids, counters=self._counters.as_tuple),
+        )  # fmt: skip
         leases = LeaseKeeper(pool, running, self.worker_id, self.lease_ms, health)
         self._background += [
             asyncio.create_task(sweep_deadlines(running), name="hasten-deadlines"),
             asyncio.create_task(keep_recording(self.record_health, health), name="hasten-health"),
+            asyncio.create_task(
+                keep_recording(self._heartbeat.beat, health, "writing the heartbeat"), name="hasten-heartbeat"
+            ),
             asyncio.create_task(leases.run(), name="hasten-leases"),
         ]
         if self.allow_abort_jobs:
@@ -274,6 +283,8 @@ class Worker(arq.worker.Worker):
         if self._wake is not None:
             await self._wake.close()
         await within_bound(self.pool.delete(self.health_check_key))  # else it expires on its own
+        if self._heartbeat is not None:
+            await within_bound(self._heartbeat.remove())  # else it expires within a few heartbeats
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
         await self.pool.aclose(close_connection_pool=True)

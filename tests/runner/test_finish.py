@@ -3,6 +3,7 @@ written only while the lease is the worker's."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -55,3 +56,65 @@ async def test_a_result_is_recorded_once(redis: ArqRedis) -> None:
     finisher.add(Outcome(b"done-elsewhere", "done", b"second", 60_000, succeeded=True))
     assert await finisher.drain(timeout_s=5) == 0
     assert await redis.get(k.result_key_prefix + "done-elsewhere") == b"first"
+
+
+async def _pause_writes(redis: ArqRedis, ms: int) -> None:
+    """Redis holds every write (scripts included) for ``ms``: a write sent now stays in flight that long."""
+    await redis.client_pause(ms, all=False)
+
+
+async def _turns(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_an_outcome_does_not_wait_for_the_write_in_flight(redis: ArqRedis) -> None:
+    """What finishes while a write is in flight is sent at once beside it: the window in which a finished job's
+    outcome exists only in this process is one turn of the loop, not one write."""
+    await _running(redis, "first")
+    await _running(redis, "second")
+    finisher = Finisher(redis, k.default_queue_name, "w1", dlq_retention_ms=60_000)
+    await _pause_writes(redis, 500)
+    finisher.add(Outcome(b"first", "done", b"1", 60_000, succeeded=True))
+    await _turns()
+    finisher.add(Outcome(b"second", "done", b"2", 60_000, succeeded=True))
+    await _turns()
+    assert len(finisher) == 0, "the second outcome waited for the first write"
+    assert not await redis.exists(k.result_key_prefix + "first")  # both writes are still held by Redis
+    assert await finisher.drain(timeout_s=5) == 0
+    assert await redis.mget(k.result_key_prefix + "first", k.result_key_prefix + "second") == [b"1", b"2"]
+
+
+async def test_two_outcomes_of_one_job_are_never_in_flight_together(redis: ArqRedis) -> None:
+    """A job put back, claimed and finished again before the first write returned: the second outcome waits for
+    the first, so they cannot land swapped (the job would be left queued after it was done)."""
+    await _running(redis, "twice")
+    finisher = Finisher(redis, k.default_queue_name, "w1", dlq_retention_ms=60_000)
+    await _pause_writes(redis, 300)
+    finisher.add(Outcome(b"twice", "back", b"", 1))
+    await _turns()
+    finisher.add(Outcome(b"twice", "done", b"result", 60_000, succeeded=True))
+    await _turns()
+    assert len(finisher) == 1, "the job's second outcome went out while its first was in flight"
+    assert await finisher.drain(timeout_s=5) == 0
+    assert await redis.get(k.result_key_prefix + "twice") == b"result"
+    assert not await redis.zscore(k.default_queue_name, "twice")
+
+
+async def test_outcomes_are_counted_per_minute_by_kind(redis: ArqRedis) -> None:
+    for job_id in ("ok", "retry", "dead", "aborted", "back"):
+        await _running(redis, job_id)
+    finisher = Finisher(redis, k.default_queue_name, "w1", dlq_retention_ms=60_000)
+    finisher.add(Outcome(b"ok", "done", b"", 0, succeeded=True))
+    finisher.add(Outcome(b"retry", "again", b'{"try": 1}', 5))
+    finisher.add(Outcome(b"dead", "done", b"", 0, dead=b"{}"))
+    finisher.add(Outcome(b"aborted", "done", b"", 0))
+    finisher.add(Outcome(b"back", "back", b"", 1))  # a try given back is no outcome
+    assert await finisher.drain(timeout_s=5) == 0
+    keys = [key async for key in redis.scan_iter(match=f"{k.STATS_KEY_PREFIX}{k.default_queue_name}:*")]
+    counts: dict[bytes, int] = {}
+    for key in keys:
+        for kind, n in (await redis.hgetall(key)).items():
+            counts[kind] = counts.get(kind, 0) + int(n)
+        assert 0 < await redis.pttl(key) <= k.STATS_TTL_MS
+    assert counts == {b"complete": 1, b"retried": 1, b"dead": 1, b"aborted": 1}

@@ -1,10 +1,12 @@
 -- Record the outcome of a batch of jobs in one call, each as arq's finish_job would.
 -- KEYS[1] queue zset, KEYS[2] wake-up list (a job put back wakes an idle worker with a token that is the earliest
 --   due time put back, so that the worker looks there even if its claim cursor is past it),
--- KEYS[3] dead-letter zset
+-- KEYS[3] dead-letter zset, KEYS[4] this minute's stats hash (outcomes counted by kind)
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), ARGV[4] owner (the
---   worker's id, the value of the in-progress keys it holds), then ARGV[5..]: groups of seven: job id, action, result bytes ('' for none), number, dead-letter record ('' for
---   none), run status ('' unless a cron job: its entry's state records the status and duration), duration (ms)
+--   worker's id, the value of the in-progress keys it holds), ARGV[5] stats retention (ms), then ARGV[6..]: groups
+--   of eight: job id, action, result bytes ('' for none), number, dead-letter record ('' for none), run status
+--   ('' unless a cron job: its entry's state records the status and duration), duration (ms), kind (what it counts
+--   as in the stats: complete, dead, aborted, retried, or '' for nothing)
 --   action 'done':  store the result for `number` ms (-1: forever, 0: not kept), then delete the job,
 --                   its try counter and in-progress key, and remove it from the queue and the abort set
 --   action 'again': release the in-progress key and put the job back in the queue due at `number` (ms);
@@ -22,7 +24,8 @@ local retention = tonumber(ARGV[3])
 local dead = false
 local owner = ARGV[4]
 local skipped = {}
-for i = 5, #ARGV, 7 do
+local counts = {}
+for i = 6, #ARGV, 8 do
   local id = ARGV[i]
   local action = ARGV[i + 1]
   local holder = redis.call('GET', 'arq:in-progress:' .. id)
@@ -60,6 +63,10 @@ for i = 5, #ARGV, 7 do
       redis.call('DECR', 'arq:retry:' .. id)
     end
   end
+  local kind = ARGV[i + 7]
+  if ours and kind ~= '' then
+    counts[kind] = (counts[kind] or 0) + 1
+  end
   if ours and ARGV[i + 5] ~= '' then
     -- a cron job's id is cron:<entry name>:<tick or startup-time>; only an entry a worker registered is noted
     -- (a job enqueued by hand with an id like 'cron:x' has no entry name: nothing to note)
@@ -74,6 +81,12 @@ end
 if again then
   redis.call('LPUSH', KEYS[2], string.format('%d', again))
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[1]) - 1)
+end
+if next(counts) then
+  for kind, n in pairs(counts) do
+    redis.call('HINCRBY', KEYS[4], kind, n)
+  end
+  redis.call('PEXPIRE', KEYS[4], ARGV[5])
 end
 if dead then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
