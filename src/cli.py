@@ -1,5 +1,6 @@
 """``hasten``: run the worker, the embedded Redis, or the whole local stack (``hasten run``, behind ``make run``),
-and look after the dead-letter queue and the cron entries.
+see and steer queues (``cli_queue.py``: status, inspect, enqueue, abort, purge, jobs list), and look after the
+dead-letter queue and the cron entries.
 
 Every listing has ``--json`` for scripts; tables never cut job ids or entry names. Errors of ours (Redis not
 reachable, a bad setting, a bad cron entry) are one line and exit code 1.
@@ -7,7 +8,6 @@ reachable, a bad setting, a bad cron entry) are one line and exit code 1.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from src import cli_output
+from src import cli_output, cli_queue
 from src.runner.client import JobClient
 from src.runner.cron_state import CronState, cron_states, forget
 from src.runner.dlq import DeadJob, DeadLetters
@@ -101,16 +101,7 @@ app.add_typer(dlq_app, name="dlq")
 
 def _with_client(action: Callable[[JobClient], Awaitable[T]]) -> T:
     """Run ``action`` with a client of the configured Redis and queue."""
-    from src.settings import get_settings
-
-    async def run() -> T:
-        client = await get_settings().open_client()
-        try:
-            return await action(client)
-        finally:
-            await client.close()
-
-    return asyncio.run(run())
+    return cli_queue.run(action)
 
 
 def _with_dlq(action: Callable[[DeadLetters], Awaitable[T]]) -> T:
@@ -170,7 +161,13 @@ _FUNCTION = typer.Option(None, help="With --all: only dead jobs of this function
 @dlq_app.command("requeue")
 def dlq_requeue(job_id: str | None = typer.Argument(None), all_: bool = _ALL, function: str | None = _FUNCTION) -> None:
     """Put one dead job (or --all, optionally of one --function) back in the queue."""
-    done = _one_or_all(job_id, all_, function, lambda dlq, i: dlq.requeue(i), lambda dlq: dlq.requeue_all(function))
+    done = _one_or_all(
+        job_id,
+        all_,
+        function,
+        lambda dlq, i: dlq.requeue(i),
+        lambda dlq: cli_queue.with_progress("requeuing", lambda progress: dlq.requeue_all(function, progress)),
+    )
     console.print(f"requeued {done} job(s)")
 
 
@@ -188,7 +185,13 @@ def dlq_purge(
             console.print(f"[red]not purging {which} without confirmation:[/] add --yes")
             raise typer.Exit(1)
         typer.confirm(f"Purge {which} for good?", abort=True, err=True)
-    done = _one_or_all(job_id, all_, function, lambda dlq, i: dlq.purge(i), lambda dlq: dlq.purge_all(function))
+    done = _one_or_all(
+        job_id,
+        all_,
+        function,
+        lambda dlq, i: dlq.purge(i),
+        lambda dlq: cli_queue.with_progress("purging", lambda progress: dlq.purge_all(function, progress)),
+    )
     console.print(f"purged {done} job(s)")
 
 
@@ -213,6 +216,9 @@ def _one_or_all(
         return _with_dlq(every)
     raise typer.BadParameter("give a job id or --all")
 
+
+app.registered_commands += cli_queue.queue_app.registered_commands
+app.add_typer(cli_queue.jobs_app, name="jobs")
 
 cron_app = typer.Typer(help="The cron entries workers run, and their state.", invoke_without_command=True)
 app.add_typer(cron_app, name="cron")

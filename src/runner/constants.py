@@ -42,10 +42,11 @@ __all__ = [
     "JOB_NOTES_TTL_MS",
     "MAX_WAKE_TOKENS",
     "MAX_WRITES_IN_FLIGHT",
+    "OUTCOMES_KEY_PREFIX",
+    "OUTCOMES_TTL_MS",
     "PROGRESS_KEY_PREFIX",
+    "QUEUES_KEY",
     "SHUTDOWN_WRITE_BOUND_S",
-    "STATS_KEY_PREFIX",
-    "STATS_TTL_MS",
     "TRY_ERRORS_KEY_PREFIX",
     "WAKE_KEY_PREFIX",
     "WIRE_VERSION",
@@ -102,10 +103,12 @@ HANDOFF_LEASE_MS = 3000
 HEARTBEAT_KEY_PREFIX = "jobs:heartbeat:"
 #: the workers of a queue (``<prefix><queue name>``), scored by their last heartbeat (ms)
 WORKERS_KEY_PREFIX = "jobs:workers:"
+#: set of the names of the queues workers serve
+QUEUES_KEY = "jobs:queues"
 #: outcomes per minute of a queue (``<prefix><queue name>:<epoch minute>``): a hash of counts by outcome, written
-#: with the outcomes, kept :data:`STATS_TTL_MS`; ``hasten status`` and the dashboard read throughput from it
-STATS_KEY_PREFIX = "jobs:stats:"
-STATS_TTL_MS = 2 * 3_600_000
+#: with the outcomes, kept :data:`OUTCOMES_TTL_MS`; ``hasten status`` and the dashboard read throughput from it
+OUTCOMES_KEY_PREFIX = "jobs:outcomes:"
+OUTCOMES_TTL_MS = 2 * 3_600_000
 
 #: list per job of the errors of its failed tries that were retried (``<prefix><job id>``)
 TRY_ERRORS_KEY_PREFIX = "jobs:errors:"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,11 @@ from .scripts import script
 
 if TYPE_CHECKING:
     from .claim import Claimed
+
+#: dead jobs read per round trip by the bulk operations
+PAGE_ROWS = 500
+#: ``progress(examined, acted, total)``: called after each page of a bulk operation
+Progress = Callable[[int, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,22 +101,26 @@ class DeadLetters:
     async def requeue(self, job_id: str) -> bool:
         """Put the job back in its queue as it was first enqueued (tries start again from 1)."""
         dead = await self.get(job_id)
-        if dead is None:
-            return False
-        keys = [self.queue_name, self._key, k.WAKE_KEY_PREFIX + self.queue_name]
-        payload = base64.b64decode(dead.payload_b64)
-        args: list[bytes | str | int] = [
-            job_id,
-            int(time.time() * 1000),
-            k.EXPIRES_EXTRA_MS,
-            payload,
-            k.MAX_WAKE_TOKENS,
-        ]
-        return bool(await self._requeue(keys=keys, args=args))
+        return dead is not None and bool(await self._requeue(keys=self._requeue_keys, args=self._requeue_args(dead)))
 
-    async def requeue_all(self, function: str | None = None) -> int:
-        """Requeue every dead job (of ``function``, if given); returns how many."""
-        return sum([await self.requeue(dead.job_id) for dead in await self._matching(function)])
+    @property
+    def _requeue_keys(self) -> list[str]:
+        return [self.queue_name, self._key, k.WAKE_KEY_PREFIX + self.queue_name]
+
+    def _requeue_args(self, dead: DeadJob) -> list[bytes | str | int]:
+        payload = base64.b64decode(dead.payload_b64)
+        return [dead.job_id, int(time.time() * 1000), k.EXPIRES_EXTRA_MS, payload, k.MAX_WAKE_TOKENS]
+
+    async def requeue_all(self, function: str | None = None, progress: Progress | None = None) -> int:
+        """Requeue every dead job (of ``function``, if given), oldest first, a page at a time; returns how many."""
+
+        async def requeue_page(page: list[DeadJob]) -> int:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for dead in page:
+                    await self._requeue(keys=self._requeue_keys, args=self._requeue_args(dead), client=pipe)
+                return sum(await pipe.execute())
+
+        return await self._each_page(function, requeue_page, progress, orphans=None)
 
     async def purge(self, job_id: str) -> bool:
         async with self.redis.pipeline(transaction=True) as tx:
@@ -119,13 +129,46 @@ class DeadLetters:
             removed, _ = await tx.execute()
         return bool(removed)
 
-    async def purge_all(self, function: str | None = None) -> int:
-        return sum([await self.purge(dead.job_id) for dead in await self._matching(function)])
+    async def purge_all(self, function: str | None = None, progress: Progress | None = None) -> int:
+        """Delete every dead job (of ``function``, if given), a page at a time; returns how many."""
 
-    async def _matching(self, function: str | None) -> list[DeadJob]:
-        found: list[DeadJob] = []
-        offset, page = 0, 500
-        while batch := await self.page(offset, page):
-            found += [d for d in batch if function is None or d.function == function]
-            offset += page
-        return found
+        async def purge_page(ids: list[str]) -> int:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(self._key, *ids)
+                pipe.delete(*[k.DLQ_ENTRY_KEY_PREFIX + i for i in ids])
+                removed, _ = await pipe.execute()
+            return int(removed)
+
+        async def purge_jobs(page: list[DeadJob]) -> int:
+            return await purge_page([d.job_id for d in page])
+
+        return await self._each_page(function, purge_jobs, progress, orphans=purge_page)
+
+    async def _each_page(
+        self,
+        function: str | None,
+        act: Callable[[list[DeadJob]], Awaitable[int]],
+        progress: Progress | None,
+        *,
+        orphans: Callable[[list[str]], Awaitable[int]] | None,
+    ) -> int:
+        """Act on the dead jobs matching ``function``, oldest first, one page of :data:`PAGE_ROWS` in memory at a
+        time. Jobs acted on leave the dead-letter queue; the others are stepped over, and so are ids whose record
+        expired unless ``orphans`` takes them out. ``progress(examined, acted, total)`` after each page."""
+        total = await self.count()
+        kept = examined = acted = 0
+        while ids := [i.decode() for i in await self.redis.zrange(self._key, kept, kept + PAGE_ROWS - 1)]:
+            raws = await self.redis.mget([k.DLQ_ENTRY_KEY_PREFIX + i for i in ids])
+            page = [DeadJob.from_json(raw) for raw in raws if raw is not None]
+            matching = [d for d in page if function is None or d.function == function]
+            done = await act(matching) if matching else 0
+            expired = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
+            if orphans is not None and expired:
+                await orphans(expired)
+                kept -= len(expired)
+            acted += done
+            examined += len(ids)
+            kept += len(ids) - done
+            if progress is not None:
+                progress(examined, acted, total)
+        return acted

@@ -50,7 +50,7 @@ class Outcome:
 
     @property
     def kind(self) -> str:
-        """How it counts in the per-minute stats (``jobs:stats:``): complete, dead (failed for good), aborted,
+        """How it counts in the per-minute stats (``jobs:outcomes:``): complete, dead (failed for good), aborted,
         retried (a failed try, run again) or '' (a try given back unspent, or put back as arq's Retry asks)."""
         if self.action == "done":
             return "complete" if self.succeeded else "dead" if self.dead else "aborted"
@@ -63,7 +63,7 @@ class Finisher:
     ) -> None:
         self._script = script(redis, "finish")
         self._keys = [queue_name, k.WAKE_KEY_PREFIX + queue_name, k.DLQ_KEY_PREFIX + queue_name]
-        self._stats_prefix = f"{k.STATS_KEY_PREFIX}{queue_name}:"
+        self._outcomes_prefix = f"{k.OUTCOMES_KEY_PREFIX}{queue_name}:"
         self._owner = owner
         self._dlq_retention_ms = dlq_retention_ms
         self._pending: list[Outcome] = []
@@ -129,11 +129,11 @@ class Finisher:
     async def _write(self, batch: list[Outcome]) -> None:
         now_ms = int(time.time() * 1000)
         args: list[bytes | str | int] = [
-            k.MAX_WAKE_TOKENS, now_ms, self._dlq_retention_ms, self._owner, k.STATS_TTL_MS
+            k.MAX_WAKE_TOKENS, now_ms, self._dlq_retention_ms, self._owner, k.OUTCOMES_TTL_MS
         ]  # fmt: skip
         for o in batch:
             args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms, o.kind]
-        keys = [*self._keys, f"{self._stats_prefix}{now_ms // 60_000}"]
+        keys = [*self._keys, f"{self._outcomes_prefix}{now_ms // 60_000}"]
         for raw_id in await self._script(keys=keys, args=args):
             logger.info(
                 "job %s: outcome not written: its lease was lost, the job is another worker's now (or done)",

@@ -79,7 +79,7 @@ async def queue_stats(redis: Redis, queue: str = k.default_queue_name, minutes: 
         await script(redis, "stats")(keys=[queue], args=[now_ms, SCAN_ROWS], client=pipe)
         pipe.zcard(k.DLQ_KEY_PREFIX + queue)
         for minute in spans:
-            pipe.hgetall(f"{k.STATS_KEY_PREFIX}{queue}:{minute}")
+            pipe.hgetall(f"{k.OUTCOMES_KEY_PREFIX}{queue}:{minute}")
         replies = await pipe.execute()
     (_total, due, later, retrying_seen, sample, oldest), dead = replies[0], replies[1]
     workers = await live_workers(redis, queue)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -133,3 +134,37 @@ async def test_an_arq_payload_over_the_limit_is_dead_lettered_unread(
     assert job is not None
     dead = await _dead(dlq, job.job_id)
     assert dead.reason == "payload too large" and "max_payload_bytes" in dead.error_message
+
+
+async def test_bulk_requeue_and_purge_go_a_page_at_a_time(dlq: DeadLetters, redis: ArqRedis) -> None:
+    """More dead jobs than a page, of two functions, and ids whose record expired: a bulk action reports each page
+    and acts on what matches; purge also clears the expired ids."""
+    from dataclasses import asdict, replace
+
+    import orjson
+
+    from src.runner.dlq import PAGE_ROWS
+
+    payload = base64.b64encode(b"the job as queued").decode()
+    model = DeadJob(
+        "", k.default_queue_name, "", [], {}, "permanent failure", "Permanent", "no", "", 1, 0, 0, 0, payload
+    )
+    records = {f"dead-{i:05d}": replace(model, job_id=f"dead-{i:05d}", function="refuse" if i % 3 else "other")
+               for i in range(PAGE_ROWS * 2 + 100)}  # fmt: skip
+    async with redis.pipeline(transaction=False) as pipe:
+        for i, (job_id, record) in enumerate(records.items()):
+            pipe.set(k.DLQ_ENTRY_KEY_PREFIX + job_id, orjson.dumps(asdict(record)))
+            pipe.zadd(k.DLQ_KEY_PREFIX + k.default_queue_name, {job_id: i})
+        pipe.zadd(k.DLQ_KEY_PREFIX + k.default_queue_name, {"expired-1": 0, "expired-2": 10**6})
+        await pipe.execute()
+    total = len(records) + 2
+    pages: list[tuple[int, int, int]] = []
+    refused = sum(r.function == "refuse" for r in records.values())
+    assert await dlq.requeue_all("refuse", lambda *page: pages.append(page)) == refused
+    assert len(pages) >= total // PAGE_ROWS and pages[-1] == (total, refused, total)
+    assert all(b[0] - a[0] <= PAGE_ROWS for a, b in itertools.pairwise(pages))
+    assert await redis.zcard(k.default_queue_name) == refused
+    assert await dlq.count() == total - refused  # the other function's, and the expired ids
+    pages.clear()
+    assert await dlq.purge_all(progress=lambda *page: pages.append(page)) == total - refused - 2
+    assert await dlq.count() == 0 and pages[-1][0] == total - refused

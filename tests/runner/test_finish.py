@@ -111,10 +111,10 @@ async def test_outcomes_are_counted_per_minute_by_kind(redis: ArqRedis) -> None:
     finisher.add(Outcome(b"aborted", "done", b"", 0))
     finisher.add(Outcome(b"back", "back", b"", 1))  # a try given back is no outcome
     assert await finisher.drain(timeout_s=5) == 0
-    keys = [key async for key in redis.scan_iter(match=f"{k.STATS_KEY_PREFIX}{k.default_queue_name}:*")]
+    keys = [key async for key in redis.scan_iter(match=f"{k.OUTCOMES_KEY_PREFIX}{k.default_queue_name}:*")]
     counts: dict[bytes, int] = {}
     for key in keys:
         for kind, n in (await redis.hgetall(key)).items():
             counts[kind] = counts.get(kind, 0) + int(n)
-        assert 0 < await redis.pttl(key) <= k.STATS_TTL_MS
+        assert 0 < await redis.pttl(key) <= k.OUTCOMES_TTL_MS
     assert counts == {b"complete": 1, b"retried": 1, b"dead": 1, b"aborted": 1}

@@ -1,7 +1,7 @@
 -- Record the outcome of a batch of jobs in one call, each as arq's finish_job would.
 -- KEYS[1] queue zset, KEYS[2] wake-up list (a job put back wakes an idle worker with a token that is the earliest
 --   due time put back, so that the worker looks there even if its claim cursor is past it),
--- KEYS[3] dead-letter zset, KEYS[4] this minute's stats hash (outcomes counted by kind)
+-- KEYS[3] dead-letter zset, KEYS[4] this minute's outcome counts (a hash by kind)
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), ARGV[4] owner (the
 --   worker's id, the value of the in-progress keys it holds), ARGV[5] stats retention (ms), then ARGV[6..]: groups
 --   of eight: job id, action, result bytes ('' for none), number, dead-letter record ('' for none), run status

@@ -1,0 +1,322 @@
+"""``hasten`` commands that see and steer a queue: ``status``, ``inspect``, ``enqueue``, ``abort``, ``purge`` and
+``jobs list``. Reads take ``--json``; bulk operations stream a page at a time with a progress bar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from src import cli_output
+from src.runner import constants as k
+from src.runner.client import JobClient
+from src.runner.errors import JobsError
+from src.runner.job import JobSpec
+from src.runner.queue_admin import JOB_STATES, JobState, list_jobs, purge_queue
+from src.runner.queue_stats import QueueStats, queue_stats
+from src.runner.worker_registry import live_workers, queue_names
+
+T = TypeVar("T")
+
+console = Console(stderr=True)
+_JSON = typer.Option(False, "--json", help="Print JSON instead of a table, for scripts.")
+_QUEUE = typer.Option(None, "--queue", "-q", help="The queue (default: JOBS_QUEUE_NAME).")
+
+
+class UsageError(JobsError):
+    """Bad input on the command line: one line, exit code 1."""
+
+
+#: the top-level commands this module adds to ``hasten`` (``cli.py`` merges them in), and ``hasten jobs``
+queue_app = typer.Typer()
+jobs_app = typer.Typer(help="Jobs waiting or running in a queue.", no_args_is_help=True)
+_QUEUES = typer.Option(
+    [], "--queue", "-q", help="Queues to show (default: every queue with workers, and JOBS_QUEUE_NAME)."
+)
+
+
+def run(action: Callable[[JobClient], Awaitable[T]], queue: str | None = None) -> T:
+    """Run ``action`` with a client of the configured Redis, on ``queue`` (default: the configured queue)."""
+    from src.settings import get_settings
+
+    async def on_queue() -> T:
+        client = await get_settings().open_client()
+        try:
+            if queue is None or queue == client.queue_name:
+                return await action(client)
+            other = JobClient(client.redis, client.codec, queue_name=queue, max_payload_bytes=client.max_payload_bytes)
+            return await action(other)
+        finally:
+            await client.close()
+
+    return asyncio.run(on_queue())
+
+
+@queue_app.command()
+def status(
+    queue: list[str] = _QUEUES,
+    watch: bool = typer.Option(False, "--watch", "-w", help="Refresh in place until Ctrl-C."),
+    interval_s: float = typer.Option(1.0, "--interval", min=0.2, help="Seconds between refreshes with --watch."),
+    as_json: bool = _JSON,
+) -> None:
+    """Queues (queued, running, deferred, retrying, dead, oldest due job, rates) and the workers alive."""
+
+    async def read(client: JobClient) -> list[QueueStats]:
+        names = queue or sorted({client.queue_name, *await queue_names(client.redis)})
+        return [await queue_stats(client.redis, name) for name in names]
+
+    if as_json:
+        cli_output.print_json([_stats_json(s) for s in run(read)])
+        return
+    if not watch:
+        Console(soft_wrap=False).print(_status_view(run(read)))
+        return
+
+    async def refresh(client: JobClient) -> None:
+        with Live(_status_view(await read(client)), console=Console(), auto_refresh=False) as live:
+            while True:
+                await asyncio.sleep(interval_s)
+                live.update(_status_view(await read(client)), refresh=True)
+
+    try:
+        run(refresh)
+    except KeyboardInterrupt:
+        pass
+
+
+@queue_app.command()
+def inspect(job_id: str, queue: str | None = _QUEUE, as_json: bool = _JSON) -> None:
+    """Everything known about one job, with the worker holding it and its lease."""
+
+    async def read(client: JobClient) -> dict[str, Any]:
+        info = await client.info(job_id)
+        holder, lease_ms = await _lease(client, job_id)
+        record = {key: _plain(value) for key, value in asdict(info).items()}
+        record["status"] = info.status.value
+        record["queue"] = client.queue_name
+        record["worker"] = holder
+        record["lease_left_s"] = None if lease_ms is None else lease_ms / 1000
+        if holder is not None:
+            for w in await live_workers(client.redis, client.queue_name):
+                if w.worker_id == holder:
+                    record["worker_host"], record["worker_pid"] = w.host, w.pid
+        return record
+
+    record = run(read, queue)
+    if record["status"] == "not_found" and record["function"] is None:
+        console.print(f"[red]error:[/] no job {escape(job_id)} in queue {escape(record['queue'])}", soft_wrap=True)
+        raise typer.Exit(1)
+    if as_json:
+        cli_output.print_json(record)
+        return
+    Console().print_json(data=record)
+
+
+@queue_app.command()
+def enqueue(
+    name: str = typer.Argument(..., help="A registered job's name (see the error for the list)."),
+    kwargs: str = typer.Option("{}", "--kwargs", help="Arguments by name, as a JSON object."),
+    defer_by_s: float | None = typer.Option(
+        None, "--defer-by", min=0, help="Run no sooner than this many seconds from now."
+    ),
+    job_id: str | None = typer.Option(
+        None, "--job-id", help="Your own id (a job with this id already queued is not enqueued twice)."
+    ),
+    queue: str | None = _QUEUE,
+) -> None:
+    """Enqueue a registered job, its arguments validated as the client validates them."""
+    spec = _registered(name)
+    try:
+        arguments = json.loads(kwargs)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--kwargs is not JSON: {e}") from None
+    if not isinstance(arguments, dict):
+        raise UsageError("--kwargs must be a JSON object of arguments by name")
+    options: dict[str, Any] = {"job_id": job_id, "defer_by": defer_by_s}
+    spec = spec.options(**{key: value for key, value in options.items() if value is not None})
+
+    async def send(client: JobClient) -> str:
+        handle = await client.enqueue(spec, **arguments)
+        return handle.job_id
+
+    sent = run(send, queue)
+    sys.stdout.write(sent + "\n")
+    console.print(f"enqueued {escape(name)} as {escape(sent)}", soft_wrap=True)
+
+
+@queue_app.command()
+def abort(
+    job_id: str,
+    wait_s: float = typer.Option(5.0, "--wait", min=0, help="Seconds to wait for a running job to stop."),
+    queue: str | None = _QUEUE,
+) -> None:
+    """Abort a job: a queued one at once, a running one is cancelled by its worker."""
+    if not run(lambda client: client.abort(job_id, timeout_s=wait_s), queue):
+        console.print(
+            f"[red]error:[/] job {escape(job_id)} was not aborted "
+            f"(not queued or running, or it did not stop within {wait_s:g} s)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+    console.print(f"aborted {escape(job_id)}", soft_wrap=True)
+
+
+@queue_app.command()
+def purge(
+    queue: str = typer.Argument(..., help="The queue to empty."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete every waiting job of a queue (queued, deferred, retrying); running jobs finish."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"not purging queue {queue!r} without confirmation: add --yes")
+        typer.confirm(f"Delete every waiting job of queue {queue!r} for good?", abort=True, err=True)
+
+    async def empty(client: JobClient) -> int:
+        total = int(await client.redis.zcard(queue))
+        with _progress() as bar:
+            task = bar.add_task(f"purging {queue}", total=total)
+            return await purge_queue(client.redis, queue, lambda examined, _: bar.update(task, completed=examined))
+
+    console.print(f"purged {run(empty)} job(s) from {escape(queue)}", soft_wrap=True)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    queue: str | None = _QUEUE,
+    state: str | None = typer.Option(None, "--status", help=f"One of: {', '.join(JOB_STATES)}."),
+    function: str | None = typer.Option(None, "--function", help="Only jobs of this function."),
+    offset: int = typer.Option(0, min=0),
+    limit: int = typer.Option(50, min=1, max=1000),
+    as_json: bool = _JSON,
+) -> None:
+    """Jobs in a queue by due time, a page at a time."""
+    if state is not None and state not in JOB_STATES:
+        raise UsageError(f"--status must be one of {', '.join(JOB_STATES)}, not {state!r}")
+    wanted: JobState | None = state  # narrowed by the check above
+
+    async def read(client: JobClient) -> list[dict[str, Any]]:
+        rows = await list_jobs(
+            client.redis, client.codec.loads, client.queue_name, state=wanted, function=function,
+            offset=offset, limit=limit,
+        )  # fmt: skip
+        return [asdict(row) for row in rows]
+
+    rows = run(read, queue)
+    if as_json:
+        cli_output.print_json(rows)
+        return
+    if not rows:
+        console.print("no jobs" if not offset else f"no jobs past {offset}")
+        return
+    table = cli_output.table(f"jobs {offset + 1}-{offset + len(rows)} (times in UTC)")
+    cli_output.add_columns(table, ("job id", "function"), [r["job_id"] for r in rows], [r["function"] for r in rows])
+    for column in ("status", "tries", "due", "enqueued"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            escape(r["job_id"]), escape(r["function"]), r["state"], str(r["tries"]), _time(r["due_ms"]),
+            _time(r["enqueued_ms"]),
+        )  # fmt: skip
+    Console(soft_wrap=False).print(table)
+
+
+def _registered(name: str) -> JobSpec[Any, Any]:
+    from src.settings import WorkerSettings
+
+    specs = {spec.name: spec for spec in WorkerSettings.functions if isinstance(spec, JobSpec)}
+    if name not in specs:
+        raise UsageError(f"no job named {name!r}; registered: {', '.join(sorted(specs)) or 'none'}")
+    return specs[name]
+
+
+async def _lease(client: JobClient, job_id: str) -> tuple[str | None, int | None]:
+    async with client.redis.pipeline(transaction=False) as pipe:
+        pipe.get(k.in_progress_key_prefix + job_id)
+        pipe.pttl(k.in_progress_key_prefix + job_id)
+        holder, ttl_ms = await pipe.execute()
+    if holder is None:
+        return None, None
+    return holder.decode(errors="replace"), ttl_ms if ttl_ms >= 0 else None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _time(ms: int | None) -> str:
+    return cli_output.utc(None if ms is None else datetime.fromtimestamp(ms / 1000, UTC))
+
+
+async def with_progress(description: str, act: Callable[[Callable[[int, int, int], None]], Awaitable[T]]) -> T:
+    """Run a bulk operation that reports ``(examined, acted, total)`` after each page, with a progress bar."""
+    with _progress() as bar:
+        task = bar.add_task(description, total=None)
+        return await act(lambda examined, _acted, total: bar.update(task, completed=examined, total=total))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+        transient=False,
+    )  # fmt: skip
+
+
+def _stats_json(stats: QueueStats) -> dict[str, Any]:
+    return {
+        "queue": stats.queue, "queued": stats.queued, "running": stats.running, "deferred": stats.deferred,
+        "retrying": stats.retrying, "dead": stats.dead, "oldest_due_age_s": stats.oldest_due_age_s,
+        "counts_estimated": stats.estimated, "throughput_per_s": stats.throughput_per_s(),
+        "failure_rate": stats.failure_rate(), "minutes": [asdict(m) for m in stats.minutes],
+        "workers": [
+            {**asdict(w), "load": w.load, "uptime_s": w.uptime_s, "heartbeat_age_s": _age_s(w.heartbeat_ms)}
+            for w in stats.workers
+        ],
+    }  # fmt: skip
+
+
+def _age_s(epoch_ms: int) -> float:
+    return max(0.0, time.time() - epoch_ms / 1000)
+
+
+def _status_view(all_stats: list[QueueStats]) -> Group:
+    queues = cli_output.table("queues (rates over the last 5 minutes)")
+    cli_output.add_columns(queues, ("queue",), [s.queue for s in all_stats])
+    for column in ("queued", "running", "deferred", "retrying", "dead", "oldest due", "done/s", "failed"):
+        queues.add_column(column, justify="right")
+    for s in all_stats:
+        approx = "~" if s.estimated else ""
+        rate = s.failure_rate()
+        queues.add_row(
+            escape(s.queue), str(s.queued), str(s.running), f"{approx}{s.deferred}", f"{approx}{s.retrying}",
+            str(s.dead), "-" if s.oldest_due_age_s is None else cli_output.duration(s.oldest_due_age_s),
+            f"{s.throughput_per_s():.1f}", "-" if rate is None else f"{rate:.1%}",
+        )  # fmt: skip
+    workers = [w for s in all_stats for w in s.workers]
+    table = cli_output.table(f"{len(workers)} worker(s) alive")
+    cli_output.add_columns(table, ("worker", "host"), [w.worker_id for w in workers], [w.host for w in workers])
+    for column in ("pid", "queue", "version", "load", "uptime", "heartbeat"):
+        table.add_column(column, justify="right")
+    for w in workers:
+        table.add_row(
+            w.worker_id, escape(w.host), str(w.pid), escape(w.queue), escape(w.version),
+            f"{w.running}/{w.concurrency}", cli_output.duration(w.uptime_s),
+            f"{cli_output.duration(_age_s(w.heartbeat_ms))} ago",
+        )  # fmt: skip
+    return Group(queues, table)
