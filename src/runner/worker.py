@@ -44,6 +44,7 @@ from .health import keep_recording
 from .job import JobSpec
 from .lean_pool import make_lean
 from .lease import LeaseKeeper
+from .loop_watch import DEFAULT_LOOP_LAG_WARN_S, LoopWatch
 from .outage import RedisHealth
 from .pickup import Pickup, PickupLimits
 from .policy import CounterAttribute, Counters, ResultPolicy
@@ -84,6 +85,7 @@ class Worker(arq.worker.Worker):
         job_serializer: Serializer | None = None,
         job_deserializer: Deserializer | None = None,
         allow_abort_jobs: bool = True,
+        loop_lag_warn_s: float = DEFAULT_LOOP_LAG_WARN_S,
         **arq_kwargs: Any,
     ) -> None:
         setup = arq_setup(functions, cron_entries, codec, job_serializer, job_deserializer, arq_kwargs)
@@ -102,6 +104,8 @@ class Worker(arq.worker.Worker):
         self.worker_id = uuid4().hex
         #: the one owner of the jobs running in this process
         self.running = RunningJobs()
+        #: the event loop's lag (``lag_s``, ``max_lag_s``), and a WARNING naming the jobs that blocked it
+        self.loop_watch = LoopWatch(self.running, loop_lag_warn_s)
         self.health = RedisHealth(on_timeout=self._retire_connections)
         self._counters = Counters()
         self.http: httpx2.AsyncClient | None = None
@@ -175,6 +179,7 @@ class Worker(arq.worker.Worker):
             asyncio.create_task(sweep_deadlines(running), name="hasten-deadlines"),
             asyncio.create_task(keep_recording(self.record_health, health), name="hasten-health"),
             asyncio.create_task(leases.run(), name="hasten-leases"),
+            asyncio.create_task(self.loop_watch.run(), name="hasten-loop-watch"),
         ]
         if self.allow_abort_jobs:
             self._background.append(asyncio.create_task(watch_aborts(pool, running, health), name="hasten-aborts"))
