@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: an event loop blocked this long (a job calling time.sleep or requests) is logged with the job (0: not logged)
     loop_lag_warn_s: float = Field(default=DEFAULT_LOOP_LAG_WARN_S, ge=0)
+    #: ``hasten worker``: this many worker processes under one supervisor (unset: one process, no supervisor)
+    workers: int | None = Field(default=None, ge=1)
+    #: under a supervisor: a worker that started this many jobs drains and is replaced
+    max_jobs_per_child: int | None = Field(default=None, ge=1)
+    #: under a supervisor: a worker whose resident memory grew past this drains and is replaced
+    max_memory_per_child_mib: int | None = Field(default=None, ge=1)
 
     @field_validator("redis_url")
     @classmethod
