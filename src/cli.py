@@ -57,12 +57,34 @@ def _uses_embedded_redis() -> bool:
 
 
 @app.command()
-def worker(burst: bool = typer.Option(False, help="Exit once the queue is empty.")) -> None:
-    """Run one worker process (the same worker as `arq src.settings.WorkerSettings`)."""
-    from src.runner.launch import create_worker
-    from src.settings import WorkerSettings
+def worker(
+    burst: bool = typer.Option(False, help="Exit once the queue is empty."),
+    workers: str | None = typer.Option(
+        None, metavar="N", help="Run N worker processes under one supervisor that restarts them (JOBS_WORKERS)."
+    ),
+    max_jobs_per_child: str | None = typer.Option(
+        None,
+        metavar="N",
+        help="With --workers: a worker that started N jobs drains and is replaced (JOBS_MAX_JOBS_PER_CHILD).",
+    ),
+    max_memory_per_child: str | None = typer.Option(
+        None,
+        metavar="MIB",
+        help="With --workers: a worker whose memory grew past MIB MiB drains and is replaced "
+        "(JOBS_MAX_MEMORY_PER_CHILD_MIB).",
+    ),
+    settings: str = typer.Option("src.settings.WorkerSettings", help="The worker's settings class, as arq takes it."),
+    fleet_child: bool = typer.Option(False, "--fleet-child", hidden=True),
+) -> None:
+    """Run one worker process (the same worker as `arq src.settings.WorkerSettings`), or a fleet of them."""
+    from src.worker_command import run_worker
 
-    create_worker(WorkerSettings, burst=burst).run()
+    code = run_worker(
+        settings=settings, burst=burst, workers=workers, max_jobs_per_child=max_jobs_per_child,
+        max_memory_per_child=max_memory_per_child, fleet_child=fleet_child,
+    )  # fmt: skip
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -19,7 +19,6 @@ one line that says what to do.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -27,7 +26,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -36,6 +35,7 @@ from rich.console import Console
 
 from src.runner import logs
 from src.runner.errors import JobsError
+from src.runner.fleet import die_with_parent
 from src.runner.preflight import check_redis, sync_client
 from src.runner.redis_server import RedisServer
 from src.runner.redis_url import redacted, redis_settings
@@ -47,25 +47,10 @@ _MAX_SOCKET_PATH = 100
 _FORCE_STOP_S = 5.0
 #: how often the launcher looks at its children and at the signals that came
 _TICK_S = 0.1
-_PR_SET_PDEATHSIG = 1
 
 
 class StackError(JobsError):
     """The local stack cannot start; the message says why and what to do."""
-
-
-def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that has the child get ``sig`` when the launcher dies (Linux; elsewhere None)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig))
-        if os.getppid() != parent:  # the launcher died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 @dataclass

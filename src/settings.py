@@ -31,6 +31,7 @@ from src.runner import redis_url
 from src.runner.client import JobClient
 from src.runner.codec import Codec
 from src.runner.errors import JobsError, SettingsInvalid
+from src.runner.loop_watch import DEFAULT_LOOP_LAG_WARN_S
 
 #: the project's directory (a clone), home of the default state dir
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -100,6 +101,14 @@ class Settings(BaseSettings):
     #: a JSON list in the environment: ``JOBS_SIGNING_SECRETS_PREVIOUS='["old-secret"]'``
     signing_secrets_previous: list[SecretStr] = []
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: an event loop blocked this long (a job calling time.sleep or requests) is logged with the job (0: not logged)
+    loop_lag_warn_s: float = Field(default=DEFAULT_LOOP_LAG_WARN_S, ge=0)
+    #: ``hasten worker``: this many worker processes under one supervisor (unset: one process, no supervisor)
+    workers: int | None = Field(default=None, ge=1)
+    #: under a supervisor: a worker that started this many jobs drains and is replaced
+    max_jobs_per_child: int | None = Field(default=None, ge=1)
+    #: under a supervisor: a worker whose resident memory grew past this drains and is replaced
+    max_memory_per_child_mib: int | None = Field(default=None, ge=1)
 
     @field_validator("redis_url")
     @classmethod
@@ -248,6 +257,7 @@ def _worker_settings() -> type:
         shutdown_grace_s = s.shutdown_grace_s
         dlq_retention_s = s.dlq_retention_s
         log_level = s.log_level
+        loop_lag_warn_s = s.loop_lag_warn_s
 
     return WorkerSettings
 

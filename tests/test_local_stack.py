@@ -25,7 +25,7 @@ import httpx2
 import pytest
 import redis
 
-from src.local_stack import die_with_parent
+from src.runner.fleet import die_with_parent
 from src.runner.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

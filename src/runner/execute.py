@@ -156,7 +156,7 @@ class Executor:
         job_id = claimed.job_id
         spec = self.specs.get(job.function)
         timeout_s = self._timeout_s(spec, function)
-        self.running.set_deadline(job_id, time.monotonic() + timeout_s)
+        self.running.set_deadline(job_id, time.monotonic() + timeout_s, job.function)
         logger.debug("→ %s %s try=%d", job_id, job.function, job.job_try)
         try:
             if spec is not None:

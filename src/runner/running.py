@@ -33,6 +33,8 @@ class RunningJob:
     task: asyncio.Task[Any]
     #: monotonic time past which the sweeper cancels it; set when its function starts
     deadline: float = math.inf
+    #: the job's function, known once it is decoded (``set_deadline``); read by the loop watch (``loop_watch.py``)
+    function: str = ""
     cancel_reason: CancelReason | None = None
     #: the in-progress key is no longer ours (expired or taken over): never renewed again
     lease_lost: bool = False
@@ -80,8 +82,11 @@ class RunningJobs:
             del self._jobs[job_id]
         self.slot_free.set()
 
-    def set_deadline(self, job_id: str, deadline: float) -> None:
-        self._jobs[job_id].deadline = deadline
+    def set_deadline(self, job_id: str, deadline: float, function: str = "") -> None:
+        """Its function starts: the sweeper cancels it past ``deadline``."""
+        entry = self._jobs[job_id]
+        entry.deadline = deadline
+        entry.function = function
 
     def cancel(self, job_id: str, reason: CancelReason) -> bool:
         """Cancel a running job for ``reason``; the first reason given stands (a timeout during a shutdown is

@@ -40,18 +40,31 @@ class GracefulDrain:
         self._stop_handoffs = stop_handoffs
         self._stop_now = stop_now
         self._task: asyncio.Task[None] | None = None
+        #: a signal came (a second one stops at once)
+        self._signalled = False
 
     def on_signal(self, sig: signal.Signals) -> None:
-        if sig is signal.SIGUSR1 or self._task is not None or self._grace_s <= 0:
+        if sig is signal.SIGUSR1 or self._signalled or self._grace_s <= 0:
             # a second signal, or a programmatic close: cancel what runs, at once (arq's behaviour)
             self._stop_now(sig)
             return
+        self._signalled = True
+        if self._task is None:  # else a recycle drains already: this signal is the first, it waits with it
+            self._begin(sig.name, sig)
+
+    def recycle(self, why: str) -> None:
+        """Drain as on a first SIGTERM because the worker is being recycled (``recycle.py``); a signal that comes
+        meanwhile (the supervisor stopping) still counts as the first one."""
+        if self._task is None and not self._signalled:
+            self._begin(f"recycling ({why})", signal.SIGTERM)
+
+    def _begin(self, why: str, sig: signal.Signals) -> None:
         pickup = self._pickup()
         if pickup is not None:
             pickup.stop()
         logger.info(
             "shutdown on %s: taking no new jobs; waiting up to %gs for %d running (signal again to stop now)",
-            sig.name, self._grace_s, len(self._running),
+            why, self._grace_s, len(self._running),
         )  # fmt: skip
         self._task = asyncio.get_running_loop().create_task(self._drain(sig))
 

@@ -44,9 +44,11 @@ from .health import keep_recording
 from .job import JobSpec
 from .lean_pool import make_lean
 from .lease import LeaseKeeper
+from .loop_watch import DEFAULT_LOOP_LAG_WARN_S, LoopWatch
 from .outage import RedisHealth
 from .pickup import Pickup, PickupLimits
 from .policy import CounterAttribute, Counters, ResultPolicy
+from .recycle import Recycler
 from .running import RunningJobs, TasksView
 from .scheduler import CronScheduler
 from .shutdown import GracefulDrain, within_bound
@@ -85,6 +87,8 @@ class Worker(arq.worker.Worker):
         job_serializer: Serializer | None = None,
         job_deserializer: Deserializer | None = None,
         allow_abort_jobs: bool = True,
+        loop_lag_warn_s: float = DEFAULT_LOOP_LAG_WARN_S,
+        recycle: Recycler | None = None,
         **arq_kwargs: Any,
     ) -> None:
         setup = arq_setup(functions, cron_entries, codec, job_serializer, job_deserializer, arq_kwargs)
@@ -103,6 +107,10 @@ class Worker(arq.worker.Worker):
         self.worker_id = uuid4().hex
         #: the one owner of the jobs running in this process
         self.running = RunningJobs()
+        #: the event loop's lag (``lag_s``, ``max_lag_s``), and a WARNING naming the jobs that blocked it
+        self.loop_watch = LoopWatch(self.running, loop_lag_warn_s)
+        #: under a fleet supervisor: the limits after which this worker drains and exits to be replaced
+        self.recycle = recycle
         self.health = RedisHealth(on_timeout=self._retire_connections)
         self._counters = Counters()
         self.http: httpx2.AsyncClient | None = None
@@ -184,9 +192,13 @@ class Worker(arq.worker.Worker):
                 keep_recording(self._heartbeat.beat, health, "writing the heartbeat"), name="hasten-heartbeat"
             ),
             asyncio.create_task(leases.run(), name="hasten-leases"),
+            asyncio.create_task(self.loop_watch.run(), name="hasten-loop-watch"),
         ]
         if self.allow_abort_jobs:
             self._background.append(asyncio.create_task(watch_aborts(pool, running, health), name="hasten-aborts"))
+        if self.recycle is not None:
+            recycling = self.recycle.watch(running, self._drain.recycle)
+            self._background.append(asyncio.create_task(recycling, name="hasten-recycle"))
         self.executor = Executor(
             functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,
             policy=ResultPolicy.of(self), running=self.running, shared_http=self.shared_http, counters=self._counters,
