@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     #: a JSON list in the environment: ``JOBS_SIGNING_SECRETS_PREVIOUS='["old-secret"]'``
     signing_secrets_previous: list[SecretStr] = []
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: ``text``: readable lines (development); ``json``: one JSON object per line (production; the ``json-logs``
+    #: extra). Either way a line logged inside a job names it: job id, function, try, queue
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("redis_url")
     @classmethod
@@ -248,6 +251,7 @@ def _worker_settings() -> type:
         shutdown_grace_s = s.shutdown_grace_s
         dlq_retention_s = s.dlq_retention_s
         log_level = s.log_level
+        log_format = s.log_format
 
     return WorkerSettings
 

@@ -24,6 +24,7 @@ from arq.utils import ms_to_datetime, truncate
 from arq.worker import Function, JobExecutionFailed, Retry, RetryJob
 
 from . import constants as k
+from . import current_job
 from .claim import Claimed
 from .codec import Codec, describe_exception
 from .context import STATE_KEY, JobContext
@@ -124,6 +125,7 @@ class Executor:
             logger.warning("job %s: %s: %s", claimed.job_id, type(e).__name__, e)
             return self._done(claimed, job, start_ms, error, dead="payload refused"), None
         job.job_try = max(job.job_try, int(data.get("t") or 0))
+        current_job.bind(claimed.job_id, job.function, job.job_try, self.queue_name)  # every line it logs names it
         if claimed.aborted and self.policy.allow_abort_jobs:
             return self._done(claimed, job, start_ms, asyncio.CancelledError("aborted before start")), None
         function: Function | None = self.functions.get(job.function)
