@@ -21,6 +21,11 @@ async def chatty(ctx: JobContext, word: str) -> str:
     return word
 
 
+@job
+async def reports(ctx: JobContext) -> None:
+    job_logger.error("something odd in %s", ctx.function)
+
+
 @job(retry=Backoff(max_tries=3, base_s=0.01, max_s=0.02))
 async def fails_once(ctx: JobContext) -> int:
     if ctx.job_try == 1:
@@ -34,7 +39,7 @@ async def doomed(ctx: JobContext) -> None:
 
 
 class TelemetrySettings:
-    functions = (chatty, fails_once, doomed)
+    functions = (chatty, reports, fails_once, doomed)
     redis_settings = redis_settings(os.environ.get("JOBS_REDIS_URL", "redis://127.0.0.1:6379/0"))
     poll_delay = 0.05
     log_level = os.environ.get("JOBS_LOG_LEVEL", "INFO")

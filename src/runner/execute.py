@@ -249,7 +249,7 @@ class Executor:
             "job %s %s failed: %s: %s", claimed.job_id, job.function, type(error).__name__, error,
             exc_info=(type(error), error, error.__traceback__),
             extra={"job_id": claimed.job_id, "function": job.function, "job_try": job.job_try,
-                   "queue": self.queue_name},
+                   "queue": self.queue_name, "outcome": "dead"},
         )  # fmt: skip
         retryable = spec is None or spec.retry.retries(error, 0)
         reason = reason or ("tries exhausted" if retryable else "permanent failure")
