@@ -24,7 +24,7 @@ from arq.utils import ms_to_datetime, truncate
 from arq.worker import Function, JobExecutionFailed, Retry, RetryJob
 
 from . import constants as k
-from . import current_job, failures
+from . import current_job, failures, tracing
 from .claim import Claimed
 from .codec import Codec, describe_exception
 from .context import STATE_KEY, JobContext
@@ -128,6 +128,16 @@ class Executor:
             return self._done(claimed, job, start_ms, error, dead="payload refused"), None
         job.job_try = max(job.job_try, int(data.get("t") or 0))
         current_job.bind(claimed.job_id, job.function, job.job_try, self.queue_name)  # every line it logs names it
+        if tracing.active is not None:  # a CONSUMER span around the try (tracing.py)
+            trace_context = data.get(tracing.TRACE_CONTEXT_KEY)
+            started = self._start(claimed, job, start_ms)
+            return await tracing.active.consume(
+                started, claimed.job_id, job.function, job.job_try, self.queue_name, trace_context
+            )
+        return await self._start(claimed, job, start_ms)
+
+    async def _start(self, claimed: Claimed, job: _Job, start_ms: int) -> tuple[Outcome, dict[Any, Any] | None]:
+        """The rest of :meth:`_execute` once the job is decoded: run it, unless it cannot or need not run."""
         if claimed.aborted and self.policy.allow_abort_jobs:
             return self._done(claimed, job, start_ms, asyncio.CancelledError("aborted before start")), None
         function: Function | None = self.functions.get(job.function)
