@@ -25,7 +25,7 @@ from typing import Any
 import arq.worker
 import uvloop
 
-from . import logs
+from . import logs, telemetry
 from .errors import JobsError
 from .preflight import check_redis
 from .worker import Worker
@@ -39,6 +39,7 @@ def create_worker(settings_cls: Any, **overrides: Any) -> Worker:
     Raises :class:`RedisUnreachable` (before anything is built) when its Redis does not answer.
     """
     logs.setup(getattr(settings_cls, "log_level", "INFO"), getattr(settings_cls, "log_format", "text"))
+    telemetry.setup_worker(settings_cls)  # JOBS_TRACING, JOBS_SENTRY_DSN
     redis_settings = worker_kwargs(settings_cls).get("redis_settings")
     if redis_settings is not None:
         check_redis(redis_settings)

@@ -206,3 +206,15 @@ def test_without_tracing_nothing_is_imported_or_traced(redis_server: RedisServer
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+async def test_the_tracing_setting_switches_it_on(env: pytest.MonkeyPatch, redis: ArqRedis) -> None:
+    from src.settings import get_settings
+
+    env.setenv("JOBS_TRACING", "link")
+    client = await get_settings().open_client()
+    try:
+        assert tracing.active is not None and tracing.active.link
+    finally:
+        tracing.uninstrument()
+        await client.close()
