@@ -11,14 +11,12 @@ import logging.config
 from collections.abc import Sequence
 from typing import Any
 
-import sentry_sdk
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from sentry_sdk.transport import Transport
 
-from src.runner import tracing
+from src.runner import sentry, tracing
 from src.runner.logs import log_config
-from src.runner.sentry import HastenIntegration
 
 
 class _DropSpans(SpanExporter):
@@ -45,4 +43,4 @@ def worker(parts: str = "traces,logs,sentry") -> None:
     if "logs" in parts:
         logging.config.dictConfig(log_config("INFO", log_format="json", root=True))
     if "sentry" in parts:
-        sentry_sdk.init(dsn="https://key@sentry.invalid/1", transport=_DropEvents(), integrations=[HastenIntegration()])
+        sentry.init("https://key@sentry.invalid/1", transport=_DropEvents())

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
 from sentry_sdk.integrations import Integration
+from sentry_sdk.integrations.arq import ArqIntegration
 from sentry_sdk.integrations.dedupe import DedupeIntegration
+from sentry_sdk.integrations.redis import RedisIntegration
 from sentry_sdk.scope import add_global_event_processor
 from sentry_sdk.utils import event_from_exception
 
@@ -52,7 +54,10 @@ def init(dsn: str, **options: Any) -> None:
     """``sentry_sdk.init`` with this integration (what ``JOBS_SENTRY_DSN`` does in a worker process); ``options``
     are Sentry's own (``environment``, ``release``, ``sample_rate`` …)."""
     integrations = [*options.pop("integrations", ()), HastenIntegration()]
-    sentry_sdk.init(dsn=dsn, integrations=integrations, **options)
+    # Sentry switches these on by itself when the packages are installed: redis records every command the worker
+    # sends (a cost on every job), and arq's wraps arq's Worker, which this worker replaces
+    disabled = [*options.pop("disabled_integrations", ()), RedisIntegration(), ArqIntegration()]
+    sentry_sdk.init(dsn=dsn, integrations=integrations, disabled_integrations=disabled, **options)
 
 
 def _tags(job: current_job.CurrentJob | failures.JobFailure) -> dict[str, str]:
