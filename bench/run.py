@@ -29,7 +29,7 @@ from arq.jobs import serialize_job
 
 from bench import jobs
 from src.cli import stop_processes
-from src.runner import Codec, JobClient
+from src.runner import Codec, JobClient, tracing
 from src.runner.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,8 +78,9 @@ class Bench:
 
     # workers --------------------------------------------------------------------------------------------
     def start(self, variant: str, expected: int, *, max_jobs: int | None = None, debug_log: bool = False,
-              count: int = 1) -> list[subprocess.Popen[bytes]]:  # fmt: skip
+              count: int = 1, telemetry: bool = False) -> list[subprocess.Popen[bytes]]:  # fmt: skip
         env = {**os.environ, "BENCH_N": str(expected), "BENCH_DEBUG_LOG": "1" if debug_log else ""}
+        env["BENCH_TELEMETRY"] = "1" if telemetry else ""
         args = [sys.executable, "-m", "bench.worker", variant, str(self.server.port)]
         if max_jobs:
             args.append(str(max_jobs))
@@ -173,6 +174,26 @@ class Bench:
 
     async def drain_debug_log(self, variant: str) -> None:
         await self.drain(variant, debug_log=True)
+
+    async def drain_telemetry(self, variant: str) -> None:
+        """``ours`` and ``ours+telemetry`` (traced enqueues, and a worker with traces, JSON logs and Sentry on;
+        ``BENCH_TELEMETRY_PARTS=logs,sentry`` leaves traces out of the worker)."""
+        telemetry = variant.endswith("+telemetry")
+        if telemetry:
+            from bench import telemetry as switch
+
+            switch.trace()  # the payloads carry a trace context, as a traced service's would
+        try:
+            await self.redis.flushdb()
+            await self.fill("ours", "noop", DRAIN_N)
+        finally:
+            tracing.uninstrument()
+        procs = self.start("ours", DRAIN_N, telemetry=telemetry)
+        try:
+            await self.wait_count(DRAIN_N, 300)
+        finally:
+            self.stop(procs)
+        self.results.add("drain 10k, telemetry (jobs/s)", variant, DRAIN_N / await self.first_to_last_s())
 
     async def sleep_load(self, variant: str) -> None:
         await self.run_filled(variant, "sleepy", SLEEP_N, 120, max_jobs=100)
@@ -286,6 +307,7 @@ async def main() -> None:
             await each(RUNS, ["ours", "arq"], b.enqueue)
             await each(RUNS, VARIANTS, b.drain)
             await each(RUNS, ["ours"], b.drain_debug_log)
+            await each(RUNS, ["ours", "ours+telemetry"], b.drain_telemetry)
             await each(RUNS, VARIANTS, b.sleep_load)
             await each(RUNS, VARIANTS, b.pickup)
             await each(RUNS, ["ours"], b.deferred)

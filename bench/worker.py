@@ -32,6 +32,10 @@ def main() -> None:
         logging.config.dictConfig(log_config("DEBUG"))
     redis_settings = RedisSettings(port=port)
     if variant == "ours":
+        if os.environ.get("BENCH_TELEMETRY"):  # traces, JSON logs, Sentry (bench/telemetry.py)
+            from bench import telemetry
+
+            telemetry.worker(os.environ.get("BENCH_TELEMETRY_PARTS", "traces,logs,sentry"))
         settings: dict[str, object] = {"functions": OURS, "redis_settings": redis_settings}
         if max_jobs:
             settings["max_jobs"] = max_jobs

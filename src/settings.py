@@ -32,6 +32,7 @@ from src.runner.client import JobClient
 from src.runner.codec import Codec
 from src.runner.errors import JobsError, SettingsInvalid
 from src.runner.loop_watch import DEFAULT_LOOP_LAG_WARN_S
+from src.runner.telemetry import setup_tracing
 
 #: the project's directory (a clone), home of the default state dir
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -109,6 +110,14 @@ class Settings(BaseSettings):
     max_jobs_per_child: int | None = Field(default=None, ge=1)
     #: under a supervisor: a worker whose resident memory grew past this drains and is replaced
     max_memory_per_child_mib: int | None = Field(default=None, ge=1)
+    #: ``text``: readable lines (development); ``json``: one JSON object per line (production; the ``json-logs``
+    #: extra). Either way a line logged inside a job names it: job id, function, try, queue
+    log_format: Literal["text", "json"] = "text"
+    #: OpenTelemetry traces (the ``otel`` extra), to the tracer provider the process configured: ``parent`` (a job's
+    #: spans are children of its enqueue's) or ``link`` (a trace of their own, linked to it); ``off`` by default
+    tracing: Literal["off", "parent", "link"] = "off"
+    #: workers report failed tries and dead letters to Sentry (the ``sentry`` extra); unset: no Sentry
+    sentry_dsn: SecretStr | None = None
 
     @field_validator("redis_url")
     @classmethod
@@ -185,6 +194,7 @@ class Settings(BaseSettings):
 
     async def open_client(self) -> JobClient:
         """A connected :class:`JobClient` for these settings; close it with ``await client.close()``."""
+        setup_tracing(self.tracing)
         return await JobClient.connect(
             self.redis_settings(), self.codec(), queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes
         )
@@ -258,6 +268,9 @@ def _worker_settings() -> type:
         dlq_retention_s = s.dlq_retention_s
         log_level = s.log_level
         loop_lag_warn_s = s.loop_lag_warn_s
+        log_format = s.log_format
+        tracing = s.tracing
+        sentry_dsn = s.sentry_dsn
 
     return WorkerSettings
 

@@ -28,6 +28,7 @@ from .errors import (
     SignatureError,
     UnknownJob,
 )
+from .failures import JobFailure
 from .handle import JobHandle, JobInfo
 from .job import EnqueueOptions, JobSpec, job
 from .retry import NO_RETRY, Backoff, Permanent, Retry
@@ -48,6 +49,7 @@ __all__ = [
     "JobClient",
     "JobContext",
     "JobFailed",
+    "JobFailure",
     "JobHandle",
     "JobInfo",
     "JobNotFound",

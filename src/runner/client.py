@@ -16,6 +16,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.jobs import Job, JobResult, JobStatus, deserialize_result, serialize_result
 
 from . import constants as k
+from . import tracing
 from .codec import Codec
 from .cron import CronEntry
 from .errors import JobNotFound, PayloadTooLarge, ResultNotReady
@@ -110,8 +111,15 @@ class JobClient:
     async def enqueue(self, spec: JobSpec[P, R], /, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         """Validate the arguments, then write the job in one round trip. Options come from ``spec.options()``."""
         require_spec(spec)
-        job = self._prepare(spec, spec.encode_args(args, kwargs))
-        [written] = await self._run_enqueue(job.queue, [job])
+        encoded = spec.encode_args(args, kwargs)
+        if tracing.active is None:
+            job = self._prepare(spec, encoded)
+            [written] = await self._run_enqueue(job.queue, [job])
+        else:  # a PRODUCER span around the write; its trace context travels in the payload (tracing.py)
+            with tracing.active.sending(spec.enqueue_options.queue_name or self.queue_name, spec.name) as send:
+                job = self._prepare(spec, encoded, send.carrier)
+                send.message_id(job.job_id)
+                [written] = await self._run_enqueue(job.queue, [job])
         return JobHandle(self, spec, job.job_id, enqueued=bool(written), queue_name=job.queue)
 
     async def enqueue_many(self, calls: Sequence[JobCall[R]]) -> list[JobHandle[R]]:
@@ -119,7 +127,18 @@ class JobClient:
         for call in calls:
             if not isinstance(call, JobCall):
                 raise TypeError(f"enqueue_many() takes calls made with spec.call(...), got {type(call).__name__}")
-        prepared = [self._prepare(call.spec, call.kwargs) for call in calls]
+        if tracing.active is None or not calls:
+            return await self._enqueue_many(calls)
+        queues = {call.spec.enqueue_options.queue_name or self.queue_name for call in calls}
+        functions = {call.spec.name for call in calls}
+        queue, function = (queues.pop() if len(queues) == 1 else ""), (functions.pop() if len(functions) == 1 else "")
+        with tracing.active.sending(queue, function, len(calls)) as send:  # one PRODUCER span for the batch
+            return await self._enqueue_many(calls, send.carrier)
+
+    async def _enqueue_many(
+        self, calls: Sequence[JobCall[R]], trace_context: dict[str, str] | None = None
+    ) -> list[JobHandle[R]]:
+        prepared = [self._prepare(call.spec, call.kwargs, trace_context) for call in calls]
         written: dict[str, bool] = {}
         by_queue: dict[str, list[_Prepared]] = {}
         for job in prepared:
@@ -163,8 +182,11 @@ class JobClient:
         written: list[int] = await self._enqueue(keys=keys, args=args)
         return written
 
-    def _prepare(self, spec: JobSpec[Any, Any], encoded_kwargs: dict[str, Any]) -> _Prepared:
-        """Payload, id and due time of one job, for already validated arguments."""
+    def _prepare(
+        self, spec: JobSpec[Any, Any], encoded_kwargs: dict[str, Any], trace_context: dict[str, str] | None = None
+    ) -> _Prepared:
+        """Payload, id and due time of one job, for already validated arguments (and the enqueue's trace context,
+        when tracing: inside the job dict, so the signature covers it and stock arq ignores it)."""
         opts: EnqueueOptions = spec.enqueue_options
         now_ms = int(time.time() * 1000)
         score_ms = now_ms
@@ -176,6 +198,8 @@ class JobClient:
         job_id = opts.job_id or uuid4().hex
         queue = opts.queue_name or self.queue_name
         data: dict[str, Any] = {"t": None, "f": spec.name, "a": [], "k": encoded_kwargs, "et": now_ms}
+        if trace_context:
+            data[tracing.TRACE_CONTEXT_KEY] = trace_context
         payload = self.codec.dumps_job(data, job_id, queue)  # signed for this id and queue
         if len(payload) > self.max_payload_bytes:
             raise PayloadTooLarge(

@@ -24,6 +24,7 @@ from arq.utils import ms_to_datetime, truncate
 from arq.worker import Function, JobExecutionFailed, Retry, RetryJob
 
 from . import constants as k
+from . import current_job, failures, tracing
 from .claim import Claimed
 from .codec import Codec, describe_exception
 from .context import STATE_KEY, JobContext
@@ -97,6 +98,8 @@ class Executor:
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms
         self.finisher.add(outcome)
+        if outcome.failure is not None:  # on_job_failed hooks, error trackers (failures.py)
+            await failures.report(outcome.failure, self.hooks.on_job_failed)
         if ctx is not None and self.hooks.after_job_end is not None:
             await self.finisher.drain()
             await self.hooks.written(ctx)
@@ -124,6 +127,17 @@ class Executor:
             logger.warning("job %s: %s: %s", claimed.job_id, type(e).__name__, e)
             return self._done(claimed, job, start_ms, error, dead="payload refused"), None
         job.job_try = max(job.job_try, int(data.get("t") or 0))
+        current_job.bind(claimed.job_id, job.function, job.job_try, self.queue_name)  # every line it logs names it
+        if tracing.active is not None:  # a CONSUMER span around the try (tracing.py)
+            trace_context = data.get(tracing.TRACE_CONTEXT_KEY)
+            started = self._start(claimed, job, start_ms)
+            return await tracing.active.consume(
+                started, claimed.job_id, job.function, job.job_try, self.queue_name, trace_context
+            )
+        return await self._start(claimed, job, start_ms)
+
+    async def _start(self, claimed: Claimed, job: _Job, start_ms: int) -> tuple[Outcome, dict[Any, Any] | None]:
+        """The rest of :meth:`_execute` once the job is decoded: run it, unless it cannot or need not run."""
         if claimed.aborted and self.policy.allow_abort_jobs:
             return self._done(claimed, job, start_ms, asyncio.CancelledError("aborted before start")), None
         function: Function | None = self.functions.get(job.function)
@@ -232,7 +246,8 @@ class Executor:
                 claimed.job_id, job.function, job.job_try, type(error).__name__, error, delay_ms / 1000,
             )  # fmt: skip
             record = {"try": job.job_try, "at_ms": _now_ms(), **describe_exception(error)}
-            return Outcome(claimed.raw_id, "again", orjson.dumps(record), _now_ms() + delay_ms)
+            failure = self._failure(claimed, job, error, retry_in_s=delay_ms / 1000)
+            return Outcome(claimed.raw_id, "again", orjson.dumps(record), _now_ms() + delay_ms, failure=failure)
         return self._failed_for_good(claimed, job, spec, start_ms, error)
 
     def _failed_for_good(
@@ -244,7 +259,7 @@ class Executor:
             "job %s %s failed: %s: %s", claimed.job_id, job.function, type(error).__name__, error,
             exc_info=(type(error), error, error.__traceback__),
             extra={"job_id": claimed.job_id, "function": job.function, "job_try": job.job_try,
-                   "queue": self.queue_name},
+                   "queue": self.queue_name, "outcome": "dead"},
         )  # fmt: skip
         retryable = spec is None or spec.retry.retries(error, 0)
         reason = reason or ("tries exhausted" if retryable else "permanent failure")
@@ -272,8 +287,17 @@ class Executor:
             self.counters.complete += 1
         else:
             self.counters.failed += 1
-        record = b"" if not dead else dead_letter(claimed, job, self.queue_name, start_ms, result, dead)
-        return Outcome(claimed.raw_id, "done", data, keep_ms, record, succeeded=success)
+        if not dead:
+            return Outcome(claimed.raw_id, "done", data, keep_ms, succeeded=success)
+        record = dead_letter(claimed, job, self.queue_name, start_ms, result, dead)
+        return Outcome(claimed.raw_id, "done", data, keep_ms, record, failure=self._failure(claimed, job, result, dead))
+
+    def _failure(
+        self, claimed: Claimed, job: _Job, error: BaseException, dead: str = "", retry_in_s: float | None = None
+    ) -> failures.JobFailure:
+        return failures.JobFailure(
+            claimed.job_id, job.function, job.job_try, self.queue_name, error, bool(dead), dead, retry_in_s
+        )
 
     def _keep_result_ms(self, function: Function | None) -> int:
         """How long to keep a result (ms): the function's setting, else the worker's; -1 is forever."""

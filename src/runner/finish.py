@@ -20,13 +20,16 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from redis.asyncio import Redis
 
 from . import constants as k
 from .outage import REDIS_DOWN, Outage, RedisHealth, is_refusal
 from .scripts import script
+
+if TYPE_CHECKING:
+    from .failures import JobFailure
 
 logger = logging.getLogger("hasten.worker")
 
@@ -47,6 +50,8 @@ class Outcome:
     #: for cron jobs only (the entry's state records it): how the run ended, and how long it took
     run_status: str = ""
     run_ms: int = 0
+    #: a failed try or a dead letter, for the failure hooks and the trace (not written)
+    failure: JobFailure | None = None
 
     @property
     def kind(self) -> str:

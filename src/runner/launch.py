@@ -25,7 +25,7 @@ from typing import Any
 import arq.worker
 import uvloop
 
-from . import logs
+from . import logs, telemetry
 from .errors import JobsError
 from .preflight import check_redis
 from .worker import Worker
@@ -38,7 +38,8 @@ def create_worker(settings_cls: Any, **overrides: Any) -> Worker:
 
     Raises :class:`RedisUnreachable` (before anything is built) when its Redis does not answer.
     """
-    logs.setup(getattr(settings_cls, "log_level", "INFO"))
+    logs.setup(getattr(settings_cls, "log_level", "INFO"), getattr(settings_cls, "log_format", "text"))
+    telemetry.setup_worker(settings_cls)  # JOBS_TRACING, JOBS_SENTRY_DSN
     redis_settings = worker_kwargs(settings_cls).get("redis_settings")
     if redis_settings is not None:
         check_redis(redis_settings)
@@ -64,7 +65,8 @@ _arq_check_health = arq.worker.check_health
 def check_health(settings_cls: Any) -> int:
     """arq's ``--check``, logging in our format: arq's CLI configures its own format after it imported the
     settings, so without this the check's one line would read unlike every other line of ours."""
-    logging.config.dictConfig(logs.log_config(getattr(settings_cls, "log_level", "INFO")))
+    level, log_format = getattr(settings_cls, "log_level", "INFO"), getattr(settings_cls, "log_format", "text")
+    logging.config.dictConfig(logs.log_config(level, log_format=log_format))
     redis_settings = worker_kwargs(settings_cls).get("redis_settings")
     try:
         if redis_settings is not None:

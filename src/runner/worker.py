@@ -20,6 +20,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
@@ -39,6 +40,7 @@ from .context import CTX_DEFAULT_TIMEOUT_S, new_http_client
 from .cron import CronEntry
 from .deadlines import sweep_deadlines
 from .execute import Executor
+from .failures import FailureHook, hooks_of
 from .finish import Finisher, Outcome
 from .health import keep_recording
 from .job import JobSpec
@@ -68,9 +70,9 @@ _HTTP_TIMEOUT_S = 30.0
 class Worker(arq.worker.Worker):
     """arq's worker with typed jobs and a push-based hot path.
 
-    Takes arq's keyword arguments (see ``arq_options.py``) plus ``cron_entries``, ``codec``, ``max_payload_bytes``
-    and ``max_result_bytes``. ``poll_delay`` is only the fallback for producers that push no wake-up token (plain
-    arq clients).
+    Takes arq's keyword arguments (see ``arq_options.py``) plus ``cron_entries``, ``codec``, ``max_payload_bytes``,
+    ``max_result_bytes`` and ``on_job_failed`` (``failures.py``). ``poll_delay`` is only the fallback for producers
+    that push no wake-up token (plain arq clients).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class Worker(arq.worker.Worker):
         allow_abort_jobs: bool = True,
         loop_lag_warn_s: float = DEFAULT_LOOP_LAG_WARN_S,
         recycle: Recycler | None = None,
+        on_job_failed: FailureHook | Sequence[FailureHook] | None = None,
         **arq_kwargs: Any,
     ) -> None:
         setup = arq_setup(functions, cron_entries, codec, job_serializer, job_deserializer, arq_kwargs)
@@ -96,7 +99,7 @@ class Worker(arq.worker.Worker):
             raise ValueError("lease_s must be at least 0.3 s (it is renewed every lease/3)")
         self.specs = {f.name: f for f in functions if isinstance(f, JobSpec)}
         self.codec = setup.codec
-        self._hooks = setup.hooks
+        self._hooks = replace(setup.hooks, on_job_failed=hooks_of(on_job_failed))
         #: our entries, and arq's cron_jobs as entries (arq_cron.py): each tick runs once across workers
         self.cron_entries = setup.cron_entries
         self.max_payload_bytes = max_payload_bytes

@@ -5,7 +5,7 @@ def test_exports_are_exactly_these() -> None:
     assert len(src.runner.__all__) == len(set(src.runner.__all__))  # order: ruff RUF022
     assert set(src.runner.__all__) == {
         "NO_RETRY", "ArgumentsInvalid", "Backoff", "Codec", "CronEntry", "CronEntryError", "CronState", "DeadJob",
-        "DeadLetters", "EagerClient", "JobAborted",
+        "DeadLetters", "EagerClient", "JobAborted", "JobFailure",
         "EnqueueOptions", "JobClient", "JobContext", "JobFailed", "JobHandle", "JobInfo", "JobNotFound", "JobSpec",
         "JobStatus", "JobTimeout", "JobsError", "PayloadError", "PayloadTooLarge", "Permanent", "RedisUnreachable",
         "ResultInvalid", "ResultNotReady", "Retry", "SettingsInvalid", "SignatureError", "UnknownJob", "cron",

@@ -36,7 +36,7 @@ def test_urls_inside_text_and_values() -> None:
 
 
 def test_log_handler_redacts_messages_and_tracebacks() -> None:
-    assert log_config()["handlers"]["hasten.standard"]["filters"] == ["hasten.redact"]
+    assert "hasten.redact" in log_config()["handlers"]["hasten.standard"]["filters"]
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(RedactingFilter())
