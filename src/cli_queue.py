@@ -311,12 +311,12 @@ def _status_view(all_stats: list[QueueStats]) -> Group:
     workers = [w for s in all_stats for w in s.workers]
     table = cli_output.table(f"{len(workers)} worker(s) alive")
     cli_output.add_columns(table, ("worker", "host"), [w.worker_id for w in workers], [w.host for w in workers])
-    for column in ("pid", "queue", "version", "load", "uptime", "heartbeat"):
+    for column in ("pid", "queue", "version", "load", "loop lag", "uptime", "heartbeat"):
         table.add_column(column, justify="right")
     for w in workers:
         table.add_row(
             w.worker_id, escape(w.host), str(w.pid), escape(w.queue), escape(w.version),
-            f"{w.running}/{w.concurrency}", cli_output.duration(w.uptime_s),
+            f"{w.running}/{w.concurrency}", cli_output.duration(w.loop_lag_s), cli_output.duration(w.uptime_s),
             f"{cli_output.duration(_age_s(w.heartbeat_ms))} ago",
         )  # fmt: skip
     return Group(queues, table)

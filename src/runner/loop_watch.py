@@ -47,6 +47,8 @@ class LoopWatch:
         self.lag_s = 0.0
         #: the largest lag seen since the watch started, in seconds
         self.max_lag_s = 0.0
+        #: the largest lag since :meth:`take_window_max` was last called (the heartbeat's window)
+        self._window_max_s = 0.0
         #: lag measurements so far
         self.looks = 0
         #: monotonic time the task went to sleep last (the thread reads it)
@@ -66,11 +68,17 @@ class LoopWatch:
                 await asyncio.sleep(LOOK_EVERY_S)
                 self.lag_s = lag_s = max(time.monotonic() - beat - LOOK_EVERY_S, 0.0)
                 self.max_lag_s = max(self.max_lag_s, lag_s)
+                self._window_max_s = max(self._window_max_s, lag_s)
                 self.looks += 1
                 if 0 < self.warn_s <= lag_s:
                     self._warn(lag_s, beat)
         finally:
             stop.set()
+
+    def take_window_max(self) -> float:
+        """The largest lag since the last call (seconds), and start a new window: what each heartbeat reports."""
+        window, self._window_max_s = self._window_max_s, 0.0
+        return window
 
     def _warn(self, lag_s: float, beat: float) -> None:
         caught = self._caught

@@ -185,7 +185,7 @@ class Worker(arq.worker.Worker):
         self._wake = WakeUp(pool, self.queue_name, self.worker_id)
         self._heartbeat = Heartbeat(
             pool, self.worker_id, self.queue_name, self.max_jobs,
-            WorkerState(running_ids=self.running.job_ids, counters=self._counters.as_tuple),
+            WorkerState(self.running.job_ids, self._counters.as_tuple, self.loop_watch.take_window_max),
         )  # fmt: skip
         leases = LeaseKeeper(pool, running, self.worker_id, self.lease_ms, health)
         self._background += [

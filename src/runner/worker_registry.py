@@ -56,6 +56,8 @@ class WorkerRecord:
     complete: int = 0
     failed: int = 0
     retried: int = 0
+    #: the event loop's largest lag since the previous heartbeat (a job blocking the loop shows here)
+    loop_lag_s: float = 0.0
 
     @property
     def uptime_s(self) -> float:
@@ -81,6 +83,7 @@ class WorkerState:
 
     running_ids: Callable[[], list[str]]
     counters: Callable[[], tuple[int, int, int]]
+    loop_lag_s: Callable[[], float] = lambda: 0.0
 
 
 class Heartbeat:
@@ -107,6 +110,7 @@ class Heartbeat:
         record.running = len(ids)
         record.running_ids = ids[:MAX_LISTED_JOB_IDS]
         record.complete, record.failed, record.retried = self._state.counters()
+        record.loop_lag_s = round(self._state.loop_lag_s(), 4)
         record.heartbeat_ms = int(time.time() * 1000)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(self._key, record.to_json(), px=int(HEARTBEAT_TTL_S * 1000))
