@@ -44,6 +44,7 @@ from .health import keep_recording
 from .job import JobSpec
 from .lean_pool import make_lean
 from .lease import LeaseKeeper
+from .metrics_config import MetricsConfig
 from .outage import RedisHealth
 from .pickup import Pickup, PickupLimits
 from .policy import CounterAttribute, Counters, ResultPolicy
@@ -56,6 +57,8 @@ from .worker_registry import Heartbeat, WorkerState
 
 if TYPE_CHECKING:
     import httpx2
+
+    from .monitoring import Monitoring
 
 logger = logging.getLogger("hasten.worker")
 
@@ -85,6 +88,7 @@ class Worker(arq.worker.Worker):
         job_serializer: Serializer | None = None,
         job_deserializer: Deserializer | None = None,
         allow_abort_jobs: bool = True,
+        metrics: MetricsConfig | None = None,
         **arq_kwargs: Any,
     ) -> None:
         setup = arq_setup(functions, cron_entries, codec, job_serializer, job_deserializer, arq_kwargs)
@@ -131,6 +135,12 @@ class Worker(arq.worker.Worker):
             **arq_kwargs,
         )
         self.ctx[CTX_DEFAULT_TIMEOUT_S] = self.job_timeout_s
+        #: metrics and health probes (``monitoring.py``), imported only when asked for: worker memory
+        self.monitoring: Monitoring | None = None
+        if metrics is not None:
+            from .monitoring import Monitoring
+
+            self.monitoring = Monitoring(metrics, self.queue_name, self.functions)
 
     # arq's attributes, kept for arq's health line and for code written against arq's Worker -----------------
     tasks = TasksView()
@@ -165,6 +175,8 @@ class Worker(arq.worker.Worker):
         if self.on_startup:
             await self.on_startup(self.ctx)
         self._pickup = self._wire()
+        if self.monitoring is not None:
+            await self.monitoring.start(self.pool, self.health, lambda: self._pickup)
         await self._pickup.run()
 
     def _wire(self) -> Pickup:
@@ -191,6 +203,7 @@ class Worker(arq.worker.Worker):
             functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,
             policy=ResultPolicy.of(self), running=self.running, shared_http=self.shared_http, counters=self._counters,
             finisher=self._finisher, hooks=self._hooks,
+            metrics=None if self.monitoring is None else self.monitoring.metrics,
         )  # fmt: skip
         self._claimer = Claimer(
             pool, self.queue_name, self.worker_id, self.lease_ms,
@@ -220,8 +233,9 @@ class Worker(arq.worker.Worker):
         )  # fmt: skip
         if self.cron_entries:
             client = JobClient(
-                self.pool, self.codec, queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes
-            )
+                self.pool, self.codec, queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes,
+                enqueue_counter=None if self.monitoring is None else self.monitoring.enqueue_counter,
+            )  # fmt: skip
             scheduler = CronScheduler(self.cron_entries, client)
             self._background.append(asyncio.create_task(scheduler.run(), name="hasten-cron"))
         if self._user_startup:
@@ -280,6 +294,8 @@ class Worker(arq.worker.Worker):
         await asyncio.gather(*self.running.tasks(), return_exceptions=True)
         if self._finisher is not None:
             await self._finisher.close()
+        if self.monitoring is not None:
+            await self.monitoring.close()
         if self._wake is not None:
             await self._wake.close()
         await within_bound(self.pool.delete(self.health_check_key))  # else it expires on its own

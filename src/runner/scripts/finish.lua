@@ -75,6 +75,9 @@ for i = 6, #ARGV, 8 do
     if state and redis.call('EXISTS', state) == 1 then
       redis.call('HSET', state, 'last_status', ARGV[i + 5], 'last_duration_ms', ARGV[i + 6],
         'last_finished_ms', now, 'last_run_job_id', id)
+      if ARGV[i + 5] == 'complete' then  -- read by the metrics (hasten_cron_last_success_timestamp_seconds)
+        redis.call('HSET', state, 'last_success_ms', now)
+      end
     end
   end
 end
