@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -80,13 +80,15 @@ class WorkerReadiness:
 class HostReadiness:
     """Readiness of a host's fleet, for its supervisor's endpoint."""
 
-    def __init__(self, redis: Callable[[], Redis], queue: str, host: str | None = None) -> None:
+    def __init__(self, redis: Callable[[], Awaitable[Redis | None]], queue: str, host: str | None = None) -> None:
         self._redis = redis
         self._queue = queue
         self._host = host or socket.gethostname()
 
     async def reason(self) -> str:
-        redis = self._redis()
+        redis = await self._redis()
+        if redis is None:
+            return "Redis unreachable (no connection)"
         if unreachable := await ping(redis):
             return unreachable
         try:
