@@ -4,6 +4,7 @@ fleet's supervisor), not by every worker: a custom prometheus-client collector o
 - ``hasten_queue_depth{queue,state}``: queued (due, waiting), running, deferred, retrying, dead;
 - ``hasten_queue_oldest_due_age_seconds{queue}``: how long the oldest due job not running has waited (0: none);
 - ``hasten_dead_letters{queue}``: jobs in the dead-letter queue;
+- ``hasten_workers_alive{queue}``: worker processes whose heartbeat is alive (``worker_registry.py``), all hosts;
 - ``hasten_cron_last_success_timestamp_seconds{entry,function}``: when each cron entry's last run succeeded
   (written by ``scripts/finish.lua`` into the entry's state; no series for an entry that never succeeded);
 - ``hasten_queue_stats_up``: 1 when the last read succeeded, 0 when Redis did not answer it (the gauges above
@@ -33,6 +34,7 @@ logger = logging.getLogger("hasten.metrics")
 QUEUE_DEPTH = "hasten_queue_depth"
 OLDEST_DUE_AGE = "hasten_queue_oldest_due_age_seconds"
 DEAD_LETTERS = "hasten_dead_letters"
+WORKERS_ALIVE = "hasten_workers_alive"
 CRON_LAST_SUCCESS = "hasten_cron_last_success_timestamp_seconds"
 STATS_UP = "hasten_queue_stats_up"
 #: queue depth states, in queue_stats's words
@@ -102,14 +104,16 @@ class QueueGauges(Collector):
             OLDEST_DUE_AGE, "Age of the oldest due job not yet started (0 when none waits).", labels=("queue",)
         )
         dead = GaugeMetricFamily(DEAD_LETTERS, "Jobs in the dead-letter queue.", labels=("queue",))
+        workers = GaugeMetricFamily(WORKERS_ALIVE, "Worker processes with a live heartbeat.", labels=("queue",))
         for s in snap.stats:
             for state in STATES:
                 depth.add_metric((s.queue, state), getattr(s, state))
             oldest.add_metric((s.queue,), s.oldest_due_age_s or 0.0)
             dead.add_metric((s.queue,), s.dead)
+            workers.add_metric((s.queue,), len(s.workers))
         cron = GaugeMetricFamily(
             CRON_LAST_SUCCESS, "When a cron entry's last run succeeded (Unix time).", labels=("entry", "function")
         )
         for c in snap.cron:
             cron.add_metric((c.entry, c.function), c.at_s)
-        yield from (depth, oldest, dead, cron)
+        yield from (depth, oldest, dead, workers, cron)

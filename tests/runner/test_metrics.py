@@ -142,6 +142,7 @@ async def test_queue_gauges_and_cron_are_read_from_redis_at_scrape(
              ("queued", "running", "deferred", "retrying", "dead")}  # fmt: skip
     assert depth == {"queued": 0, "running": 0, "deferred": 3, "retrying": 0, "dead": 1}
     assert value(s, "hasten_queue_oldest_due_age_seconds", {"queue": queue}) == 0
+    assert value(s, "hasten_workers_alive", {"queue": queue}) == 1
     # the worker's cron tick is an enqueue of this process
     assert total(s, "hasten_jobs_enqueued_total", queue=queue, function="add") == 1
     assert await redis.zcard(k.DLQ_KEY_PREFIX + queue) == 1
