@@ -172,6 +172,24 @@ class Bench:
         if not debug_log:
             self.results.add("worker peak RSS (MiB)", variant, rss)
 
+    async def drain_metrics(self, variant: str) -> None:
+        """What metrics cost: the drain with them off (``ours``) and on (``ours+metrics``), interleaved."""
+        await self.run_filled(variant, "noop", DRAIN_N, 300)
+        self.results.add("drain 10k, metrics off/on (jobs/s)", variant, DRAIN_N / await self.first_to_last_s())
+
+    async def metrics_cost(self, variant: str) -> None:
+        """The hot path's metric work per try (started, then finished), measured in this process."""
+        from src.runner.finish import Outcome
+        from src.runner.metrics import JobMetrics
+
+        metered = JobMetrics(f"bench-{variant}", ["noop"])
+        outcome = Outcome(b"id", "done", b"", 0, succeeded=True)
+        n = 200_000
+        started = time.perf_counter()
+        for _ in range(n):
+            metered.started("noop", 0).finished(outcome, 0.001)
+        self.results.add("metrics per try (µs)", variant, (time.perf_counter() - started) / n * 1e6)
+
     async def drain_debug_log(self, variant: str) -> None:
         await self.drain(variant, debug_log=True)
 
@@ -308,6 +326,8 @@ async def main() -> None:
             await each(RUNS, VARIANTS, b.drain)
             await each(RUNS, ["ours"], b.drain_debug_log)
             await each(RUNS, ["ours", "ours+telemetry"], b.drain_telemetry)
+            await each(RUNS, ["ours", "ours+metrics"], b.drain_metrics)
+            await each(RUNS, ["ours"], b.metrics_cost)
             await each(RUNS, VARIANTS, b.sleep_load)
             await each(RUNS, VARIANTS, b.pickup)
             await each(RUNS, ["ours"], b.deferred)

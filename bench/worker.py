@@ -1,7 +1,8 @@
 """Start one benchmark worker: ``python -m bench.worker <variant> <redis port> [max_jobs]``.
 
-Variants: ``ours`` (our worker, default settings), ``arq`` (stock arq 0.28, defaults: asyncio loop,
-pickle, poll 0.5 s, max_jobs 10), ``arq-tuned`` (stock arq, uvloop, ``max_jobs=100, poll_delay=0.01``).
+Variants: ``ours`` (our worker, default settings), ``ours+metrics`` (the same with metrics on), ``arq`` (stock
+arq 0.28, defaults: asyncio loop, pickle, poll 0.5 s, max_jobs 10), ``arq-tuned`` (stock arq, uvloop,
+``max_jobs=100, poll_delay=0.01``).
 Logging is configured as arq's CLI does, so per-job log lines cost what they cost there.
 """
 
@@ -21,6 +22,7 @@ from arq.worker import func
 from bench.jobs import ARQ, OURS
 from src.runner.launch import create_worker
 from src.runner.logs import log_config
+from src.runner.metrics_config import MetricsConfig
 
 
 def main() -> None:
@@ -31,12 +33,14 @@ def main() -> None:
         # what per-job log lines cost: our worker logs each job start and end at DEBUG
         logging.config.dictConfig(log_config("DEBUG"))
     redis_settings = RedisSettings(port=port)
-    if variant == "ours":
+    if variant in ("ours", "ours+metrics"):
         if os.environ.get("BENCH_TELEMETRY"):  # traces, JSON logs, Sentry (bench/telemetry.py)
             from bench import telemetry
 
             telemetry.worker(os.environ.get("BENCH_TELEMETRY_PARTS", "traces,logs,sentry"))
         settings: dict[str, object] = {"functions": OURS, "redis_settings": redis_settings}
+        if variant == "ours+metrics":  # every job metered, the endpoint up on a free port (not scraped)
+            settings["metrics"] = MetricsConfig(port=0)
         if max_jobs:
             settings["max_jobs"] = max_jobs
         create_worker(settings).run()

@@ -117,6 +117,36 @@ def run() -> None:
     raise typer.Exit(local_stack.run(get_settings(), console))
 
 
+@app.command()
+def check(
+    url: str | None = typer.Option(None, help="A worker's endpoint [default: http://127.0.0.1:JOBS_METRICS_PORT]."),
+    via_redis: bool = typer.Option(False, "--via-redis", help="Ask the worker registry's heartbeats in Redis."),
+    any_host: bool = typer.Option(False, "--any-host", help="With --via-redis: a worker on any host counts."),
+    live: bool = typer.Option(
+        False, "--live", help="Liveness only: exit 0 when alive (ready or not), 1 when not (container health checks)."
+    ),
+) -> None:
+    """Exit 0 when a worker is ready, 1 when alive but not ready, 2 when not alive or not reachable."""
+    from src.runner import readiness_check as rc
+    from src.settings import get_settings
+
+    port = get_settings().metrics_port
+    if url is not None and via_redis:
+        raise typer.BadParameter("give --url or --via-redis, not both")
+    if not via_redis and (url is not None or port is not None):
+        verdict, said = rc.check_endpoint(url or f"http://127.0.0.1:{port}")
+    else:  # without an endpoint, the registry is what there is to ask
+        host = None if any_host else rc.this_host()
+        try:
+            verdict, said = _with_client(lambda client: rc.check_registry(client.redis, client.queue_name, host))
+        except JobsError as e:
+            verdict, said = rc.Verdict.DOWN, f"not reachable: {e}"
+    typer.echo(said)
+    if live:  # a Redis blip makes a worker not ready, never unhealthy: its container is not restarted for it
+        raise typer.Exit(int(verdict is rc.Verdict.DOWN))
+    raise typer.Exit(int(verdict))
+
+
 dlq_app = typer.Typer(help="The dead-letter queue: jobs that failed for good.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 

@@ -32,6 +32,7 @@ from src.runner.client import JobClient
 from src.runner.codec import Codec
 from src.runner.errors import JobsError, SettingsInvalid
 from src.runner.loop_watch import DEFAULT_LOOP_LAG_WARN_S
+from src.runner.metrics_config import MetricsConfig
 from src.runner.telemetry import setup_tracing
 
 #: the project's directory (a clone), home of the default state dir
@@ -143,6 +144,17 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 
+    #: the worker serves ``/metrics``, ``/livez`` and ``/readyz`` on this port (unset: no endpoint, no metrics);
+    #: under ``hasten worker --workers N`` the supervisor serves it for the host
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    #: the endpoint's address; ``0.0.0.0`` in a container, so that Prometheus and the probes reach it
+    metrics_host: str = "127.0.0.1"
+    #: prometheus-client's multiprocess directory: worker processes of one host record there and one endpoint adds
+    #: them up (``hasten worker --workers N`` empties it at start)
+    metrics_dir: Path | None = None
+    #: the endpoint reads the queue gauges from Redis at scrape time (off on all hosts but one, if you like)
+    metrics_queue_gauges: bool = True
+
     @model_validator(mode="after")
     def _tls_files_need_tls(self) -> Settings:
         tls_files = [f for f in ("redis_ca_file", "redis_cert_file", "redis_key_file") if getattr(self, f)]
@@ -191,6 +203,12 @@ class Settings(BaseSettings):
             return Codec()
         previous = [s.get_secret_value() for s in self.signing_secrets_previous]
         return Codec(self.signing_secret.get_secret_value(), previous=previous)
+
+    def metrics_config(self) -> MetricsConfig | None:
+        """The worker's monitoring, or None when neither an endpoint nor a multiprocess directory is set."""
+        if self.metrics_port is None and self.metrics_dir is None:
+            return None
+        return MetricsConfig(self.metrics_port, self.metrics_host, self.metrics_dir, self.metrics_queue_gauges)
 
     async def open_client(self) -> JobClient:
         """A connected :class:`JobClient` for these settings; close it with ``await client.close()``."""
@@ -271,6 +289,7 @@ def _worker_settings() -> type:
         log_format = s.log_format
         tracing = s.tracing
         sentry_dsn = s.sentry_dsn
+        metrics = s.metrics_config()
 
     return WorkerSettings
 

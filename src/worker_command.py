@@ -65,7 +65,18 @@ def run_worker(
     command += ["--burst"] * burst
     command += ["--max-jobs-per-child", str(max_jobs)] if max_jobs is not None else []
     command += ["--max-memory-per-child", str(max_mib)] if max_mib is not None else []
-    return Fleet(command, count, burst=burst).run()
+    fleet_metrics = None
+    if (config := s.metrics_config()) is not None:
+        from src.runner.metrics_fleet import start_fleet_metrics  # prometheus-client only when metrics are on
+
+        # one endpoint for the host, counts added up over the workers (their environment names the directory)
+        fleet_metrics = start_fleet_metrics(config, s.redis_settings(), s.queue_name)
+    on_exit = None if fleet_metrics is None else fleet_metrics.child_exited
+    try:
+        return Fleet(command, count, burst=burst, on_exit=on_exit).run()
+    finally:
+        if fleet_metrics is not None:
+            fleet_metrics.close()
 
 
 def _count(option: str, given: str | None, setting: int | None) -> int | None:

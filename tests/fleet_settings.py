@@ -8,6 +8,7 @@ from typing import Any
 from arq.connections import RedisSettings
 
 from src.runner import NO_RETRY, JobContext, job
+from src.settings import Settings
 from tests.fault_settings import long_nap, tick
 
 _MIB = 1024 * 1024
@@ -37,3 +38,5 @@ class WorkerSettings:
     max_jobs = int(os.environ.get("JOBS_MAX_JOBS", "50"))
     poll_delay = 0.2
     on_startup = _startup
+    # JOBS_METRICS_PORT / JOBS_METRICS_DIR as the project's settings read them (the supervisor names the directory)
+    metrics = Settings().metrics_config()

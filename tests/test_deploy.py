@@ -3,16 +3,18 @@ compose file parsed and checked for what they promise, and the image's health ch
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+import yaml
 
 from src.runner import constants as k
 from src.runner.redis_server import RedisServer
@@ -115,19 +117,23 @@ def test_the_dockerfile_runs_the_worker_as_a_user_with_a_health_check() -> None:
 
 
 def _health_check() -> list[str]:
-    """The Dockerfile's HEALTHCHECK command, with this interpreter for its ``python``."""
+    """The Dockerfile's HEALTHCHECK command, with this environment's ``hasten``."""
     args = dict(_instructions(DEPLOY / "Dockerfile"))["HEALTHCHECK"]
     command: list[str] = json.loads(args[args.index("CMD") + 3 :])
-    assert command[0] == "python"
-    return [sys.executable, *command[1:]]
+    assert command[0] == "hasten"
+    return [str(HASTEN), *command[1:]]
 
 
 async def test_the_images_health_check_works_with_a_worker(
     redis_server: RedisServer, redis: object, spawn: Spawner
 ) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     env = {
         **{key: v for key, v in os.environ.items() if not key.startswith("JOBS_")},
         "JOBS_REDIS_URL": redis_server.url,
+        "JOBS_METRICS_PORT": str(port),  # as the image sets it
     }
     check = _health_check()
 
@@ -135,59 +141,24 @@ async def test_the_images_health_check_works_with_a_worker(
         return subprocess.run(check, cwd=ROOT, env=env, capture_output=True, timeout=60).returncode == 0
 
     assert not healthy()  # no worker yet
-    spawn([str(HASTEN), "worker"], name="worker", env=env)
+    worker = spawn([str(HASTEN), "worker"], name="worker", env=env)
     await wait_for(healthy, 60, interval_s=0.5, message="the health check passing")
+    worker.kill()
+    await asyncio.to_thread(worker.wait)
+    assert not healthy()
 
 
 # compose -----------------------------------------------------------------------------------------------------------
-def parse_yaml(text: str) -> Any:
-    """The YAML this project's compose file uses (block mappings and lists, JSON-style flow lists and quoted strings,
-    plain scalars, whole-line comments), so the file is checked without a YAML library in the test environment."""
-    lines = [(len(raw) - len(raw.lstrip()), raw.strip()) for raw in text.splitlines()]
-    lines = [(indent, line) for indent, line in lines if line and not line.startswith("#")]
-    value, end = _block(lines, 0, lines[0][0])
-    assert end == len(lines), f"unparsed from line {lines[end]}"
-    return value
-
-
-def _block(lines: list[tuple[int, str]], i: int, indent: int) -> tuple[Any, int]:
-    if lines[i][1].startswith("- "):
-        items = []
-        while i < len(lines) and lines[i][0] == indent and lines[i][1].startswith("- "):
-            items.append(_scalar(lines[i][1][2:]))
-            i += 1
-        return items, i
-    mapping: dict[str, Any] = {}
-    while i < len(lines) and lines[i][0] == indent:
-        match = re.fullmatch(r"([\w.-]+):(?:\s+(.+))?", lines[i][1])
-        assert match is not None, f"not a 'key: value' line: {lines[i][1]!r}"
-        i += 1
-        if match[2] is not None:
-            mapping[match[1]] = _scalar(match[2])
-        elif i < len(lines) and lines[i][0] > indent:
-            mapping[match[1]], i = _block(lines, i, lines[i][0])
-        else:
-            mapping[match[1]] = None
-    return mapping, i
-
-
-def _scalar(text: str) -> Any:
-    if text.startswith(("[", '"')) or text in ("true", "false"):
-        return json.loads(text)
-    return int(text) if re.fullmatch(r"-?\d+", text) else text
-
-
 def _seconds(duration: str) -> float:
     match = re.fullmatch(r"(\d+)s", duration)
     assert match is not None, duration
     return float(match[1])
 
 
-def test_the_compose_file_has_redis_with_aof_a_worker_and_the_api() -> None:
-    text = (DEPLOY / "compose.yaml").read_text()
-    compose = parse_yaml(text)
+def test_the_compose_file_has_redis_with_aof_a_worker_the_api_and_prometheus() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"redis", "worker", "api"}
+    assert set(services) == {"redis", "worker", "api", "prometheus"}
     redis = services["redis"]
     assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
     assert "redis-cli" in redis["healthcheck"]["test"] and "ping" in redis["healthcheck"]["test"]
@@ -206,11 +177,12 @@ def test_the_compose_file_has_redis_with_aof_a_worker_and_the_api() -> None:
     module, _, attribute = api["command"][api["command"].index("uvicorn") + 1].partition(":")
     assert (ROOT / (module.replace(".", "/") + ".py")).exists() and attribute == "app"
     assert "healthcheck" in api  # the image's check is the workers'
-
-
-def test_the_compose_parser_agrees_with_pyyaml() -> None:
-    yaml = pytest.importorskip(
-        "yaml", reason="PyYAML is not installed: the compose file is checked by the parser above"
-    )
-    text = (DEPLOY / "compose.yaml").read_text()
-    assert parse_yaml(text) == yaml.safe_load(text)
+    prometheus = services["prometheus"]
+    mounted = {volume.split(":")[1]: DEPLOY / volume.split(":")[0] for volume in prometheus["volumes"]}
+    config_dir = mounted["/etc/prometheus"]
+    config = yaml.safe_load((config_dir / "prometheus.yml").read_text())
+    assert [(config_dir / f).exists() for f in config["rule_files"]] == [True]
+    [target] = config["scrape_configs"][0]["static_configs"][0]["targets"]
+    host, _, port = target.partition(":")
+    image_env = dict(_instructions(DEPLOY / "Dockerfile"))["ENV"]
+    assert host == "worker" and f"JOBS_METRICS_PORT={port}" in image_env and "JOBS_METRICS_HOST=0.0.0.0" in image_env

@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from src.runner.fleet import backoff_s
 from src.runner.redis_server import RedisServer
 from tests.fault_settings import long_nap, tick
 from tests.fleet_settings import hog
+from tests.metrics_scrape import Samples, http_get, parse, total
 from tests.spawn import Spawner
 from tests.waiting import SLOW_FACTOR, wait_for
 
@@ -215,3 +217,35 @@ def test_bad_fleet_options_are_one_line(
 
 def test_backoff_doubles_up_to_its_cap() -> None:
     assert [backoff_s(n) for n in range(8)] == [0, 0.5, 1, 2, 4, 8, 16, 30]
+
+
+@pytest.mark.timeout(120)
+async def test_one_metrics_endpoint_adds_up_the_fleet(
+    redis: ArqRedis, client: JobClient, redis_server: RedisServer, spawn: Spawner, tmp_path: Path
+) -> None:
+    port = _free_port()
+    fleet = _fleet(spawn, redis_server, "--workers", "3", JOBS_METRICS_PORT=str(port))
+    await _idle_workers(redis, 3)
+    handles = await client.enqueue_many([tick.call(0.05) for _ in range(30)])
+    for handle in handles:
+        await handle.result(timeout_s=20 * SLOW_FACTOR)
+
+    async def added_up() -> Samples | None:
+        status, body = await http_get(port, "/metrics")
+        assert status == 200, body
+        samples = parse(body)
+        return samples if total(samples, "hasten_jobs_finished_total") == 30 else None
+
+    samples = await wait_for(added_up, 30, message="the host endpoint's sums reaching the 30 jobs run")
+    assert total(samples, "hasten_jobs_started_total") == 30
+    assert total(samples, "hasten_jobs_finished_total", outcome="complete") == 30
+    ran_in = {pid for _, pid in _started(spawn, fleet)}
+    assert len(ran_in) == 3
+    fleet.send_signal(signal.SIGTERM)
+    assert await _exit_code(fleet, 30) == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import uuid4
 
 import orjson
@@ -25,6 +26,9 @@ from .job import EnqueueOptions, JobCall, JobSpec
 from .lean_pool import make_lean
 from .preflight import check_redis_async
 from .scripts import script
+
+if TYPE_CHECKING:
+    from .metrics import EnqueueCounter
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,11 +77,14 @@ class JobClient:
         *,
         queue_name: str = k.default_queue_name,
         max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
+        enqueue_counter: EnqueueCounter | None = None,
     ) -> None:
         self.redis = redis
         self.codec = codec
         self.queue_name = queue_name
         self.max_payload_bytes = max_payload_bytes
+        #: counts the jobs written (``hasten_jobs_enqueued_total``), when given
+        self.enqueue_counter = enqueue_counter
         self._enqueue = script(redis, "enqueue")
         self._abort = script(redis, "abort")
 
@@ -89,6 +96,7 @@ class JobClient:
         *,
         queue_name: str = k.default_queue_name,
         max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
+        enqueue_counter: EnqueueCounter | None = None,
     ) -> JobClient:
         """Connect (raising :class:`RedisUnreachable` within seconds when Redis does not answer)."""
         await check_redis_async(redis_settings)
@@ -96,7 +104,9 @@ class JobClient:
             redis_settings, job_serializer=codec.dumps, job_deserializer=codec.loads, default_queue_name=queue_name
         )
         make_lean(redis)
-        return cls(redis, codec, queue_name=queue_name, max_payload_bytes=max_payload_bytes)
+        return cls(
+            redis, codec, queue_name=queue_name, max_payload_bytes=max_payload_bytes, enqueue_counter=enqueue_counter
+        )
 
     async def close(self) -> None:
         await self.redis.aclose(close_connection_pool=True)
@@ -120,6 +130,8 @@ class JobClient:
                 job = self._prepare(spec, encoded, send.carrier)
                 send.message_id(job.job_id)
                 [written] = await self._run_enqueue(job.queue, [job])
+        if self.enqueue_counter is not None:
+            self.enqueue_counter.add(job.queue, spec.name, written)
         return JobHandle(self, spec, job.job_id, enqueued=bool(written), queue_name=job.queue)
 
     async def enqueue_many(self, calls: Sequence[JobCall[R]]) -> list[JobHandle[R]]:
@@ -148,6 +160,11 @@ class JobClient:
                 chunk = jobs[i : i + _ENQUEUE_CHUNK]
                 flags = await self._run_enqueue(queue, chunk)
                 written.update((job.job_id, bool(flag)) for job, flag in zip(chunk, flags, strict=True))
+        if self.enqueue_counter is not None:  # one increment per queue and function, not per job
+            counts = collections.Counter((j.queue, c.spec.name) for c, j in zip(calls, prepared, strict=True)
+                                         if written[j.job_id])  # fmt: skip
+            for (queue, function), n in counts.items():
+                self.enqueue_counter.add(queue, function, n)
         return [
             JobHandle(self, c.spec, j.job_id, enqueued=written[j.job_id], queue_name=j.queue)
             for c, j in zip(calls, prepared, strict=True)
@@ -168,6 +185,8 @@ class JobClient:
         job = self._prepare(entry.job.options(job_id=job_id, defer_until=tick), entry.kwargs)
         cron = [marker_ttl_ms, int(entry.overlap == "skip"), _ms_of(tick) if tick else 0, _ms_of(next_tick)]
         [result] = await self._run_enqueue(job.queue, [job], cron, [marker, entry.state_key])
+        if self.enqueue_counter is not None:
+            self.enqueue_counter.add(job.queue, entry.job.name, result == TickResult.ENQUEUED)
         return TickResult(result)
 
     async def _run_enqueue(

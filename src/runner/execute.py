@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from arq.jobs import DeserializationError, serialize_result
@@ -36,6 +36,9 @@ from .job import JobSpec
 from .policy import Counters, ResultPolicy
 from .running import RunningJobs
 
+if TYPE_CHECKING:
+    from .metrics import JobMetrics, Meter
+
 logger = logging.getLogger("hasten.worker")
 
 
@@ -48,6 +51,9 @@ class _Job:
     kwargs: dict[str, Any] = field(default_factory=dict)
     job_try: int = 1
     enqueue_time_ms: int = 0
+    #: metrics (when on): the function's meter once the try counts as started, and when (perf_counter)
+    meter: Meter | None = None
+    started_s: float = 0.0
 
 
 def _now_ms() -> int:
@@ -77,6 +83,7 @@ class Executor:
         counters: Counters,
         finisher: Finisher,
         hooks: JobHooks,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self.functions = functions
         self.specs = specs
@@ -89,11 +96,16 @@ class Executor:
         self.counters = counters
         self.finisher = finisher
         self.hooks = hooks
+        self.metrics = metrics
 
     async def execute(self, claimed: Claimed) -> None:
         """Run one claimed job and hand its outcome to the finisher (then ``after_job_end``, once written)."""
         start_ms = _now_ms()
-        outcome, ctx = await self._execute(claimed, start_ms)
+        job = _Job(job_try=claimed.job_try)
+        outcome, ctx = await self._execute(claimed, start_ms, job)
+        if self.metrics is not None:  # a try refused before its function ran starts and ends here
+            meter = job.meter or self.metrics.started(job.function, claimed.score_ms)
+            meter.finished(outcome, time.perf_counter() - job.started_s if job.started_s else 0.0)
         if claimed.job_id.startswith("cron:"):  # the entry's state notes how its runs end
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms
@@ -104,9 +116,9 @@ class Executor:
             await self.finisher.drain()
             await self.hooks.written(ctx)
 
-    async def _execute(self, claimed: Claimed, start_ms: int) -> tuple[Outcome, dict[Any, Any] | None]:
-        """The outcome, and arq's job ctx if the job's function was called (the hooks' ctx)."""
-        job = _Job(job_try=claimed.job_try)
+    async def _execute(self, claimed: Claimed, start_ms: int, job: _Job) -> tuple[Outcome, dict[Any, Any] | None]:
+        """The outcome, and arq's job ctx if the job's function was called (the hooks' ctx); ``job`` is filled in
+        as the payload is read."""
         if not claimed.payload:
             logger.warning("job %s expired before it started", claimed.job_id)
             expired = JobExecutionFailed("job expired")
@@ -120,7 +132,8 @@ class Executor:
             return self._done(claimed, job, start_ms, too_large, dead="payload too large"), None
         try:
             data = self.codec.loads(claimed.payload, job_id=claimed.job_id, queue=self.queue_name)
-            job = _Job(data["f"], tuple(data["a"]), dict(data["k"]), claimed.job_try, int(data["et"]))
+            decoded = data["f"], tuple(data["a"]), dict(data["k"]), int(data["et"])  # all or nothing
+            job.function, job.args, job.kwargs, job.enqueue_time_ms = decoded
         except (PayloadError, KeyError, TypeError, ValueError) as e:
             error = DeserializationError("unable to deserialize job")
             error.__cause__ = e  # the reason travels with the result (see codec.describe_exception)
@@ -149,6 +162,9 @@ class Executor:
         if job.job_try > max_tries:
             exhausted = JobExecutionFailed(f"max {max_tries} retries exceeded")
             return self._done(claimed, job, start_ms, exhausted, dead="tries exhausted"), None
+        if self.metrics is not None:
+            job.meter = self.metrics.started(job.function, claimed.score_ms)
+            job.started_s = time.perf_counter()
         if not self.hooks and job.function in self.specs:  # a @job without hooks needs no arq ctx (hot path)
             return await self._run(claimed, job, function, {}, start_ms), None
         ctx = {**self.ctx, "job_id": claimed.job_id, "job_try": job.job_try, "score": claimed.score_ms,

@@ -34,6 +34,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hasten.worker")
 
 
+#: how a try ends; each try ends in exactly one, so that started = sum of these + running:
+#: - ``complete``: the job succeeded;
+#: - ``failed``: the try failed and the job runs again after its backoff (a failed try with tries left);
+#: - ``retried``: the job was put back without failing: it asked to run again (arq's ``Retry``), or the worker's
+#:   shutdown interrupted it (the try not spent);
+#: - ``aborted``: aborted on request;
+#: - ``dead``: failed for good (tries exhausted, a permanent error, a refused payload): in the dead-letter queue.
+OUTCOME_KINDS = ("complete", "failed", "retried", "aborted", "dead")
+
+
 @dataclass(slots=True)
 class Outcome:
     """What to write for one job: ``done`` (result kept for ``number`` ms, -1 forever), ``again`` (back in the
@@ -55,11 +65,12 @@ class Outcome:
 
     @property
     def kind(self) -> str:
-        """How it counts in the per-minute stats (``jobs:outcomes:``): complete, dead (failed for good), aborted,
-        retried (a failed try, run again) or '' (a try given back unspent, or put back as arq's Retry asks)."""
+        """How the try ended, one of :data:`OUTCOME_KINDS` (the per-minute counts ``jobs:outcomes:`` and the
+        ``outcome`` label of the metrics): each try ends in exactly one."""
         if self.action == "done":
             return "complete" if self.succeeded else "dead" if self.dead else "aborted"
-        return "retried" if self.action == "again" and self.result else ""
+        # 'again' with the failed try's error recorded is a failure; without one, the job asked; 'back' is a shutdown
+        return "failed" if self.action == "again" and self.result else "retried"
 
 
 class Finisher:

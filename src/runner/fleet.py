@@ -79,9 +79,17 @@ class Fleet:
     """Runs ``command`` (one worker process) ``workers`` times and looks after them; see the module docstring."""
 
     def __init__(
-        self, command: Sequence[str], workers: int, *, burst: bool = False, env: Mapping[str, str] | None = None
+        self,
+        command: Sequence[str],
+        workers: int,
+        *,
+        burst: bool = False,
+        env: Mapping[str, str] | None = None,
+        on_exit: Callable[[int], None] | None = None,
     ) -> None:
         self.command = list(command)
+        #: told the pid of every worker that exited (the host's metrics mark it dead)
+        self._on_exit = on_exit
         self.env = dict(os.environ if env is None else env)
         #: ``--burst``: a worker that exits with code 0 has emptied the queue and is not replaced
         self.burst = burst
@@ -139,6 +147,8 @@ class Fleet:
     def _exited(self, slot: Slot, code: int) -> None:
         assert slot.proc is not None
         pid, lived_s, slot.proc = slot.proc.pid, time.monotonic() - slot.started_at, None
+        if self._on_exit is not None:
+            self._on_exit(pid)
         ended = f"worker {slot.number} (pid {pid}) {_how(code)} after {lived_s:.1f}s"
         if self._forwarded:
             clean = code in (0, RECYCLE_EXIT_CODE) or -code in self._sent

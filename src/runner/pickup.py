@@ -74,6 +74,10 @@ class Pickup:
         self.taking = True
         #: below this many free slots (with jobs running) the loop gathers slots before claiming
         self._claim_min = min(8, max(limits.max_jobs // 4, 1))
+        #: when the loop last turned without a Redis error, and whether it waits for a free slot (all busy): read
+        #: by the readiness probe (``probes.py``)
+        self.ticked_at = time.monotonic()
+        self.waiting_for_slot = False
 
     async def run(self) -> None:
         """Claim while there are free slots and due jobs; otherwise wait for a job, a free slot or a due time.
@@ -88,6 +92,7 @@ class Pickup:
                 self._claimer.reset()
                 await outage.failed(e)
             else:
+                self.ticked_at = time.monotonic()
                 outage.ok()
 
     def stop(self) -> None:
@@ -163,10 +168,14 @@ class Pickup:
 
     async def _wait_for_slot(self, timeout_s: float | None) -> None:
         self._running.slot_free.clear()
+        self.waiting_for_slot = timeout_s is None
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races the wait's end
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await self._running.slot_free.wait()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._running.slot_free.wait()
+            finally:
+                self.waiting_for_slot = False
 
     def _burst_limit_reached(self) -> bool:
         return self.limits.burst and 0 <= self.limits.max_burst_jobs <= self._running.started

@@ -18,24 +18,24 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from . import constants as k
+from .finish import OUTCOME_KINDS
 from .scripts import script
 from .worker_registry import WorkerRecord, live_workers
 
 #: rows a stats read examines at most, in each of its two scans
 SCAN_ROWS = 2000
-#: outcome kinds counted per minute (``Outcome.kind``)
-OUTCOME_KINDS = ("complete", "dead", "aborted", "retried")
 
 
 @dataclass(slots=True)
 class Minute:
-    """Outcome counts of one minute (``start_ms`` is its first millisecond)."""
+    """Tries ended in one minute, by how (``finish.OUTCOME_KINDS``; ``start_ms`` is its first millisecond)."""
 
     start_ms: int
     complete: int = 0
-    dead: int = 0
-    aborted: int = 0
+    failed: int = 0
     retried: int = 0
+    aborted: int = 0
+    dead: int = 0
 
     @property
     def finished(self) -> int:

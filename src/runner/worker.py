@@ -47,6 +47,7 @@ from .job import JobSpec
 from .lean_pool import make_lean
 from .lease import LeaseKeeper
 from .loop_watch import DEFAULT_LOOP_LAG_WARN_S, LoopWatch
+from .metrics_config import MetricsConfig
 from .outage import RedisHealth
 from .pickup import Pickup, PickupLimits
 from .policy import CounterAttribute, Counters, ResultPolicy
@@ -60,6 +61,8 @@ from .worker_registry import Heartbeat, WorkerState
 
 if TYPE_CHECKING:
     import httpx2
+
+    from .monitoring import Monitoring
 
 logger = logging.getLogger("hasten.worker")
 
@@ -92,6 +95,7 @@ class Worker(arq.worker.Worker):
         loop_lag_warn_s: float = DEFAULT_LOOP_LAG_WARN_S,
         recycle: Recycler | None = None,
         on_job_failed: FailureHook | Sequence[FailureHook] | None = None,
+        metrics: MetricsConfig | None = None,
         **arq_kwargs: Any,
     ) -> None:
         setup = arq_setup(functions, cron_entries, codec, job_serializer, job_deserializer, arq_kwargs)
@@ -142,6 +146,12 @@ class Worker(arq.worker.Worker):
             **arq_kwargs,
         )
         self.ctx[CTX_DEFAULT_TIMEOUT_S] = self.job_timeout_s
+        #: metrics and health probes (``monitoring.py``), imported only when asked for: worker memory
+        self.monitoring: Monitoring | None = None
+        if metrics is not None:
+            from .monitoring import Monitoring
+
+            self.monitoring = Monitoring(metrics, self.queue_name, self.functions)
 
     # arq's attributes, kept for arq's health line and for code written against arq's Worker -----------------
     tasks = TasksView()
@@ -176,6 +186,8 @@ class Worker(arq.worker.Worker):
         if self.on_startup:
             await self.on_startup(self.ctx)
         self._pickup = self._wire()
+        if self.monitoring is not None:
+            await self.monitoring.start(self.pool, self.health, lambda: self._pickup)
         await self._pickup.run()
 
     def _wire(self) -> Pickup:
@@ -197,6 +209,9 @@ class Worker(arq.worker.Worker):
             asyncio.create_task(leases.run(), name="hasten-leases"),
             asyncio.create_task(self.loop_watch.run(), name="hasten-loop-watch"),
         ]
+        if self.monitoring is not None:
+            watch = self.loop_watch
+            self.monitoring.metrics.read_loop_lag_from(lambda: watch.lag_s)
         if self.allow_abort_jobs:
             self._background.append(asyncio.create_task(watch_aborts(pool, running, health), name="hasten-aborts"))
         if self.recycle is not None:
@@ -206,6 +221,7 @@ class Worker(arq.worker.Worker):
             functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,
             policy=ResultPolicy.of(self), running=self.running, shared_http=self.shared_http, counters=self._counters,
             finisher=self._finisher, hooks=self._hooks,
+            metrics=None if self.monitoring is None else self.monitoring.metrics,
         )  # fmt: skip
         self._claimer = Claimer(
             pool, self.queue_name, self.worker_id, self.lease_ms,
@@ -235,8 +251,9 @@ class Worker(arq.worker.Worker):
         )  # fmt: skip
         if self.cron_entries:
             client = JobClient(
-                self.pool, self.codec, queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes
-            )
+                self.pool, self.codec, queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes,
+                enqueue_counter=None if self.monitoring is None else self.monitoring.enqueue_counter,
+            )  # fmt: skip
             scheduler = CronScheduler(self.cron_entries, client)
             self._background.append(asyncio.create_task(scheduler.run(), name="hasten-cron"))
         if self._user_startup:
@@ -295,6 +312,8 @@ class Worker(arq.worker.Worker):
         await asyncio.gather(*self.running.tasks(), return_exceptions=True)
         if self._finisher is not None:
             await self._finisher.close()
+        if self.monitoring is not None:
+            await self.monitoring.close()
         if self._wake is not None:
             await self._wake.close()
         await within_bound(self.pool.delete(self.health_check_key))  # else it expires on its own

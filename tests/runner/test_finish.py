@@ -109,7 +109,7 @@ async def test_outcomes_are_counted_per_minute_by_kind(redis: ArqRedis) -> None:
     finisher.add(Outcome(b"retry", "again", b'{"try": 1}', 5))
     finisher.add(Outcome(b"dead", "done", b"", 0, dead=b"{}"))
     finisher.add(Outcome(b"aborted", "done", b"", 0))
-    finisher.add(Outcome(b"back", "back", b"", 1))  # a try given back is no outcome
+    finisher.add(Outcome(b"back", "back", b"", 1))  # a try given back by a shutdown
     assert await finisher.drain(timeout_s=5) == 0
     keys = [key async for key in redis.scan_iter(match=f"{k.OUTCOMES_KEY_PREFIX}{k.default_queue_name}:*")]
     counts: dict[bytes, int] = {}
@@ -117,4 +117,4 @@ async def test_outcomes_are_counted_per_minute_by_kind(redis: ArqRedis) -> None:
         for kind, n in (await redis.hgetall(key)).items():
             counts[kind] = counts.get(kind, 0) + int(n)
         assert 0 < await redis.pttl(key) <= k.OUTCOMES_TTL_MS
-    assert counts == {b"complete": 1, b"retried": 1, b"dead": 1, b"aborted": 1}
+    assert counts == {b"complete": 1, b"failed": 1, b"dead": 1, b"aborted": 1, b"retried": 1}

@@ -74,7 +74,7 @@ async def test_counts_by_state(client: JobClient, redis: ArqRedis, running_worke
     stats = await wait_for(lambda: _outcomes(redis, 4), message="outcomes were not counted")
     assert (stats.queued, stats.running, stats.deferred, stats.retrying, stats.dead) == (0, 1, 1, 1, 1)
     assert stats.oldest_due_age_s is None  # the only due job runs
-    assert sum(m.complete for m in stats.minutes) == 3 and sum(m.retried for m in stats.minutes) == 1
+    assert sum(m.complete for m in stats.minutes) == 3 and sum(m.failed for m in stats.minutes) == 1
     assert stats.failure_rate() == 1 / 4
     assert [w.running for w in stats.workers] == [1]
 

@@ -5,8 +5,8 @@
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), ARGV[4] owner (the
 --   worker's id, the value of the in-progress keys it holds), ARGV[5] stats retention (ms), then ARGV[6..]: groups
 --   of eight: job id, action, result bytes ('' for none), number, dead-letter record ('' for none), run status
---   ('' unless a cron job: its entry's state records the status and duration), duration (ms), kind (what it counts
---   as in the stats: complete, dead, aborted, retried, or '' for nothing)
+--   ('' unless a cron job: its entry's state records the status and duration), duration (ms), kind (how the try
+--   ended, counted per minute: complete, failed, retried, aborted, dead)
 --   action 'done':  store the result for `number` ms (-1: forever, 0: not kept), then delete the job,
 --                   its try counter and in-progress key, and remove it from the queue and the abort set
 --   action 'again': release the in-progress key and put the job back in the queue due at `number` (ms);
@@ -75,6 +75,9 @@ for i = 6, #ARGV, 8 do
     if state and redis.call('EXISTS', state) == 1 then
       redis.call('HSET', state, 'last_status', ARGV[i + 5], 'last_duration_ms', ARGV[i + 6],
         'last_finished_ms', now, 'last_run_job_id', id)
+      if ARGV[i + 5] == 'complete' then  -- read by the metrics (hasten_cron_last_success_timestamp_seconds)
+        redis.call('HSET', state, 'last_success_ms', now)
+      end
     end
   end
 end
