@@ -39,6 +39,13 @@ install-redis:
 	@command -v redis-server >/dev/null || { echo "Installing redis-server (Debian package) ..."; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
+.PHONY: install-test-tools
+install-test-tools:  # what tests check deploy/ with: promtool (Debian's prometheus) and systemd-analyze (systemd)
+	@command -v promtool >/dev/null && command -v systemd-analyze >/dev/null || { \
+	  echo "Installing promtool and systemd-analyze (Debian packages prometheus, systemd) ..."; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus systemd \
+	  >/dev/null; }
+
 .PHONY: install
 install: ## Install Python deps (.venv) and redis-server when missing
 	@$(MAKE) -s --no-print-directory check-venv
@@ -58,10 +65,12 @@ redis: install ## Run the embedded Redis in the foreground
 
 .PHONY: test
 test: install ## Run the whole test suite (starts its own redis-server)
+	@$(MAKE) -s --no-print-directory install-test-tools
 	$(PY) -m pytest
 
 .PHONY: testcov
 testcov: install ## Tests with branch coverage, worker subprocesses included: table per module, total, branches alone
+	@$(MAKE) -s --no-print-directory install-test-tools
 	$(PY) -m coverage erase
 	$(PY) -m coverage run -m pytest
 	$(PY) -m coverage combine -q

@@ -85,12 +85,20 @@ async def soaked(ctx: JobContext) -> None:
     await ctx.redis.hincrby(DONE, ctx.job_id, 1)
 
 
+@job(name="soaked_io", retry=Backoff(max_tries=5, base_s=0.01))
+async def soaked_io(ctx: JobContext, sleep_s: float) -> None:
+    """``soaked`` with a body that waits on I/O for ``sleep_s`` between its two counts (the stream kill soak)."""
+    await ctx.redis.hincrby(SEEN, ctx.job_id, 1)
+    await asyncio.sleep(sleep_s)
+    await ctx.redis.hincrby(DONE, ctx.job_id, 1)
+
+
 @job(name="stamp", retry=NO_RETRY)
 async def stamp(ctx: JobContext, enqueued_at: float) -> None:
     await _stamp(ctx.redis, enqueued_at)
 
 
-OURS = [noop, sleepy, tracked, soaked, stamp]
+OURS = [noop, sleepy, tracked, soaked, soaked_io, stamp]
 
 
 # stock arq ----------------------------------------------------------------------------------------------------
@@ -111,8 +119,15 @@ async def arq_soaked(ctx: dict[str, Any]) -> None:
     await ctx["redis"].hincrby(DONE, ctx["job_id"], 1)
 
 
+async def arq_soaked_io(ctx: dict[str, Any], sleep_s: float) -> None:
+    await ctx["redis"].hincrby(SEEN, ctx["job_id"], 1)
+    await asyncio.sleep(sleep_s)
+    await ctx["redis"].hincrby(DONE, ctx["job_id"], 1)
+
+
 async def arq_stamp(ctx: dict[str, Any], enqueued_at: float) -> None:
     await _stamp(ctx["redis"], enqueued_at)
 
 
-ARQ = {"noop": arq_noop, "sleepy": arq_sleepy, "tracked": arq_tracked, "soaked": arq_soaked, "stamp": arq_stamp}
+ARQ = {"noop": arq_noop, "sleepy": arq_sleepy, "tracked": arq_tracked, "soaked": arq_soaked,
+       "soaked_io": arq_soaked_io, "stamp": arq_stamp}  # fmt: skip

@@ -194,9 +194,11 @@ class Bench:
         await self.drain(variant, debug_log=True)
 
     async def drain_telemetry(self, variant: str) -> None:
-        """``ours`` and ``ours+telemetry`` (traced enqueues, and a worker with traces, JSON logs and Sentry on;
-        ``BENCH_TELEMETRY_PARTS=logs,sentry`` leaves traces out of the worker)."""
+        """What observability costs: ``ours`` (all off) and ``ours+telemetry`` (traced enqueues, and a worker with
+        metrics, traces, JSON logs and Sentry on), interleaved. ``BENCH_TELEMETRY_PARTS`` (``metrics,traces,logs,
+        sentry``) picks the parts; the SDK's ``OTEL_TRACES_SAMPLER``/``_ARG`` variables set the trace sampling."""
         telemetry = variant.endswith("+telemetry")
+        parts = os.environ.get("BENCH_TELEMETRY_PARTS", "metrics,traces,logs,sentry")
         if telemetry:
             from bench import telemetry as switch
 
@@ -206,12 +208,14 @@ class Bench:
             await self.fill("ours", "noop", DRAIN_N)
         finally:
             tracing.uninstrument()
-        procs = self.start("ours", DRAIN_N, telemetry=telemetry)
+        worker = "ours+metrics" if telemetry and "metrics" in parts else "ours"
+        procs = self.start(worker, DRAIN_N, telemetry=telemetry)
         try:
             await self.wait_count(DRAIN_N, 300)
         finally:
             self.stop(procs)
-        self.results.add("drain 10k, telemetry (jobs/s)", variant, DRAIN_N / await self.first_to_last_s())
+        self.results.add(f"drain 10k, observability off/on ({parts}) (jobs/s)", variant,
+                         DRAIN_N / await self.first_to_last_s())  # fmt: skip
 
     async def sleep_load(self, variant: str) -> None:
         await self.run_filled(variant, "sleepy", SLEEP_N, 120, max_jobs=100)

@@ -37,12 +37,14 @@ def main() -> None:
         if os.environ.get("BENCH_TELEMETRY"):  # traces, JSON logs, Sentry (bench/telemetry.py)
             from bench import telemetry
 
-            telemetry.worker(os.environ.get("BENCH_TELEMETRY_PARTS", "traces,logs,sentry"))
+            telemetry.worker(os.environ.get("BENCH_TELEMETRY_PARTS", "metrics,traces,logs,sentry"))
         settings: dict[str, object] = {"functions": OURS, "redis_settings": redis_settings}
         if variant == "ours+metrics":  # every job metered, the endpoint up on a free port (not scraped)
             settings["metrics"] = MetricsConfig(port=0)
         if max_jobs:
             settings["max_jobs"] = max_jobs
+        if lease_s := os.environ.get("JOBS_LEASE_S"):  # the kill soak: a killed worker's jobs come back sooner
+            settings["lease_s"] = float(lease_s)
         create_worker(settings).run()
         return
     # the kill soak shortens stock arq's job timeout, or a killed worker's jobs would wait its in-progress

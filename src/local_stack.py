@@ -26,16 +26,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 from rich.console import Console
 
 from src.runner import logs
 from src.runner.errors import JobsError
-from src.runner.fleet import die_with_parent
+from src.runner.fleet import die_with_parent, signals_recorded
 from src.runner.preflight import check_redis, sync_client
 from src.runner.redis_server import RedisServer
 from src.runner.redis_url import redacted, redis_settings
@@ -63,19 +61,9 @@ class LocalStack:
     redis: RedisServer | None = None
 
     # signals --------------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def signals_caught(self) -> Iterator[None]:
+    def signals_caught(self) -> contextlib.AbstractContextManager[None]:
         """Record SIGINT/SIGTERM/SIGHUP instead of dying (also when started with SIGINT ignored)."""
-        caught = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        previous = {sig: signal.signal(sig, self._record) for sig in caught}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _record(self, signum: int, frame: FrameType | None) -> None:
-        self.received.append(signal.Signals(signum))
+        return signals_recorded(self.received)
 
     # start ----------------------------------------------------------------------------------------------
     def run(self) -> int:

@@ -75,8 +75,8 @@ async def forget(redis: Redis, name: str) -> bool:
     return bool(removed or deleted)
 
 
-async def cron_states(redis: Redis) -> list[CronState]:
-    """Every entry any worker registered, by name."""
+async def _entry_states(redis: Redis) -> tuple[list[str], list[dict[str, str]]]:
+    """The names of the entries any worker registered, sorted, and each one's state hash; two round trips."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.smembers(k.CRON_ENTRIES_KEY)
         [members] = await pipe.execute()
@@ -85,7 +85,32 @@ async def cron_states(redis: Redis) -> list[CronState]:
         for name in names:
             pipe.hgetall(k.CRON_STATE_KEY_PREFIX + name)
         hashes: list[dict[bytes, bytes]] = await pipe.execute()
-    fields = [{key.decode(): value.decode() for key, value in h.items()} for h in hashes]
+    return names, [{key.decode(): value.decode() for key, value in h.items()} for h in hashes]
+
+
+@dataclass(frozen=True, slots=True)
+class CronSuccess:
+    """An entry's last successful run (the ``hasten_cron_last_success_timestamp_seconds`` gauge)."""
+
+    entry: str
+    #: the job the entry runs (the gauge's ``function`` label)
+    function: str
+    at_s: float
+
+
+async def cron_successes(redis: Redis) -> list[CronSuccess]:
+    """Each cron entry's last successful run, for entries that had one."""
+    names, fields = await _entry_states(redis)
+    return [
+        CronSuccess(name, f.get("job", "?"), int(f["last_success_ms"]) / 1000)
+        for name, f in zip(names, fields, strict=True)
+        if "last_success_ms" in f
+    ]
+
+
+async def cron_states(redis: Redis) -> list[CronState]:
+    """Every entry any worker registered, by name."""
+    names, fields = await _entry_states(redis)
     async with redis.pipeline(transaction=False) as pipe:
         for f in fields:
             job_id = f.get("last_job_id", "")

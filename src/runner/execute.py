@@ -109,7 +109,9 @@ class Executor:
         if claimed.job_id.startswith("cron:"):  # the entry's state notes how its runs end
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms
-        self.finisher.add(outcome)
+        # sent from this task before it first waits: the bytes leave in the step the function returned in
+        self.running.finishing(claimed.job_id)
+        await self.finisher.write(outcome)
         if outcome.failure is not None:  # on_job_failed hooks, error trackers (failures.py)
             await failures.report(outcome.failure, self.hooks.on_job_failed)
         if ctx is not None and self.hooks.after_job_end is not None:

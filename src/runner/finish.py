@@ -1,10 +1,10 @@
-"""Group commit of outcomes: what finishes in one turn of the event loop goes in one Lua call
-(``scripts/finish.lua``), and that write starts at once, beside the writes already in flight.
+"""Writing outcomes: a job's outcome leaves the process in the same step of the event loop in which its function
+returned, and what cannot go at once is group-committed (``scripts/finish.lua``, one Lua call per batch).
 
-There is no timer: the first outcome starts a write in the next turn of the loop, outcomes finished in the same
-turn join it, and up to ``MAX_WRITES_IN_FLIGHT`` writes run side by side (each on its own connection), so a
-finished job's outcome waits for no other write — a crash finds in memory only what finished in the last turn
-(the duplicate window). Beyond that many writes, outcomes wait for the next free one, so batches grow with load.
+There is no timer. A job's own task sends its outcome (:meth:`Finisher.write`) before it first waits, when fewer
+than ``MAX_WRITES_IN_FLIGHT`` writes are in flight (each on its own connection): a crash loses only outcomes whose
+bytes had not left, not a turn of the loop or a write's round trip (the duplicate window). Beyond that many writes
+outcomes are pending, and the next free writer takes them all in one call, so batches grow with load.
 Two outcomes of one job are never in flight together: the second waits for the first's write, so they cannot
 land swapped. While Redis is away (an outage: see ``outage.py``), outcomes stay in memory and one writer retries
 them when it is back; an outcome Redis refuses is retried on its own, with an error logged each time, so it holds
@@ -90,6 +90,10 @@ class Finisher:
         self._in_flight: set[bytes] = set()
         #: one writer waits out an outage; the others stop, leaving their outcomes pending for it
         self._retrying = False
+        #: writes in flight, from writers and from jobs' own tasks; set while none is
+        self._sending = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
         self._outage = Outage("writing job outcomes", health)
 
     def __len__(self) -> int:
@@ -97,9 +101,29 @@ class Finisher:
         return len(self._pending)
 
     def add(self, outcome: Outcome) -> None:
+        """Write ``outcome`` from a writer task (in the next turn of the loop): what cannot wait for its caller."""
         self._pending.append(outcome)
-        if not self._starting and not self._retrying and len(self._writers) < k.MAX_WRITES_IN_FLIGHT:
+        if self._may_start():
             self._start_writer()
+
+    async def write(self, outcome: Outcome) -> None:
+        """Write ``outcome`` from the calling task (the job's own): when a write may start, it is sent, with what else
+        is pending, before this coroutine first waits; else it is pending as with :meth:`add`. Errors are not
+        raised: the outcome stays pending for a writer, which rides out an outage."""
+        self._pending.append(outcome)
+        if not self._may_start() or self._outage.failures:
+            if self._may_start():
+                self._start_writer()
+            return
+        batch = self._take()
+        if batch:
+            with contextlib.suppress(*REDIS_DOWN):
+                await self._send(batch)
+        if self._pending and not self._writers and self._may_start():
+            self._start_writer()  # what came meanwhile, or what the failed write left
+
+    def _may_start(self) -> bool:
+        return not self._starting and not self._retrying and self._sending < k.MAX_WRITES_IN_FLIGHT
 
     def _start_writer(self) -> None:
         self._starting = True
@@ -117,20 +141,36 @@ class Finisher:
             (self._pending if outcome.raw_id in self._in_flight else batch).append(outcome)
         return batch
 
+    async def _send(self, batch: list[Outcome]) -> None:
+        """One write of ``batch``; on any error (or a cancel) the batch is pending again, first in line, and the
+        error raised: outcomes are only dropped once written (Redis restarting, full, a short outage)."""
+        ids = {o.raw_id for o in batch}
+        self._in_flight |= ids
+        self._sending += 1
+        self._quiet.clear()
+        try:
+            await self._write(batch)
+        except BaseException:
+            self._pending[:0] = batch
+            raise
+        else:
+            self._outage.ok()
+        finally:
+            self._in_flight -= ids
+            self._sending -= 1
+            if not self._sending:
+                self._quiet.set()
+
     async def _write_loop(self) -> None:
         self._starting = False
         while batch := self._take():
-            ids = {o.raw_id for o in batch}
-            self._in_flight |= ids
             try:
-                await self._write(batch)
+                await self._send(batch)
             except REDIS_DOWN as e:
-                # keep them: outcomes are only dropped once written (Redis restarting, full, a short outage)
-                self._in_flight -= ids
                 if is_refusal(e) and len(batch) > 1:
+                    del self._pending[: len(batch)]
                     await self._write_one_by_one(batch)
                     continue
-                self._pending[:0] = batch
                 if self._retrying:
                     return
                 self._retrying = True
@@ -138,9 +178,6 @@ class Finisher:
                     await self._outage.failed(e)
                 finally:
                     self._retrying = False
-            else:
-                self._in_flight -= ids
-                self._outage.ok()
 
     async def _write(self, batch: list[Outcome]) -> None:
         now_ms = int(time.time() * 1000)
@@ -173,11 +210,14 @@ class Finisher:
         """Wait until every outcome added so far is written, at most ``timeout_s``; returns how many are left."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                while self._writers or self._pending:
-                    if not self._writers:
+                while self._writers or self._pending or self._sending:
+                    if self._pending and not self._writers:
                         self._start_writer()
                     # waiting does not cancel the writers when the timeout (or a cancel) ends the wait
-                    await asyncio.wait(set(self._writers))
+                    if self._writers:
+                        await asyncio.wait(set(self._writers))
+                    else:  # only jobs' own writes are in flight
+                        await self._quiet.wait()
         return len(self._pending)
 
     async def close(self) -> None:

@@ -48,6 +48,22 @@ _PR_SET_PDEATHSIG = 1
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
+@contextlib.contextmanager
+def signals_recorded(received: list[signal.Signals]) -> Iterator[None]:
+    """While inside: SIGTERM, SIGINT and SIGHUP are appended to ``received`` instead of acting (also when the
+    process was started with SIGINT ignored); the handlers before are put back after. The caller's loop acts."""
+
+    def record(signum: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum))
+
+    previous = {sig: signal.signal(sig, record) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
     """A ``preexec_fn`` that has the child get ``sig`` when its parent dies (Linux; elsewhere None)."""
     if not sys.platform.startswith("linux"):
@@ -103,7 +119,7 @@ class Fleet:
 
     def run(self) -> int:
         """Supervise until every worker has exited; the exit code (see the module docstring)."""
-        with self._signals_caught():
+        with signals_recorded(self.received):
             logger.info("fleet of %d workers (supervisor pid %d)", len(self.slots), os.getpid())
             while any(slot.proc is not None or slot.start_at is not None for slot in self.slots):
                 self._forward_signals()
@@ -115,18 +131,6 @@ class Fleet:
             return 1
         logger.info("fleet stopped")
         return 0
-
-    @contextlib.contextmanager
-    def _signals_caught(self) -> Iterator[None]:
-        previous = {sig: signal.signal(sig, self._record) for sig in _STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _record(self, signum: int, frame: FrameType | None) -> None:
-        self.received.append(signal.Signals(signum))
 
     # workers --------------------------------------------------------------------------------------------
     def _look_after(self, slot: Slot) -> None:

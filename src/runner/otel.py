@@ -93,16 +93,8 @@ def _extract(carrier: Any) -> otel_context.Context:
     return propagate.extract(clean, context=otel_context.Context())
 
 
-def _outcome(outcome: Outcome) -> str:
-    if outcome.action == "again":
-        return "retry"
-    if outcome.action == "back":
-        return "interrupted"
-    return "complete" if outcome.succeeded else "dead" if outcome.dead else "aborted"
-
-
 def _record(span: Span, outcome: Outcome) -> None:
-    span.set_attribute("hasten.job.outcome", _outcome(outcome))
+    span.set_attribute("hasten.job.outcome", outcome.kind)  # as the metrics' outcome label
     failure = outcome.failure
     if failure is None:
         return

@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
-from . import constants as k
+from .cron_state import CronSuccess, cron_successes
 from .outage import REDIS_DOWN
 from .queue_stats import QueueStats, queue_stats
 
@@ -43,35 +43,11 @@ STATES = ("queued", "running", "deferred", "retrying", "dead")
 READ_TIMEOUT_S = 3.0
 
 
-@dataclass(frozen=True, slots=True)
-class CronSuccess:
-    entry: str
-    function: str
-    at_s: float
-
-
 @dataclass(slots=True)
 class _Snapshot:
     ok: bool = False
     stats: list[QueueStats] = field(default_factory=list)
     cron: list[CronSuccess] = field(default_factory=list)
-
-
-async def cron_successes(redis: Redis) -> list[CronSuccess]:
-    """Each cron entry's last successful run, in two round trips (the entry names, then one field pair each)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.smembers(k.CRON_ENTRIES_KEY)
-        [members] = await pipe.execute()
-    names = sorted(n.decode() for n in members)
-    async with redis.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.hmget(k.CRON_STATE_KEY_PREFIX + name, ["job", "last_success_ms"])
-        rows: list[list[bytes | None]] = await pipe.execute()
-    return [
-        CronSuccess(name, (job or b"?").decode(), int(ms) / 1000)
-        for name, (job, ms) in zip(names, rows, strict=True)
-        if ms is not None
-    ]
 
 
 class QueueGauges(Collector):

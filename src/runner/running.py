@@ -38,6 +38,8 @@ class RunningJob:
     cancel_reason: CancelReason | None = None
     #: the in-progress key is no longer ours (expired or taken over): never renewed again
     lease_lost: bool = False
+    #: its function has returned and its task writes the outcome: nothing cancels it any more
+    finishing: bool = False
 
 
 class RunningJobs:
@@ -92,12 +94,18 @@ class RunningJobs:
         """Cancel a running job for ``reason``; the first reason given stands (a timeout during a shutdown is
         still a timeout). False when no such job runs here."""
         entry = self._jobs.get(job_id)
-        if entry is None or entry.task.done():
+        if entry is None or entry.task.done() or entry.finishing:
             return False
         if entry.cancel_reason is None:
             entry.cancel_reason = reason
         entry.task.cancel()
         return True
+
+    def finishing(self, job_id: str) -> None:
+        """The job's function returned (or failed): its task now writes the outcome, which no cancel may cut."""
+        entry = self._jobs.get(job_id)
+        if entry is not None:
+            entry.finishing = True
 
     def cancel_all(self, reason: CancelReason) -> int:
         return sum(self.cancel(job_id, reason) for job_id in list(self._jobs))
@@ -108,7 +116,11 @@ class RunningJobs:
 
     def past_deadline(self, now: float) -> list[str]:
         """Running jobs whose deadline has passed and that are not yet being cancelled for it."""
-        return [e.job_id for e in self._jobs.values() if now >= e.deadline and e.cancel_reason != "timeout"]
+        return [
+            e.job_id
+            for e in self._jobs.values()
+            if now >= e.deadline and e.cancel_reason != "timeout" and not e.finishing
+        ]
 
     def lease_ids(self) -> list[bytes]:
         """Raw ids of the running jobs whose lease is still ours (the renewer extends these)."""

@@ -8,10 +8,13 @@ import logging
 
 import pytest
 from arq.connections import ArqRedis
+from redis import Redis as SyncRedis
 
 from src.runner import constants as k
 from src.runner.finish import Finisher, Outcome
+from src.runner.lean_pool import make_lean
 from src.runner.outage import RedisHealth
+from src.runner.redis_server import RedisServer
 
 
 async def _running(redis: ArqRedis, job_id: str, owner: bytes = b"w1") -> None:
@@ -118,3 +121,21 @@ async def test_outcomes_are_counted_per_minute_by_kind(redis: ArqRedis) -> None:
             counts[kind] = counts.get(kind, 0) + int(n)
         assert 0 < await redis.pttl(key) <= k.OUTCOMES_TTL_MS
     assert counts == {b"complete": 1, b"failed": 1, b"dead": 1, b"aborted": 1, b"retried": 1}
+
+
+async def test_a_jobs_own_write_leaves_before_its_task_first_waits(redis: ArqRedis, redis_server: RedisServer) -> None:
+    """The duplicate window: a job's outcome is sent in the step its function returned in. Run ``write()`` up to
+    its first wait by hand and, with this event loop stopped there, ask Redis from a blocking client: written."""
+    make_lean(redis)  # the worker's pool: a checkout that does not wait
+    await _running(redis, "warm-up")
+    await _running(redis, "eager")
+    finisher = Finisher(redis, k.default_queue_name, "w1", dlq_retention_ms=60_000)
+    await finisher.write(Outcome(b"warm-up", "done", b"", 0, succeeded=True))  # the script loaded, a connection idle
+    step = finisher.write(Outcome(b"eager", "done", b"result", 60_000, succeeded=True))
+    waiting_on = step.send(None)  # up to the first wait: the reply
+    assert waiting_on is not None
+    with SyncRedis.from_url(redis_server.url) as blocking:
+        written = blocking.get(k.result_key_prefix + "eager")
+    assert written == b"result", "the outcome had not left the process when its task first waited"
+    step.close()  # the reply is never read: this coroutine stops here
+    assert await redis.get(k.result_key_prefix + "eager") == b"result"

@@ -90,7 +90,7 @@ async def test_a_retried_job_has_a_span_per_try(
     for span in (first, second):
         assert span.parent is not None and span.parent.span_id == producer.context.span_id
     assert first.attributes is not None and second.attributes is not None
-    assert (first.attributes["hasten.job.try"], first.attributes["hasten.job.outcome"]) == (1, "retry")
+    assert (first.attributes["hasten.job.try"], first.attributes["hasten.job.outcome"]) == (1, "failed")
     assert first.status.status_code is StatusCode.ERROR
     assert [e.name for e in first.events] == ["exception", "retry"]
     assert first.events[0].attributes is not None and first.events[0].attributes["exception.type"] == "ConnectionError"
