@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +23,7 @@ from src.runner.queue_admin import PAGE_ROWS
 from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
 from tests.sample_jobs import add, nap
-from tests.test_cli import _hasten
+from tests.test_cli import HASTEN, ROOT, _hasten
 from tests.waiting import wait_for
 
 
@@ -143,3 +149,44 @@ async def test_jobs_list_filters_and_pages(redis_server: RedisServer, client: Jo
 @pytest.fixture(autouse=True)
 def _clean_env(env: pytest.MonkeyPatch) -> None:
     """Settings from the test Redis (the commands run in subprocesses with JOBS_REDIS_URL)."""
+
+
+async def test_status_watch_refreshes_in_place_until_ctrl_c(
+    redis_server: RedisServer, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """In a terminal, ``status --watch`` redraws the same view as counts change, and Ctrl-C ends it cleanly."""
+    worker = running_worker([nap])
+    main, terminal = pty.openpty()
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("JOBS_")}
+    proc = subprocess.Popen(
+        [HASTEN, "status", "--watch", "--interval", "0.2"], cwd=ROOT, stdout=terminal, stderr=subprocess.PIPE,
+        env={**environ, "JOBS_REDIS_URL": redis_server.url, "COLUMNS": "200", "TERM": "xterm"},
+    )  # fmt: skip
+    os.close(terminal)
+    seen = bytearray()
+
+    def read() -> str:
+        while select.select([main], [], [], 0)[0]:
+            try:
+                seen.extend(os.read(main, 65536))
+            except OSError:  # the terminal closed
+                break
+        return seen.decode(errors="replace")
+
+    try:
+        await wait_for(lambda: worker.worker_id in read(), 30, message="the first view, with the worker")
+        first = len(seen)
+        await client.enqueue_many([add.options(defer_by=600).call(i) for i in range(7)])
+        await wait_for(
+            lambda: re.search(r"arq:queue\s+0\s+0\s+7\s", read()[first:]) is not None, 30,
+            message=lambda: f"the view redrawn with 7 deferred jobs: {read()[first:][-2000:]!r}",
+        )  # fmt: skip
+        proc.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(proc.wait, 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
+        _, errors = proc.communicate()
+    stderr = errors.decode()
+    assert code == 0 and "Traceback" not in stderr, stderr
