@@ -18,6 +18,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from src import cli_output
 from src.runner import constants as k
@@ -26,7 +27,7 @@ from src.runner.errors import JobsError
 from src.runner.job import JobSpec
 from src.runner.queue_admin import JOB_STATES, JobState, list_jobs, purge_queue
 from src.runner.queue_stats import QueueStats, queue_stats
-from src.runner.worker_registry import live_workers, queue_names
+from src.runner.worker_registry import WorkerRecord, live_workers, queue_names
 
 T = TypeVar("T")
 
@@ -306,17 +307,39 @@ def _status_view(all_stats: list[QueueStats]) -> Group:
         queues.add_row(
             escape(s.queue), str(s.queued), str(s.running), f"{approx}{s.deferred}", f"{approx}{s.retrying}",
             str(s.dead), "-" if s.oldest_due_age_s is None else cli_output.duration(s.oldest_due_age_s),
-            f"{s.throughput_per_s():.1f}", "-" if rate is None else f"{rate:.1%}",
+            _rate(s.throughput_per_s()), "-" if rate is None else f"{rate:.1%}",
         )  # fmt: skip
-    workers = [w for s in all_stats for w in s.workers]
-    table = cli_output.table(f"{len(workers)} worker(s) alive")
+    return Group(queues, _workers_view([w for s in all_stats for w in s.workers]))
+
+
+def _workers_view(workers: list[WorkerRecord]) -> Table:
+    """Workers alive; the queue and version columns only when they differ between workers (an 80-column
+    terminal keeps the rest whole)."""
+    described: list[tuple[str, Callable[[WorkerRecord], str]]] = [("queue", _queue), ("version", _version)]
+    varying = [(name, get) for name, get in described if len({get(w) for w in workers}) > 1]
+    shared = ", ".join(f"{name} {get(workers[0])}" for name, get in described if workers and (name, get) not in varying)
+    table = cli_output.table(f"{len(workers)} worker(s) alive" + (f" ({escape(shared)})" if shared else ""))
     cli_output.add_columns(table, ("worker", "host"), [w.worker_id for w in workers], [w.host for w in workers])
-    for column in ("pid", "queue", "version", "load", "loop lag", "uptime", "heartbeat"):
-        table.add_column(column, justify="right")
+    columns = ["pid", *(name for name, _ in varying), "load", "lag", "up", "seen"]
+    for column in columns:
+        table.add_column(column, justify="right", no_wrap=True)
     for w in workers:
         table.add_row(
-            w.worker_id, escape(w.host), str(w.pid), escape(w.queue), escape(w.version),
+            w.worker_id, escape(w.host), str(w.pid), *(escape(get(w)) for _, get in varying),
             f"{w.running}/{w.concurrency}", cli_output.duration(w.loop_lag_s), cli_output.duration(w.uptime_s),
             f"{cli_output.duration(_age_s(w.heartbeat_ms))} ago",
         )  # fmt: skip
-    return Group(queues, table)
+    return table
+
+
+def _rate(per_s: float) -> str:
+    """``0``, ``0.003``, ``0.25``, ``42``, ``1234``: two significant digits below 100."""
+    return "0" if per_s == 0 else f"{per_s:.2g}" if per_s < 100 else f"{per_s:.0f}"
+
+
+def _queue(worker: WorkerRecord) -> str:
+    return worker.queue
+
+
+def _version(worker: WorkerRecord) -> str:
+    return worker.version

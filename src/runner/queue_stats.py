@@ -57,11 +57,17 @@ class QueueStats:
     #: the last minutes, oldest first; the current minute last (partial)
     minutes: list[Minute] = field(default_factory=list)
     workers: list[WorkerRecord] = field(default_factory=list)
+    #: when these counts were read (epoch ms)
+    read_ms: int = 0
 
     def throughput_per_s(self, minutes: int = 5) -> float:
-        """Final outcomes per second over the last ``minutes`` whole minutes."""
-        whole = self.minutes[-minutes - 1 : -1]
-        return sum(m.finished for m in whole) / (60 * len(whole)) if whole else 0.0
+        """Final outcomes per second over the last ``minutes`` whole minutes and the current one so far (so a
+        burst shows at once, and the rate is not diluted by the part of this minute still to come)."""
+        counted = self.minutes[-minutes - 1 :]
+        if not counted:
+            return 0.0
+        elapsed_s = 60 * (len(counted) - 1) + max(1.0, (self.read_ms - counted[-1].start_ms) / 1000)
+        return sum(m.finished for m in counted) / elapsed_s
 
     def failure_rate(self, minutes: int = 5) -> float | None:
         """Share of final outcomes that failed for good over the last ``minutes`` (None with no outcome)."""
@@ -95,5 +101,5 @@ async def queue_stats(redis: Redis, queue: str = k.default_queue_name, minutes: 
     return QueueStats(
         queue=queue, queued=due - running, running=running, deferred=later - retrying, retrying=retrying,
         dead=dead, oldest_due_age_s=None if oldest is None else max(0.0, (now_ms - float(oldest)) / 1000),
-        estimated=sample < later, minutes=history, workers=workers,
+        estimated=sample < later, minutes=history, workers=workers, read_ms=now_ms,
     )  # fmt: skip
