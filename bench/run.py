@@ -30,7 +30,7 @@ from arq.jobs import serialize_job
 from bench import jobs
 from src.cli import stop_processes
 from src.runner import Codec, JobClient, tracing
-from src.runner.redis_server import RedisServer
+from src.runner.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -39,6 +39,9 @@ SLEEP_N = 2_000
 PICKUP_N = 200
 BACKLOG_N = int(os.environ.get("BENCH_BACKLOG", "1000000"))
 BACKLOG_WINDOW = 20_000
+CPU_N = 5_000
+REMOTE_N = 2_000
+REMOTE_PICKUP_N = 50
 VARIANTS = ["ours", "arq-tuned", "arq"]
 #: run only these workloads (comma-separated method names, e.g. ``BENCH_ONLY=enqueue,sleep_load``)
 ONLY = {name for name in os.environ.get("BENCH_ONLY", "").split(",") if name}
@@ -77,11 +80,13 @@ class Bench:
         await self.ours.close()
 
     # workers --------------------------------------------------------------------------------------------
-    def start(self, variant: str, expected: int, *, max_jobs: int | None = None, debug_log: bool = False,
-              count: int = 1, telemetry: bool = False) -> list[subprocess.Popen[bytes]]:  # fmt: skip
+    def start(
+        self, variant: str, expected: int, *, max_jobs: int | None = None, debug_log: bool = False, count: int = 1,
+        telemetry: bool = False, port: int | None = None,
+    ) -> list[subprocess.Popen[bytes]]:  # fmt: skip
         env = {**os.environ, "BENCH_N": str(expected), "BENCH_DEBUG_LOG": "1" if debug_log else ""}
         env["BENCH_TELEMETRY"] = "1" if telemetry else ""
-        args = [sys.executable, "-m", "bench.worker", variant, str(self.server.port)]
+        args = [sys.executable, "-m", "bench.worker", variant, str(port or self.server.port)]
         if max_jobs:
             args.append(str(max_jobs))
         with (self.log_dir / f"{variant}.log").open("ab") as log:
@@ -290,6 +295,66 @@ class Bench:
         self.results.add("4 workers drain 10k (jobs/s)", variant, DRAIN_N / await self.first_to_last_s())
         self.results.add("4 workers duplicates", variant, sum(int(v) > 1 for v in seen) + DRAIN_N - len(seen))
 
+    async def redis_cpu(self, variant: str) -> None:
+        """redis-server CPU per job (enqueue, run, finish), from its own counters: what sets how many jobs/s one
+        Redis (one shard) can carry. Each variant enqueues with its own client, one job at a time."""
+        await self.redis.flushdb()
+        before = await self.redis_cpu_s()
+        for _ in range(CPU_N):
+            if variant == "ours":
+                await self.ours.enqueue(jobs.noop)
+            else:
+                await self.redis.enqueue_job("noop")
+        procs = self.start(variant, CPU_N)
+        try:
+            await self.wait_count(CPU_N, 300)
+        finally:
+            self.stop(procs)
+        used_us = (await self.redis_cpu_s() - before) * 1e6
+        self.results.add("Redis CPU per job (µs)", variant, used_us / CPU_N)
+
+    async def redis_cpu_s(self) -> float:
+        cpu = await self.redis.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+    async def remote(self, variant: str) -> None:
+        """Redis 2 ms away (``delay_proxy.py``: 1 ms each way): drain and pickup, where round trips per job count."""
+        port = free_port()
+        proxy = subprocess.Popen([sys.executable, "-m", "bench.delay_proxy", str(port), str(self.server.port), "1"])
+        try:
+            await wait_listening(port)
+            await self.run_filled(variant, "noop", REMOTE_N, 300, port=port)
+            self.results.add("drain 2k at 2 ms RTT (jobs/s)", variant, REMOTE_N / await self.first_to_last_s())
+            latencies = await self.pickup_latencies(variant, REMOTE_PICKUP_N, port)
+            self.results.add("pickup p50 at 2 ms RTT (ms)", variant, latencies[len(latencies) // 2])
+        finally:
+            proxy.kill()
+            proxy.wait()
+
+    async def pickup_latencies(self, variant: str, n: int, port: int) -> list[float]:
+        """Enqueue ``n`` stamp jobs one at a time through ``port`` to an idle worker; each one's start latency."""
+        await self.redis.flushdb()
+        settings = RedisSettings(port=port)
+        client = await JobClient.connect(settings, Codec())
+        arq_client = await create_pool(settings)
+        procs = self.start(variant, 0, port=port)
+        latencies: list[float] = []
+        try:
+            await asyncio.sleep(2)  # started and idle
+            for _ in range(n):
+                if variant == "ours":
+                    await client.enqueue(jobs.stamp, time.time())
+                else:
+                    await arq_client.enqueue_job("stamp", time.time())
+                popped = await self.redis.blpop([jobs.LATENCY], timeout=5)
+                assert popped is not None, "job did not start within 5 s"
+                latencies.append(float(popped[1]) * 1000)
+        finally:
+            self.stop(procs)
+            await client.close()
+            await arq_client.aclose()
+        return sorted(latencies)
+
     async def backlog(self, variant: str) -> None:
         """Drain rate over three windows of 20k jobs from the front of a 1M-job backlog."""
         await self.redis.flushdb()
@@ -308,6 +373,20 @@ class Bench:
         finally:
             self.stop(procs)
         await self.redis.flushdb()
+
+
+async def wait_listening(port: int, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
 
 
 async def each(runs: int, variants: list[str], workload: Callable[[str], Awaitable[None]]) -> None:
@@ -336,6 +415,8 @@ async def main() -> None:
             await each(RUNS, VARIANTS, b.pickup)
             await each(RUNS, ["ours"], b.deferred)
             await each(RUNS, ["ours", "arq-tuned"], b.fleet)
+            await each(RUNS, ["ours", "arq-tuned"], b.redis_cpu)
+            await each(RUNS, ["ours", "arq-tuned"], b.remote)
             await each(1, ["ours", "arq-tuned"], b.backlog)
             report = render(b.results, time.perf_counter() - started)
     finally:
