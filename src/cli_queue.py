@@ -224,12 +224,11 @@ def jobs_list(
         return
     table = cli_output.table(f"jobs {offset + 1}-{offset + len(rows)} (times in UTC)")
     cli_output.add_columns(table, ("job id", "function"), [r["job_id"] for r in rows], [r["function"] for r in rows])
-    for column in ("status", "tries", "due", "enqueued"):
-        table.add_column(column)
+    for column in ("status", "tries", "due"):  # the enqueue time is in --json: 80 columns keep the rest whole
+        table.add_column(column, no_wrap=True)
     for r in rows:
         table.add_row(
             escape(r["job_id"]), escape(r["function"]), r["state"], str(r["tries"]), _time(r["due_ms"]),
-            _time(r["enqueued_ms"]),
         )  # fmt: skip
     Console(soft_wrap=False).print(table)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     #: ``redis://``, ``rediss://`` (TLS) or ``unix:///path/to/redis.sock``; user and password may be given in
     #: the URL. Unset: the embedded Redis of ``make run`` (a socket in the state dir), see :meth:`redis_target`
     redis_url: str | None = None
+    #: Redis Sentinel: the sentinels' addresses, ``host:port`` separated by commas. Then ``redis_url``'s host is
+    #: the master's name as the sentinels know it (``redis://:password@mymaster/0``), its password, user, database
+    #: and scheme (``rediss``: TLS to the master and the sentinels) apply to the master; see README "Scaling out"
+    redis_sentinels: str | None = None
+    #: the sentinels' own password (``requirepass`` in their configuration), when they have one
+    redis_sentinel_password: SecretStr | None = None
     #: ``rediss://`` only: CA bundle the server's certificate must chain to (default: the system's CAs);
     #: the certificate must also name the URL's host
     redis_ca_file: FilePath | None = None
@@ -124,6 +130,25 @@ class Settings(BaseSettings):
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
         return None if value is None else redis_url.check(value)
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _check_sentinels(cls, value: str | None) -> str | None:
+        if value is not None:
+            sentinel_addresses(value)  # raises ValueError on a bad address
+        return value
+
+    @model_validator(mode="after")
+    def _sentinels_need_a_master(self) -> Settings:
+        if self.redis_sentinels is None:
+            if self.redis_sentinel_password is not None:
+                raise ValueError("redis_sentinel_password needs redis_sentinels (the sentinels' addresses)")
+            return self
+        if self.redis_url is None or urlsplit(self.redis_url).scheme == "unix":
+            raise ValueError(
+                "with redis_sentinels, redis_url names the master as the sentinels know it: redis://mymaster/0"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -186,8 +211,16 @@ class Settings(BaseSettings):
 
     def redis_settings(self) -> RedisSettings:
         plain = redis_url.redis_settings(self.redis_target())
+        sentinel: dict[str, Any] = {}
+        if self.redis_sentinels is not None:
+            password = self.redis_sentinel_password
+            sentinel = {
+                "host": sentinel_addresses(self.redis_sentinels), "sentinel": True, "sentinel_master": plain.host,
+                "sentinel_password": password.get_secret_value() if password else None,
+            }  # fmt: skip
         return _RedisSettings(**{
             **asdict(plain),
+            **sentinel,
             # no connection retries: a Redis that does not answer is reported at once (preflight.py), not after 5 s
             "conn_retries": 0,
             # arq checks the certificate but not that it names the host: any valid certificate would do
@@ -218,12 +251,28 @@ class Settings(BaseSettings):
         )
 
 
+@dataclass(repr=False)
 class _RedisSettings(RedisSettings):
-    """arq's settings, whose repr does not show the password (arq's prints every field)."""
+    """arq's settings, whose repr does not show the passwords (arq's prints every field), with the sentinels' own
+    password (``pools.py`` uses it)."""
+
+    sentinel_password: str | None = None
 
     def __repr__(self) -> str:
-        shown = {**self.__dict__, "password": "***" if self.password else None}
+        hidden = {name: "***" if getattr(self, name) else None for name in ("password", "sentinel_password")}
+        shown = {**self.__dict__, **hidden}
         return "RedisSettings({})".format(", ".join(f"{name}={value!r}" for name, value in shown.items()))
+
+
+def sentinel_addresses(value: str) -> list[tuple[str, int]]:
+    """``"h1:26379,h2:26379"`` as ``[("h1", 26379), ("h2", 26379)]``; ValueError naming a bad one."""
+    addresses = []
+    for item in (part.strip() for part in value.split(",")):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"a sentinel address is host:port, got {item!r}")
+        addresses.append((host, int(port)))
+    return addresses
 
 
 @lru_cache

@@ -202,3 +202,36 @@ def test_importing_settings_leaves_the_cron_table_to_the_worker() -> None:
     code = "import sys, src.settings, src.cli, examples.fastapi_app; print('src.cron' in sys.modules)"
     imported = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert imported.stdout.strip() == "False", imported.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        (
+            {"JOBS_REDIS_SENTINELS": "127.0.0.1"},
+            "JOBS_REDIS_SENTINELS: a sentinel address is host:port, got '127.0.0.1'",
+        ),
+        ({"JOBS_REDIS_SENTINELS": "h:26379"}, "redis_url names the master as the sentinels know it"),
+        ({"JOBS_REDIS_SENTINELS": "h:26379", "JOBS_REDIS_URL": "unix:///tmp/r.sock"}, "redis://mymaster/0"),
+        ({"JOBS_REDIS_SENTINEL_PASSWORD": "s3cret"}, "redis_sentinel_password needs redis_sentinels"),
+    ],
+)
+def test_sentinel_settings_are_checked(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    with pytest.raises(SettingsInvalid) as raised:
+        get_settings()
+    get_settings.cache_clear()
+    assert problem in str(raised.value) and "s3cret" not in str(raised.value)
+
+
+def test_sentinel_settings_name_the_master_and_hide_both_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBS_REDIS_SENTINELS", "10.0.0.1:26379, 10.0.0.2:26380")
+    monkeypatch.setenv("JOBS_REDIS_URL", "redis://:data-pw@orders/2")
+    monkeypatch.setenv("JOBS_REDIS_SENTINEL_PASSWORD", "sentinel-pw")
+    redis_settings = Settings().redis_settings()
+    assert redis_settings.sentinel and redis_settings.sentinel_master == "orders"
+    assert redis_settings.host == [("10.0.0.1", 26379), ("10.0.0.2", 26380)]
+    assert (redis_settings.password, redis_settings.database) == ("data-pw", 2)
+    assert "pw" not in repr(redis_settings)

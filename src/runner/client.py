@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from uuid import uuid4
 
 import orjson
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import Job, JobResult, JobStatus, deserialize_result, serialize_result
 
 from . import constants as k
@@ -24,6 +24,7 @@ from .errors import JobNotFound, PayloadTooLarge, ResultNotReady
 from .handle import JobHandle, JobInfo
 from .job import EnqueueOptions, JobCall, JobSpec
 from .lean_pool import make_lean
+from .pools import create_pool
 from .preflight import check_redis_async
 from .scripts import script
 

@@ -26,7 +26,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, RedisSettings
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
@@ -34,6 +34,7 @@ from .http_endpoint import Endpoint
 from .metrics_config import MetricsConfig
 from .monitoring import metrics_route
 from .outage import REDIS_DOWN
+from .pools import create_pool
 from .probes import HostReadiness, alive
 from .queue_gauges import QueueGauges
 

@@ -7,6 +7,7 @@ hidden), the variable to change and the cause, within ``timeout_s``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import redis
 import redis.asyncio
 from arq.connections import RedisSettings
+from redis.sentinel import MasterNotFoundError
 
 from .errors import RedisUnreachable
 from .redis_url import describe
@@ -26,6 +28,12 @@ URL_VARIABLE = "JOBS_REDIS_URL"
 
 def unreachable(settings: RedisSettings, error: BaseException) -> RedisUnreachable:
     """The error for a Redis that did not answer: URL, variable and cause in one line."""
+    if settings.sentinel:
+        if isinstance(error, MasterNotFoundError):  # its text lists every sentinel's client and error: too long
+            cause = "no sentinel answered with its address (are they up, and is that name monitored?)"
+        else:
+            cause = _cause(error)
+        return RedisUnreachable(f"cannot reach Redis at {describe(settings)} (set JOBS_REDIS_SENTINELS): {cause}")
     cause = _cause(error)
     return RedisUnreachable(f"cannot reach Redis at {describe(settings)} (set {URL_VARIABLE}): {cause}")
 
@@ -66,9 +74,24 @@ def sync_client(settings: RedisSettings, timeout_s: float = CHECK_TIMEOUT_S) -> 
 
 
 def check_redis(settings: RedisSettings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
-    """PING once (no retries); raise :class:`RedisUnreachable` if Redis does not answer."""
+    """PING once (no retries); raise :class:`RedisUnreachable` if Redis does not answer. With sentinels: ask
+    them for the master, then PING it."""
     if settings.sentinel:
-        return  # the sentinels are asked by redis-py itself; nothing simple to ping here
+        from redis.sentinel import Sentinel
+
+        from .pools import sentinel_password
+
+        sentinels = Sentinel(  # type: ignore[no-untyped-call]
+            list(settings.host),
+            sentinel_kwargs={"password": sentinel_password(settings), "socket_timeout": timeout_s,
+                             "socket_connect_timeout": timeout_s},
+            **{key: value for key, value in _client_kwargs(settings, timeout_s).items() if key not in ("host", "port")},
+        )  # fmt: skip
+        try:
+            sentinels.master_for(settings.sentinel_master).ping()  # type: ignore[no-untyped-call]
+        except (redis.RedisError, OSError) as e:
+            raise unreachable(settings, e) from None
+        return
     client = sync_client(settings, timeout_s)
     try:
         client.ping()
@@ -80,7 +103,8 @@ def check_redis(settings: RedisSettings, timeout_s: float = CHECK_TIMEOUT_S) -> 
 
 async def check_redis_async(settings: RedisSettings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
     """:func:`check_redis` for code already on an event loop."""
-    if settings.sentinel:
+    if settings.sentinel:  # a few blocking calls to the sentinels, off the loop
+        await asyncio.to_thread(check_redis, settings, timeout_s)
         return
     client = redis.asyncio.Redis(**_client_kwargs(settings, timeout_s))
     try:

@@ -65,6 +65,10 @@ def describe(settings: RedisSettings) -> str:
     if settings.unix_socket_path:
         db = f"?db={settings.database}" if settings.database else ""
         return f"unix://{auth}{settings.unix_socket_path}{db}"
+    if settings.sentinel:  # not a URL anyone connects to: the master's name, and the sentinels asked for it
+        addresses: list[tuple[str, int]] = list(settings.host)  # type: ignore[arg-type]  # a list in sentinel mode
+        sentinels = ",".join(f"{host}:{port}" for host, port in addresses)
+        return f"master {settings.sentinel_master!r} of the sentinels {sentinels}"
     scheme = "rediss" if settings.ssl else "redis"
     return f"{scheme}://{auth}{settings.host}:{settings.port}/{settings.database}"
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import arq.worker
-from arq.connections import create_pool, log_redis_info
+from arq.connections import log_redis_info
 from arq.jobs import Deserializer, Serializer
 from arq.typing import StartupShutdown
 
@@ -51,6 +51,7 @@ from .metrics_config import MetricsConfig
 from .outage import RedisHealth
 from .pickup import Pickup, PickupLimits
 from .policy import CounterAttribute, Counters, ResultPolicy
+from .pools import create_pool
 from .recycle import Recycler
 from .running import RunningJobs, TasksView
 from .scheduler import CronScheduler
