@@ -5,6 +5,11 @@ from a pool, whatever its connection class (TCP, TLS, unix socket):
 
 - **Packing**: the asyncio ``Connection`` packs every command in Python (its sync client uses hiredis when
   present). Lean connections pack with ``hiredis.pack_command``.
+- **Sending**: with a socket timeout set, redis-py sends every command through ``asyncio.wait_for``, which runs
+  the send in a task of its own: the bytes leave one turn of the event loop later, and each command pays for a
+  task. Lean connections write at once, in the caller's step, and bound only the wait for a full send buffer to
+  drain — the one part of a send that can block (a peer that stopped reading); the reply's wait keeps redis-py's
+  timeout. So a job's outcome leaves in the step its function returned in (``finish.py``).
 - **Checkout**: before lending a connection, the pool checks that nothing is waiting to be read on it with a
   zero-timeout read, which suspends the caller and costs a trip through the event loop per command. A lean
   pool checks the connection's stream buffer instead: whatever the socket delivered (a reply nobody read,
@@ -19,11 +24,14 @@ replacement cases.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
-from redis.exceptions import DataError
+from redis.exceptions import ConnectionError, DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 try:
     import hiredis
@@ -32,6 +40,29 @@ except ImportError:  # pragma: no cover - hiredis is a dependency (redis[hiredis
 
 
 class _HiredisPacking(AbstractConnection):
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+        writer = self._writer
+        if writer is None or not self.socket_timeout or (check_health and self.health_check_interval):
+            # not connected yet, no timeout to keep, or a health check due: redis-py's own way
+            await super().send_packed_command(command, check_health)
+            return
+        if isinstance(command, str):
+            command = command.encode()
+        try:
+            writer.writelines([command] if isinstance(command, bytes) else command)
+            transport = writer.transport
+            if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:  # drain() would wait
+                await asyncio.wait_for(writer.drain(), self.socket_timeout)
+        except TimeoutError:
+            await self.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as e:
+            await self.disconnect(nowait=True)
+            raise ConnectionError(f"Error while writing to socket: {e}") from e
+        except BaseException:
+            await self.disconnect(nowait=True)  # a send cut half-way leaves the connection unusable
+            raise
+
     def pack_command(self, *args: Any) -> list[bytes]:
         first = args[0]
         # redis-py sends some commands with their subcommand in the name ("CLIENT UNBLOCK")

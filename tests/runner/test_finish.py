@@ -15,6 +15,7 @@ from src.runner.finish import Finisher, Outcome
 from src.runner.lean_pool import make_lean
 from src.runner.outage import RedisHealth
 from src.runner.redis_server import RedisServer
+from src.runner.sockets import bound
 
 
 async def _running(redis: ArqRedis, job_id: str, owner: bytes = b"w1") -> None:
@@ -126,7 +127,8 @@ async def test_outcomes_are_counted_per_minute_by_kind(redis: ArqRedis) -> None:
 async def test_a_jobs_own_write_leaves_before_its_task_first_waits(redis: ArqRedis, redis_server: RedisServer) -> None:
     """The duplicate window: a job's outcome is sent in the step its function returned in. Run ``write()`` up to
     its first wait by hand and, with this event loop stopped there, ask Redis from a blocking client: written."""
-    make_lean(redis)  # the worker's pool: a checkout that does not wait
+    make_lean(redis)  # the worker's pool: a checkout that does not wait, and a socket timeout on every command
+    bound(redis)
     await _running(redis, "warm-up")
     await _running(redis, "eager")
     finisher = Finisher(redis, k.default_queue_name, "w1", dlq_retention_ms=60_000)
