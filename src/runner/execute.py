@@ -34,6 +34,7 @@ from .finish import Finisher, Outcome
 from .hooks import JobHooks
 from .job import JobSpec
 from .policy import Counters, ResultPolicy
+from .redact import mask_arguments, redacted_paths
 from .running import RunningJobs
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class _Job:
     kwargs: dict[str, Any] = field(default_factory=dict)
     job_try: int = 1
     enqueue_time_ms: int = 0
+    #: argument paths never shown (``@job(redact=...)``): masked in the result record and the dead-letter record
+    redact: tuple[str, ...] = ()
     #: metrics (when on): the function's meter once the try counts as started, and when (perf_counter)
     meter: Meter | None = None
     started_s: float = 0.0
@@ -142,6 +145,7 @@ class Executor:
             logger.warning("job %s: %s: %s", claimed.job_id, type(e).__name__, e)
             return self._done(claimed, job, start_ms, error, dead="payload refused"), None
         job.job_try = max(job.job_try, int(data.get("t") or 0))
+        job.redact = redacted_paths(job.function, data)
         current_job.bind(claimed.job_id, job.function, job.job_try, self.queue_name)  # every line it logs names it
         if tracing.active is not None:  # a CONSUMER span around the try (tracing.py)
             trace_context = data.get(tracing.TRACE_CONTEXT_KEY)
@@ -291,7 +295,8 @@ class Executor:
         data = b""
         if keep_ms != 0:
             data = serialize_result(
-                job.function, job.args, job.kwargs, job.job_try, job.enqueue_time_ms, success, result, start_ms,
+                job.function, job.args, mask_arguments(job.kwargs, job.redact), job.job_try, job.enqueue_time_ms,
+                success, result, start_ms,
                 _now_ms(), f"{claimed.job_id}:{job.function}", self.queue_name, claimed.job_id,
                 serializer=self.codec.dumps,
             ) or b""  # fmt: skip
