@@ -23,6 +23,7 @@ from rich.table import Table
 from src import cli_output
 from src.runner import constants as k
 from src.runner.client import JobClient
+from src.runner.durations import FunctionDurations, durations
 from src.runner.errors import JobsError
 from src.runner.job import JobSpec
 from src.runner.queue_admin import JOB_STATES, JobState, list_jobs, purge_queue
@@ -74,22 +75,25 @@ def status(
 ) -> None:
     """Queues (queued, running, deferred, retrying, dead, oldest due job, rates) and the workers alive."""
 
-    async def read(client: JobClient) -> list[QueueStats]:
+    async def read(client: JobClient) -> tuple[list[QueueStats], dict[str, dict[str, FunctionDurations]]]:
         names = queue or sorted({client.queue_name, *await queue_names(client.redis)})
-        return [await queue_stats(client.redis, name) for name in names]
+        return [await queue_stats(client.redis, name) for name in names], {
+            name: await durations(client.redis, name) for name in names
+        }
 
     if as_json:
-        cli_output.print_json([_stats_json(s) for s in run(read)])
+        all_stats, timings = run(read)
+        cli_output.print_json([_stats_json(s, timings.get(s.queue)) for s in all_stats])
         return
     if not watch:
-        Console(soft_wrap=False).print(_status_view(run(read)))
+        Console(soft_wrap=False).print(_status_view(*run(read)))
         return
 
     async def refresh(client: JobClient) -> None:
-        with Live(_status_view(await read(client)), console=Console(), auto_refresh=False) as live:
+        with Live(_status_view(*await read(client)), console=Console(), auto_refresh=False) as live:
             while True:
                 await asyncio.sleep(interval_s)
-                live.update(_status_view(await read(client)), refresh=True)
+                live.update(_status_view(*await read(client)), refresh=True)
 
     try:
         run(refresh)
@@ -278,7 +282,7 @@ def _progress() -> Progress:
     )  # fmt: skip
 
 
-def _stats_json(stats: QueueStats) -> dict[str, Any]:
+def _stats_json(stats: QueueStats, timings: dict[str, FunctionDurations] | None = None) -> dict[str, Any]:
     return {
         "queue": stats.queue, "queued": stats.queued, "running": stats.running, "deferred": stats.deferred,
         "retrying": stats.retrying, "dead": stats.dead, "oldest_due_age_s": stats.oldest_due_age_s,
@@ -288,6 +292,7 @@ def _stats_json(stats: QueueStats) -> dict[str, Any]:
             {**asdict(w), "load": w.load, "uptime_s": w.uptime_s, "heartbeat_age_s": _age_s(w.heartbeat_ms)}
             for w in stats.workers
         ],
+        "durations": {function: d._asdict() for function, d in (timings or {}).items()},
     }  # fmt: skip
 
 
@@ -295,7 +300,7 @@ def _age_s(epoch_ms: int) -> float:
     return max(0.0, time.time() - epoch_ms / 1000)
 
 
-def _status_view(all_stats: list[QueueStats]) -> Group:
+def _status_view(all_stats: list[QueueStats], timings: dict[str, dict[str, FunctionDurations]] | None = None) -> Group:
     queues = cli_output.table("queues (rates over the last 5 minutes)")
     cli_output.add_columns(queues, ("queue",), [s.queue for s in all_stats])
     for column in ("queued", "running", "deferred", "retrying", "dead", "oldest due", "done/s", "failed"):
@@ -308,7 +313,7 @@ def _status_view(all_stats: list[QueueStats]) -> Group:
             str(s.dead), "-" if s.oldest_due_age_s is None else cli_output.duration(s.oldest_due_age_s),
             _rate(s.throughput_per_s()), "-" if rate is None else f"{rate:.1%}",
         )  # fmt: skip
-    return Group(queues, _workers_view([w for s in all_stats for w in s.workers]))
+    return Group(queues, _durations_view(timings or {}), _workers_view([w for s in all_stats for w in s.workers]))
 
 
 def _workers_view(workers: list[WorkerRecord]) -> Table:
@@ -342,3 +347,23 @@ def _queue(worker: WorkerRecord) -> str:
 
 def _version(worker: WorkerRecord) -> str:
     return worker.version
+
+
+def _durations_view(timings: dict[str, dict[str, FunctionDurations]]) -> Table:
+    rows = [(queue, function, d) for queue, by_function in timings.items() for function, d in by_function.items()]
+    table = cli_output.table("try durations per function, last hour" if rows else "no tries in the last hour")
+    cli_output.add_columns(table, ("queue", "function"), [r[0] for r in rows], [r[1] for r in rows])
+    for column in ("tries", "p50", "p95"):
+        table.add_column(column, justify="right")
+    for queue, function, d in rows:
+        table.add_row(escape(queue), escape(function), str(d.tries), _seconds(d.p50_s), _seconds(d.p95_s))
+    return table
+
+
+def _seconds(value_s: float) -> str:
+    """A duration read from log-scale buckets (±9 %): three significant digits in a unit that fits."""
+    if value_s < 1e-3:
+        return f"{value_s * 1e6:.3g}µs"
+    if value_s < 1:
+        return f"{value_s * 1e3:.3g}ms"
+    return f"{value_s:.3g}s" if value_s < 60 else cli_output.duration(value_s)

@@ -57,6 +57,8 @@ class _Job:
     #: metrics (when on): the function's meter once the try counts as started, and when (perf_counter)
     meter: Meter | None = None
     started_s: float = 0.0
+    #: when its function was called (perf_counter), 0.0 if it never was: the try's duration is recorded
+    called_s: float = 0.0
 
 
 def _now_ms() -> int:
@@ -109,6 +111,8 @@ class Executor:
         if self.metrics is not None:  # a try refused before its function ran starts and ends here
             meter = job.meter or self.metrics.started(job.function, claimed.score_ms)
             meter.finished(outcome, time.perf_counter() - job.started_s if job.started_s else 0.0)
+        if job.called_s and outcome.action != "back":  # per-minute durations (durations.py); a shutdown's cut is not
+            outcome.function, outcome.duration_s = job.function, time.perf_counter() - job.called_s
         if claimed.job_id.startswith("cron:"):  # the entry's state notes how its runs end
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms
@@ -194,6 +198,7 @@ class Executor:
         timeout_s = self._timeout_s(spec, function)
         self.running.set_deadline(job_id, time.monotonic() + timeout_s, job.function)
         logger.debug("→ %s %s try=%d", job_id, job.function, job.job_try)
+        job.called_s = time.perf_counter()
         try:
             if spec is not None:
                 result = await spec.invoke(self._context(job_id, job, spec), job.args, job.kwargs)
