@@ -102,11 +102,10 @@ _DECLARED: dict[str, tuple[str, ...]] = {}
 
 
 def declare(function: str, paths: Iterable[str]) -> None:
-    """Note that ``function``'s arguments at ``paths`` are redacted (``@job(redact=...)`` calls this)."""
+    """Note that ``function``'s arguments at ``paths`` are redacted (``@job(redact=...)`` calls this). Paths only
+    add up: a later spec of the same name (a copy, another declaration) never un-hides what one hid."""
     if paths := tuple(paths):
-        _DECLARED[function] = paths
-    else:
-        _DECLARED.pop(function, None)
+        _DECLARED[function] = tuple(dict.fromkeys((*_DECLARED.get(function, ()), *paths)))
 
 
 def redacted_paths(function: str | None, definition: Any = None) -> tuple[str, ...]:
