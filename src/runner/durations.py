@@ -8,7 +8,8 @@ holds durations in ``(2**((b-1)/4), 2**(b/4)]`` µs), so one bucket spans ±9 % 
 under 150 buckets; a batch of outcomes costs one ``HINCRBY`` per distinct (function, bucket) in it, counted up
 before the call. A percentile is read back as the middle (geometric) of the bucket it falls in: accurate to
 about ±9 %, whatever the spread. Tries cut short by a worker's shutdown and jobs that never ran (refused payload,
-unknown function) are not counted.
+unknown function) are not counted; a try whose outcome was not written because its worker lost the lease is (it
+ran). Stock arq workers record nothing here.
 """
 
 from __future__ import annotations
