@@ -23,9 +23,10 @@ from rich.table import Table
 from src import cli_output
 from src.runner import constants as k
 from src.runner.client import JobClient
+from src.runner.durations import FunctionDurations, durations
 from src.runner.errors import JobsError
 from src.runner.job import JobSpec
-from src.runner.queue_admin import JOB_STATES, JobState, list_jobs, purge_queue
+from src.runner.queue_admin import JOB_STATES, JobPage, JobState, find_jobs, list_jobs, purge_queue
 from src.runner.queue_stats import QueueStats, queue_stats
 from src.runner.worker_registry import WorkerRecord, live_workers, queue_names
 
@@ -74,22 +75,25 @@ def status(
 ) -> None:
     """Queues (queued, running, deferred, retrying, dead, oldest due job, rates) and the workers alive."""
 
-    async def read(client: JobClient) -> list[QueueStats]:
+    async def read(client: JobClient) -> tuple[list[QueueStats], dict[str, dict[str, FunctionDurations]]]:
         names = queue or sorted({client.queue_name, *await queue_names(client.redis)})
-        return [await queue_stats(client.redis, name) for name in names]
+        return [await queue_stats(client.redis, name) for name in names], {
+            name: await durations(client.redis, name) for name in names
+        }
 
     if as_json:
-        cli_output.print_json([_stats_json(s) for s in run(read)])
+        all_stats, timings = run(read)
+        cli_output.print_json([_stats_json(s, timings.get(s.queue)) for s in all_stats])
         return
     if not watch:
-        Console(soft_wrap=False).print(_status_view(run(read)))
+        Console(soft_wrap=False).print(_status_view(*run(read)))
         return
 
     async def refresh(client: JobClient) -> None:
-        with Live(_status_view(await read(client)), console=Console(), auto_refresh=False) as live:
+        with Live(_status_view(*await read(client)), console=Console(), auto_refresh=False) as live:
             while True:
                 await asyncio.sleep(interval_s)
-                live.update(_status_view(await read(client)), refresh=True)
+                live.update(_status_view(*await read(client)), refresh=True)
 
     try:
         run(refresh)
@@ -199,30 +203,37 @@ def jobs_list(
     queue: str | None = _QUEUE,
     state: str | None = typer.Option(None, "--status", help=f"One of: {', '.join(JOB_STATES)}."),
     function: str | None = typer.Option(None, "--function", help="Only jobs of this function."),
-    offset: int = typer.Option(0, min=0),
+    due_from: str | None = typer.Option(None, "--from", help="Due at or after: ISO time (UTC unless it says) or ms."),
+    due_to: str | None = typer.Option(None, "--to", help="Due at or before: ISO time (UTC unless it says) or ms."),
+    prefix: str | None = typer.Option(None, "--prefix", help="Only job ids that start with this."),
+    cursor: str | None = typer.Option(None, "--cursor", help="Continue where a page ended (it prints the cursor)."),
+    offset: int = typer.Option(0, min=0, help="Skip this many matches (walks them: slow on large queues)."),
     limit: int = typer.Option(50, min=1, max=1000),
     as_json: bool = _JSON,
 ) -> None:
-    """Jobs in a queue by due time, a page at a time."""
+    """Jobs in a queue by due time, a page at a time; the next page's cursor is printed on stderr."""
     if state is not None and state not in JOB_STATES:
         raise UsageError(f"--status must be one of {', '.join(JOB_STATES)}, not {state!r}")
+    if offset and cursor:
+        raise UsageError("use either --offset or --cursor, not both")
     wanted: JobState | None = state  # narrowed by the check above
-
-    async def read(client: JobClient) -> list[dict[str, Any]]:
-        rows = await list_jobs(
-            client.redis, client.codec.loads, client.queue_name, state=wanted, function=function,
-            offset=offset, limit=limit,
-        )  # fmt: skip
-        return [asdict(row) for row in rows]
-
-    rows = run(read, queue)
+    low, high = _moment_ms(due_from, "--from"), _moment_ms(due_to, "--to")
+    filters: dict[str, Any] = {
+        "state": wanted, "function": function, "due_from_ms": low, "due_to_ms": high, "id_prefix": prefix
+    }  # fmt: skip
+    page = run(lambda client: _page(client, offset, cursor, limit, filters), queue)
+    rows = [asdict(row) for row in page.jobs]
+    if page.cursor is not None:
+        console.print(f"scanned {page.scanned:,} rows, {len(rows)} shown; next page: --cursor {escape(page.cursor)}",
+                      soft_wrap=True, highlight=False)  # fmt: skip
     if as_json:
         cli_output.print_json(rows)
         return
     if not rows:
         console.print("no jobs" if not offset else f"no jobs past {offset}")
         return
-    table = cli_output.table(f"jobs {offset + 1}-{offset + len(rows)} (times in UTC)")
+    shown = f"jobs {offset + 1}-{offset + len(rows)}" if offset else f"{len(rows)} job(s)"
+    table = cli_output.table(f"{shown} (times in UTC)")
     cli_output.add_columns(table, ("job id", "function"), [r["job_id"] for r in rows], [r["function"] for r in rows])
     for column in ("status", "tries", "due"):  # the enqueue time is in --json: 80 columns keep the rest whole
         table.add_column(column, no_wrap=True)
@@ -231,6 +242,33 @@ def jobs_list(
             escape(r["job_id"]), escape(r["function"]), r["state"], str(r["tries"]), _time(r["due_ms"]),
         )  # fmt: skip
     Console(soft_wrap=False).print(table)
+
+
+async def _page(client: JobClient, offset: int, cursor: str | None, limit: int, filters: dict[str, Any]) -> JobPage:
+    if offset:
+        rows = await list_jobs(client.redis, client.codec.loads, client.queue_name, offset=offset, limit=limit,
+                               **filters)  # fmt: skip
+        return JobPage(rows, None, 0)
+    try:
+        return await find_jobs(client.redis, client.codec.loads, client.queue_name, cursor=cursor, limit=limit,
+                               **filters)  # fmt: skip
+    except ValueError as e:  # a cursor that is not one
+        raise UsageError(f"--cursor: {e}") from None
+
+
+def _moment_ms(value: str | None, option: str) -> int | None:
+    """``--from``/``--to``: epoch milliseconds, or an ISO 8601 time (UTC when it names no zone)."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"{option} takes an ISO time (2026-12-01T10:00) or epoch milliseconds, not {value!r}"
+        ) from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
 def _registered(name: str) -> JobSpec[Any, Any]:
@@ -278,7 +316,7 @@ def _progress() -> Progress:
     )  # fmt: skip
 
 
-def _stats_json(stats: QueueStats) -> dict[str, Any]:
+def _stats_json(stats: QueueStats, timings: dict[str, FunctionDurations] | None = None) -> dict[str, Any]:
     return {
         "queue": stats.queue, "queued": stats.queued, "running": stats.running, "deferred": stats.deferred,
         "retrying": stats.retrying, "dead": stats.dead, "oldest_due_age_s": stats.oldest_due_age_s,
@@ -288,6 +326,7 @@ def _stats_json(stats: QueueStats) -> dict[str, Any]:
             {**asdict(w), "load": w.load, "uptime_s": w.uptime_s, "heartbeat_age_s": _age_s(w.heartbeat_ms)}
             for w in stats.workers
         ],
+        "durations": {function: d._asdict() for function, d in (timings or {}).items()},
     }  # fmt: skip
 
 
@@ -295,7 +334,7 @@ def _age_s(epoch_ms: int) -> float:
     return max(0.0, time.time() - epoch_ms / 1000)
 
 
-def _status_view(all_stats: list[QueueStats]) -> Group:
+def _status_view(all_stats: list[QueueStats], timings: dict[str, dict[str, FunctionDurations]] | None = None) -> Group:
     queues = cli_output.table("queues (rates over the last 5 minutes)")
     cli_output.add_columns(queues, ("queue",), [s.queue for s in all_stats])
     for column in ("queued", "running", "deferred", "retrying", "dead", "oldest due", "done/s", "failed"):
@@ -308,7 +347,7 @@ def _status_view(all_stats: list[QueueStats]) -> Group:
             str(s.dead), "-" if s.oldest_due_age_s is None else cli_output.duration(s.oldest_due_age_s),
             _rate(s.throughput_per_s()), "-" if rate is None else f"{rate:.1%}",
         )  # fmt: skip
-    return Group(queues, _workers_view([w for s in all_stats for w in s.workers]))
+    return Group(queues, _durations_view(timings or {}), _workers_view([w for s in all_stats for w in s.workers]))
 
 
 def _workers_view(workers: list[WorkerRecord]) -> Table:
@@ -342,3 +381,23 @@ def _queue(worker: WorkerRecord) -> str:
 
 def _version(worker: WorkerRecord) -> str:
     return worker.version
+
+
+def _durations_view(timings: dict[str, dict[str, FunctionDurations]]) -> Table:
+    rows = [(queue, function, d) for queue, by_function in timings.items() for function, d in by_function.items()]
+    table = cli_output.table("try durations per function, last hour" if rows else "no tries in the last hour")
+    cli_output.add_columns(table, ("queue", "function"), [r[0] for r in rows], [r[1] for r in rows])
+    for column in ("tries", "p50", "p95"):
+        table.add_column(column, justify="right")
+    for queue, function, d in rows:
+        table.add_row(escape(queue), escape(function), str(d.tries), _seconds(d.p50_s), _seconds(d.p95_s))
+    return table
+
+
+def _seconds(value_s: float) -> str:
+    """A duration read from log-scale buckets (±9 %): three significant digits in a unit that fits."""
+    if value_s < 1e-3:
+        return f"{value_s * 1e6:.3g}µs"
+    if value_s < 1:
+        return f"{value_s * 1e3:.3g}ms"
+    return f"{value_s:.3g}s" if value_s < 60 else cli_output.duration(value_s)

@@ -106,3 +106,20 @@ async def timed_nap(ctx: JobContext, seconds: float) -> None:
     await ctx.redis.rpush("runs", f"start {ctx.job_id} {time.time()}")
     await asyncio.sleep(seconds)
     await ctx.redis.rpush("runs", f"end {ctx.job_id} {time.time()}")
+
+
+class Card(BaseModel):
+    holder: str
+    number: str
+
+
+#: (password, card number) as each run of ``sign_in`` received them
+received: list[tuple[str, str]] = []
+
+
+@job(retry=NO_RETRY, redact=["password", "card.number"])
+async def sign_in(ctx: JobContext, user: str, password: str, card: Card, fail: bool = False) -> str:
+    received.append((password, card.number))
+    if fail:
+        raise Permanent("sign-in refused")
+    return user

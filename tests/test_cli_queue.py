@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -144,6 +145,30 @@ async def test_jobs_list_filters_and_pages(redis_server: RedisServer, client: Jo
     assert code == 0 and all(job_id in out for job_id in [*adds, later, retrying])
     code, _, err = await _run(redis_server, "jobs", "list", "--status", "sleeping")
     assert code == 1 and "--status must be one of" in err
+
+
+async def test_jobs_list_cursor_time_range_and_prefix(redis_server: RedisServer, client: JobClient) -> None:
+    handles = [await client.enqueue(add.options(defer_by=i - 10), i) for i in range(5)]
+    ids = [h.job_id for h in handles]
+    code, out, err = await _run(redis_server, "jobs", "list", "--json", "--limit", "2")
+    assert code == 0, err
+    assert [r["job_id"] for r in json.loads(out)] == ids[:2]
+    [cursor] = re.findall(r"--cursor (\S+)", err)
+    code, out, err = await _run(redis_server, "jobs", "list", "--json", "--cursor", cursor)
+    assert code == 0, err
+    assert [r["job_id"] for r in json.loads(out)] == ids[2:] and "--cursor" not in err
+    due = [r["due_ms"] for r in json.loads((await _run(redis_server, "jobs", "list", "--json"))[1])]
+    code, out, err = await _run(redis_server, "jobs", "list", "--json", "--from", str(due[1]), "--to", str(due[3]))
+    assert code == 0, err
+    assert [r["job_id"] for r in json.loads(out)] == ids[1:4]
+    iso = datetime.fromtimestamp(due[3] / 1000, UTC).isoformat()
+    code, out, err = await _run(redis_server, "jobs", "list", "--json", "--from", iso)
+    assert code == 0, err
+    assert [r["job_id"] for r in json.loads(out)] == ids[3:]
+    code, out, err = await _run(redis_server, "jobs", "list", "--json", "--prefix", ids[2][:12])
+    assert [r["job_id"] for r in json.loads(out)] == [ids[2]]
+    code, _, err = await _run(redis_server, "jobs", "list", "--cursor", "soon:x")
+    assert code == 1 and "--cursor" in err
 
 
 @pytest.fixture(autouse=True)

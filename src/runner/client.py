@@ -26,6 +26,7 @@ from .job import EnqueueOptions, JobCall, JobSpec
 from .lean_pool import make_lean
 from .pools import create_pool
 from .preflight import check_redis_async
+from .redact import REDACT_KEY, mask_arguments, redacted_paths
 from .scripts import script
 
 if TYPE_CHECKING:
@@ -220,6 +221,8 @@ class JobClient:
         data: dict[str, Any] = {"t": None, "f": spec.name, "a": [], "k": encoded_kwargs, "et": now_ms}
         if trace_context:
             data[tracing.TRACE_CONTEXT_KEY] = trace_context
+        if spec.redact:  # readers that never imported the job still know what to hide
+            data[REDACT_KEY] = list(spec.redact)
         payload = self.codec.dumps_job(data, job_id, queue)  # signed for this id and queue
         if len(payload) > self.max_payload_bytes:
             raise PayloadTooLarge(
@@ -268,8 +271,10 @@ class JobClient:
         raw = await self.redis.get(k.job_key_prefix + job_id)
         now_ms = int(time.time() * 1000)
         definition = self.codec.loads(raw) if raw else {}
+        function = definition.get("f", "<unknown>")
+        kwargs = mask_arguments(definition.get("k", {}), redacted_paths(function, definition))
         record = serialize_result(
-            definition.get("f", "<unknown>"), tuple(definition.get("a", ())), definition.get("k", {}),
+            function, tuple(definition.get("a", ())), kwargs,
             int(definition.get("t") or 0), int(definition.get("et", now_ms)), False,
             asyncio.CancelledError("aborted before it started"), now_ms, now_ms, job_id, queue, job_id,
             serializer=self.codec.dumps,
@@ -285,6 +290,7 @@ class JobClient:
         return bool(not outcome.success and isinstance(outcome.result, asyncio.CancelledError))
 
     async def info(self, job_id: str, queue_name: str | None = None) -> JobInfo:
+        """Status, arguments (those the job redacts masked: ``@job(redact=...)``), outcome, try errors, progress."""
         job = self._arq_job(job_id, queue_name)
         status = await job.status()
         definition = await job.info()
@@ -299,12 +305,22 @@ class JobClient:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.lrange(k.TRY_ERRORS_KEY_PREFIX + job_id, 0, -1)
             pipe.get(k.PROGRESS_KEY_PREFIX + job_id)
-            errors, progress = await pipe.execute()
+            pipe.get(k.job_key_prefix + job_id)
+            errors, progress, payload = await pipe.execute()
+        paths = redacted_paths(info.function, self._decoded(payload))
         return replace(
             info,
+            kwargs=mask_arguments(info.kwargs, paths),
             try_errors=tuple(orjson.loads(e) for e in errors),
             progress=None if progress is None else orjson.loads(progress),
         )
+
+    def _decoded(self, payload: bytes | None) -> Any:
+        """The job dict of ``payload``, or None when there is none or it cannot be read."""
+        try:
+            return None if payload is None else self.codec.loads(payload)
+        except Exception:  # an unreadable payload hides nothing more than the declared paths
+            return None
 
 
 def require_spec(spec: object) -> None:

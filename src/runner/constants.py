@@ -35,6 +35,8 @@ __all__ = [
     "DEFAULT_SOCKET_TIMEOUT_S",
     "DLQ_ENTRY_KEY_PREFIX",
     "DLQ_KEY_PREFIX",
+    "DURATIONS_KEY_PREFIX",
+    "DURATIONS_TTL_MS",
     "EXPIRES_EXTRA_MS",
     "HANDOFF_LEASE_MS",
     "HEARTBEAT_KEY_PREFIX",
@@ -109,6 +111,11 @@ QUEUES_KEY = "jobs:queues"
 #: with the outcomes, kept :data:`OUTCOMES_TTL_MS`; ``hasten status`` and the dashboard read throughput from it
 OUTCOMES_KEY_PREFIX = "jobs:outcomes:"
 OUTCOMES_TTL_MS = 2 * 3_600_000
+#: try durations per minute of a queue (``<prefix><queue name>:<epoch minute>``): a hash of counts by
+#: ``<function>|<log-scale bucket>`` (``durations.py``), written with the outcomes, kept :data:`DURATIONS_TTL_MS`;
+#: ``hasten status`` and the dashboard read p50/p95 per function from it
+DURATIONS_KEY_PREFIX = "jobs:durations:"
+DURATIONS_TTL_MS = 2 * 3_600_000
 
 #: list per job of the errors of its failed tries that were retried (``<prefix><job id>``)
 TRY_ERRORS_KEY_PREFIX = "jobs:errors:"

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from . import constants as k
 from .codec import describe_exception
-from .redact import redact_text, redact_value
+from .redact import mask_arguments, redact_text, redact_value
 from .scripts import script
 
 if TYPE_CHECKING:
@@ -60,13 +60,15 @@ class DeadJob:
 def dead_letter(claimed: Claimed, job: Any, queue: str, start_ms: int, error: BaseException, reason: str) -> bytes:
     """The record of a job that failed for good (``job`` is execute's decoded view of it).
 
-    What people read (arguments, error, traceback) has URL credentials and query values redacted; the payload
-    that a requeue puts back is kept as it was queued.
+    What people read (arguments, error, traceback) has URL credentials and query values redacted, and the
+    arguments the job redacts (``job.redact``, from ``@job(redact=...)``) masked; the payload that a requeue puts
+    back is kept as it was queued.
     """
+    kwargs = mask_arguments(job.kwargs, getattr(job, "redact", ()))
     described = describe_exception(error)
     return orjson.dumps({
         "job_id": claimed.job_id, "queue": queue, "function": job.function, "args": redact_value(list(job.args)),
-        "kwargs": redact_value(job.kwargs), "reason": reason, "error_type": described["type"],
+        "kwargs": redact_value(kwargs), "reason": reason, "error_type": described["type"],
         "error_message": redact_text(described["message"]),
         "traceback": redact_text("".join(traceback.format_exception(error))) if error.__traceback__ else "",
         "tries": job.job_try, "enqueued_at_ms": job.enqueue_time_ms, "started_at_ms": start_ms,

@@ -24,6 +24,7 @@ from .context import CTX_DEFAULT_TIMEOUT_S, STATE_KEY
 from .errors import JobNotFound
 from .handle import JobHandle, JobInfo
 from .job import JobCall, JobSpec
+from .redact import mask_arguments
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,8 +93,9 @@ class EagerClient(JobClient):
                 result, success = e, False
             break
         record = {
-            "t": job_try, "f": spec.name, "a": data["a"], "k": data["k"], "et": data["et"], "s": success,
-            "r": result, "st": start_ms, "ft": int(time.time() * 1000), "q": self.queue_name, "id": job_id,
+            "t": job_try, "f": spec.name, "a": data["a"], "k": mask_arguments(data["k"], spec.redact), "et": data["et"],
+            "s": success, "r": result, "st": start_ms, "ft": int(time.time() * 1000), "q": self.queue_name,
+            "id": job_id,
         }  # fmt: skip
         return self.codec.dumps(record)
 

@@ -34,6 +34,7 @@ from .finish import Finisher, Outcome
 from .hooks import JobHooks
 from .job import JobSpec
 from .policy import Counters, ResultPolicy
+from .redact import mask_arguments, redacted_paths
 from .running import RunningJobs
 
 if TYPE_CHECKING:
@@ -51,9 +52,13 @@ class _Job:
     kwargs: dict[str, Any] = field(default_factory=dict)
     job_try: int = 1
     enqueue_time_ms: int = 0
+    #: argument paths never shown (``@job(redact=...)``): masked in the result record and the dead-letter record
+    redact: tuple[str, ...] = ()
     #: metrics (when on): the function's meter once the try counts as started, and when (perf_counter)
     meter: Meter | None = None
     started_s: float = 0.0
+    #: when its function was called (perf_counter), 0.0 if it never was: the try's duration is recorded
+    called_s: float = 0.0
 
 
 def _now_ms() -> int:
@@ -106,6 +111,8 @@ class Executor:
         if self.metrics is not None:  # a try refused before its function ran starts and ends here
             meter = job.meter or self.metrics.started(job.function, claimed.score_ms)
             meter.finished(outcome, time.perf_counter() - job.started_s if job.started_s else 0.0)
+        if job.called_s and outcome.action != "back":  # per-minute durations (durations.py); a shutdown's cut is not
+            outcome.function, outcome.duration_s = job.function, time.perf_counter() - job.called_s
         if claimed.job_id.startswith("cron:"):  # the entry's state notes how its runs end
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms
@@ -142,6 +149,7 @@ class Executor:
             logger.warning("job %s: %s: %s", claimed.job_id, type(e).__name__, e)
             return self._done(claimed, job, start_ms, error, dead="payload refused"), None
         job.job_try = max(job.job_try, int(data.get("t") or 0))
+        job.redact = redacted_paths(job.function, data)
         current_job.bind(claimed.job_id, job.function, job.job_try, self.queue_name)  # every line it logs names it
         if tracing.active is not None:  # a CONSUMER span around the try (tracing.py)
             trace_context = data.get(tracing.TRACE_CONTEXT_KEY)
@@ -190,6 +198,7 @@ class Executor:
         timeout_s = self._timeout_s(spec, function)
         self.running.set_deadline(job_id, time.monotonic() + timeout_s, job.function)
         logger.debug("→ %s %s try=%d", job_id, job.function, job.job_try)
+        job.called_s = time.perf_counter()
         try:
             if spec is not None:
                 result = await spec.invoke(self._context(job_id, job, spec), job.args, job.kwargs)
@@ -291,7 +300,8 @@ class Executor:
         data = b""
         if keep_ms != 0:
             data = serialize_result(
-                job.function, job.args, job.kwargs, job.job_try, job.enqueue_time_ms, success, result, start_ms,
+                job.function, job.args, mask_arguments(job.kwargs, job.redact), job.job_try, job.enqueue_time_ms,
+                success, result, start_ms,
                 _now_ms(), f"{claimed.job_id}:{job.function}", self.queue_name, claimed.job_id,
                 serializer=self.codec.dumps,
             ) or b""  # fmt: skip

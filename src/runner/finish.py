@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from redis.asyncio import Redis
 
 from . import constants as k
+from . import durations
 from .outage import REDIS_DOWN, Outage, RedisHealth, is_refusal
 from .scripts import script
 
@@ -60,6 +61,9 @@ class Outcome:
     #: for cron jobs only (the entry's state records it): how the run ended, and how long it took
     run_status: str = ""
     run_ms: int = 0
+    #: a try that ran the job's function: which, and how long it took (the per-minute durations, ``durations.py``)
+    function: str = ""
+    duration_s: float | None = None
     #: a failed try or a dead letter, for the failure hooks and the trace (not written)
     failure: JobFailure | None = None
 
@@ -80,6 +84,7 @@ class Finisher:
         self._script = script(redis, "finish")
         self._keys = [queue_name, k.WAKE_KEY_PREFIX + queue_name, k.DLQ_KEY_PREFIX + queue_name]
         self._outcomes_prefix = f"{k.OUTCOMES_KEY_PREFIX}{queue_name}:"
+        self._durations_prefix = f"{k.DURATIONS_KEY_PREFIX}{queue_name}:"
         self._owner = owner
         self._dlq_retention_ms = dlq_retention_ms
         self._pending: list[Outcome] = []
@@ -181,12 +186,16 @@ class Finisher:
 
     async def _write(self, batch: list[Outcome]) -> None:
         now_ms = int(time.time() * 1000)
+        # counted up here, so the script sends one HINCRBY per distinct (function, bucket) of the batch
+        timed = durations.fields_of((o.function, o.duration_s) for o in batch if o.duration_s is not None)
         args: list[bytes | str | int] = [
-            k.MAX_WAKE_TOKENS, now_ms, self._dlq_retention_ms, self._owner, k.OUTCOMES_TTL_MS
+            k.MAX_WAKE_TOKENS, now_ms, self._dlq_retention_ms, self._owner, k.OUTCOMES_TTL_MS, k.DURATIONS_TTL_MS,
+            len(timed), *(item for pair in timed.items() for item in pair),
         ]  # fmt: skip
         for o in batch:
             args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms, o.kind]
-        keys = [*self._keys, f"{self._outcomes_prefix}{now_ms // 60_000}"]
+        minute = now_ms // 60_000
+        keys = [*self._keys, f"{self._outcomes_prefix}{minute}", f"{self._durations_prefix}{minute}"]
         for raw_id in await self._script(keys=keys, args=args):
             logger.info(
                 "job %s: outcome not written: its lease was lost, the job is another worker's now (or done)",

@@ -19,6 +19,7 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Function, Retry
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
+from . import redact as redaction
 from .constants import DEFAULT_JOB_TIMEOUT_S
 from .context import CTX_DEFAULT_TIMEOUT_S, JobContext
 from .errors import ArgumentsInvalid, JobTimeout, ResultInvalid
@@ -66,6 +67,8 @@ class JobSpec(Generic[P, R]):
     retry: Backoff
     keep_result_s: float | None
     enqueue_options: EnqueueOptions = field(default_factory=EnqueueOptions)
+    #: argument paths (``"password"``, ``"card.number"``) whose values are never shown (``redact.py``)
+    redact: tuple[str, ...] = ()
     _args_model: type[BaseModel] = field(init=False, repr=False, compare=False)
     _result: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
     _params: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -75,6 +78,10 @@ class JobSpec(Generic[P, R]):
         object.__setattr__(self, "_args_model", model)
         object.__setattr__(self, "_params", params)
         object.__setattr__(self, "_result", result)
+        for path in self.redact:
+            if not path or path.split(".")[0] not in params:
+                raise TypeError(f"job {self.name!r}: redact={path!r} names no parameter (it has {', '.join(params)})")
+        redaction.declare(self.name, self.redact)
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> JobCall[R]:
         """Validated arguments for one run, for :meth:`JobClient.enqueue_many`."""
@@ -199,6 +206,7 @@ def job(
     timeout_s: float | None = None,
     retry: Backoff | None = None,
     keep_result_s: float | None = None,
+    redact: Sequence[str] = (),
 ) -> Callable[[Callable[Concatenate[JobContext, P], Awaitable[R]]], JobSpec[P, R]]: ...
 
 
@@ -210,12 +218,16 @@ def job(
     timeout_s: float | None = None,
     retry: Backoff | None = None,
     keep_result_s: float | None = None,
+    redact: Sequence[str] = (),
 ) -> JobSpec[P, R] | Callable[[Callable[Concatenate[JobContext, P], Awaitable[R]]], JobSpec[P, R]]:
-    """Declare a job. ``timeout_s=None`` takes the worker's default; ``retry`` defaults to ``Backoff()``."""
+    """Declare a job. ``timeout_s=None`` takes the worker's default; ``retry`` defaults to ``Backoff()``;
+    ``redact``: arguments (top-level names or dotted paths into models) whose values are never shown."""
+    if isinstance(redact, str):  # redact="password" would mask "p", "a", "s" …
+        raise TypeError("redact takes a list of argument names, e.g. redact=['password']")
 
     def wrap(f: Callable[Concatenate[JobContext, P], Awaitable[R]]) -> JobSpec[P, R]:
         if not inspect.iscoroutinefunction(f):
             raise TypeError(f"job {f.__name__!r} must be an async function")
-        return JobSpec(f, name or f.__name__, timeout_s, retry or Backoff(), keep_result_s)
+        return JobSpec(f, name or f.__name__, timeout_s, retry or Backoff(), keep_result_s, redact=tuple(redact))
 
     return wrap if fn is None else wrap(fn)

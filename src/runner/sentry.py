@@ -11,7 +11,8 @@ see nothing. This one is fed by the failure hooks (``failures.py``) instead::
 
 (or set ``JOBS_SENTRY_DSN`` and the worker does that). Events carry the tags ``job_id``, ``function``, ``job_try``
 and ``queue`` and a ``job`` context; a dead letter is an ``error``, a try that will be retried a ``warning``
-(``HastenIntegration(failed_tries=False)``: dead letters only). An event the job's own code sends — an exception it
+(``HastenIntegration(failed_tries=False)``: dead letters only). Events of a job that redacts arguments
+(``@job(redact=...)``) carry no frame's local variables. An event the job's own code sends — an exception it
 captures, an ERROR line Sentry's logging integration picks up — gets the same tags, read from the job bound to the
 running task (``current_job.py``), so nothing is done per job. The worker's own ERROR line about a dead letter is
 not sent a second time.
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from sentry_sdk._types import Event
 
 from . import current_job, failures
-from .redact import redact_text
+from .redact import redact_text, redacted_paths
 
 
 class HastenIntegration(Integration):
@@ -76,6 +77,8 @@ def report_failure(failure: failures.JobFailure) -> None:
     job = {"dead_letter": failure.dead, "reason": failure.reason, "retry_in_s": failure.retry_in_s}
     event["contexts"] = {**event.get("contexts", {}), "job": {**_tags(failure), **job}}
     event["transaction"] = failure.function
+    if redacted_paths(failure.function):
+        _drop_frame_variables(event)
     # the worker's ERROR line carried the same exception a moment ago: Sentry's dedupe would drop this event
     DedupeIntegration.reset_last_seen()
     sentry_sdk.capture_event(event, hint=hint)
@@ -91,6 +94,8 @@ def _tag_event(event: Event, hint: dict[str, Any]) -> Event | None:
         tags = event.setdefault("tags", {})
         for name, value in _tags(job).items():
             tags.setdefault(name, value)
+        if redacted_paths(job.function):
+            _drop_frame_variables(event)
     _redact(event)
     return event
 
@@ -107,3 +112,13 @@ def _redact(event: Event) -> None:
                 logentry[key] = redact_text(logentry[key])
         if logentry.get("params"):
             logentry["params"] = [redact_text(p) if isinstance(p, str) else p for p in logentry["params"]]
+
+
+def _drop_frame_variables(event: Event) -> None:
+    """A job that redacts arguments: no frame's local variables leave (Sentry records them by default, and the
+    job's own frame holds the arguments)."""
+    values = (event.get("exception") or {}).get("values") or ()
+    threads = (event.get("threads") or {}).get("values") or ()
+    for holder in (*values, *threads):
+        for frame in (holder.get("stacktrace") or {}).get("frames") or ():
+            frame.pop("vars", None)

@@ -3,6 +3,7 @@ network), and so are events the job's own code sends."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -99,3 +100,28 @@ async def test_an_event_the_job_sends_itself_is_tagged_too(
     [event] = await wait_for(lambda: sentry_events)
     assert event["logentry"]["formatted"] == "something odd in reports"
     assert _job_tags(event) == (handle.job_id, "reports", "1", "arq:queue")
+
+
+#: built at run time: the source lines Sentry sends around each frame must not contain it
+_SECRET = "-".join(("hunter2", "secret"))
+
+
+def _fail(note: str) -> None:
+    raise ValueError("sign-in refused")
+
+
+@pytest.mark.parametrize(("function", "shown"), [("sign_in", False), ("add", True)])
+def test_a_job_that_redacts_arguments_sends_no_frame_variables(
+    sentry_events: list[dict[str, Any]], function: str, shown: bool
+) -> None:
+    import tests.sample_jobs  # noqa: F401  # declares sign_in's redacted arguments
+    from src.runner.failures import JobFailure
+    from src.runner.sentry import report_failure
+
+    try:
+        _fail(_SECRET)
+    except ValueError as e:
+        error = e
+    report_failure(JobFailure("j1", function, 1, "arq:queue", error, True, "permanent failure"))
+    [event] = sentry_events
+    assert (_SECRET in json.dumps(event)) is shown

@@ -1,10 +1,12 @@
 -- Record the outcome of a batch of jobs in one call, each as arq's finish_job would.
 -- KEYS[1] queue zset, KEYS[2] wake-up list (a job put back wakes an idle worker with a token that is the earliest
 --   due time put back, so that the worker looks there even if its claim cursor is past it),
--- KEYS[3] dead-letter zset, KEYS[4] this minute's outcome counts (a hash by kind)
+-- KEYS[3] dead-letter zset, KEYS[4] this minute's outcome counts (a hash by kind), KEYS[5] this minute's try
+--   durations (a hash of counts by '<function>|<log-scale bucket>', see durations.py)
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), ARGV[4] owner (the
---   worker's id, the value of the in-progress keys it holds), ARGV[5] stats retention (ms), then ARGV[6..]: groups
---   of eight: job id, action, result bytes ('' for none), number, dead-letter record ('' for none), run status
+--   worker's id, the value of the in-progress keys it holds), ARGV[5] outcome counts' retention (ms), ARGV[6]
+--   durations' retention (ms), ARGV[7] n: how many duration fields follow, ARGV[8 .. 7+2n]: field, count (the
+--   batch's tries counted up by the caller), then groups of eight: job id, action, result bytes ('' for none), number, dead-letter record ('' for none), run status
 --   ('' unless a cron job: its entry's state records the status and duration), duration (ms), kind (how the try
 --   ended, counted per minute: complete, failed, retried, aborted, dead)
 --   action 'done':  store the result for `number` ms (-1: forever, 0: not kept), then delete the job,
@@ -25,7 +27,8 @@ local dead = false
 local owner = ARGV[4]
 local skipped = {}
 local counts = {}
-for i = 6, #ARGV, 8 do
+local timed = tonumber(ARGV[7])
+for i = 8 + 2 * timed, #ARGV, 8 do
   local id = ARGV[i]
   local action = ARGV[i + 1]
   local holder = redis.call('GET', 'arq:in-progress:' .. id)
@@ -90,6 +93,12 @@ if next(counts) then
     redis.call('HINCRBY', KEYS[4], kind, n)
   end
   redis.call('PEXPIRE', KEYS[4], ARGV[5])
+end
+if timed > 0 then
+  for i = 8, 7 + 2 * timed, 2 do
+    redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[i + 1])
+  end
+  redis.call('PEXPIRE', KEYS[5], ARGV[6])
 end
 if dead then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
