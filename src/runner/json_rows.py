@@ -1,0 +1,97 @@
+"""The JSON rows of what ``hasten … --json`` prints and the dashboard's API returns: one builder per kind, so
+the two never disagree.
+
+Nothing secret is in a row: a dead job's original payload (``payload_b64``, not redacted) is left out, and job
+arguments shown come redacted (URL credentials and query values).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from . import constants as k
+from .client import JobClient
+from .cron_state import CronState
+from .dlq import DeadJob
+from .queue_admin import QueuedJob
+from .queue_stats import QueueStats
+from .worker_registry import WorkerRecord, live_workers
+
+
+def stats_row(stats: QueueStats) -> dict[str, Any]:
+    """A queue's counts, rates (last 5 minutes), minutes and workers (``hasten status --json``)."""
+    return {
+        "queue": stats.queue, "queued": stats.queued, "running": stats.running, "deferred": stats.deferred,
+        "retrying": stats.retrying, "dead": stats.dead, "oldest_due_age_s": stats.oldest_due_age_s,
+        "counts_estimated": stats.estimated, "throughput_per_s": stats.throughput_per_s(),
+        "failure_rate": stats.failure_rate(), "minutes": [asdict(m) for m in stats.minutes],
+        "workers": [worker_row(w) for w in stats.workers],
+    }  # fmt: skip
+
+
+def worker_row(worker: WorkerRecord) -> dict[str, Any]:
+    return {
+        **asdict(worker),
+        "load": worker.load,
+        "uptime_s": worker.uptime_s,
+        "heartbeat_age_s": age_s(worker.heartbeat_ms),
+    }
+
+
+def queued_job_row(job: QueuedJob) -> dict[str, Any]:
+    """A job waiting or running in a queue (``hasten jobs list --json``)."""
+    return asdict(job)
+
+
+def dead_row(dead: DeadJob) -> dict[str, Any]:
+    """A dead job's record without the payload a requeue sends (``hasten dlq list/show --json``)."""
+    return {key: value for key, value in asdict(dead).items() if key != "payload_b64"}
+
+
+def cron_row(state: CronState) -> dict[str, Any]:
+    """A cron entry's state, times in ISO 8601 (``hasten cron --json``)."""
+    return {key: plain(value) for key, value in asdict(state).items()}
+
+
+async def job_record(client: JobClient, job_id: str) -> dict[str, Any]:
+    """Everything known about one job in the client's queue, with the worker holding it and its lease
+    (``hasten inspect --json``); ``status`` is ``not_found`` and ``function`` None when there is no such job."""
+    info = await client.info(job_id)
+    holder, lease_ms = await lease(client, job_id)
+    record = {key: plain(value) for key, value in asdict(info).items()}
+    record["status"] = info.status.value
+    record["queue"] = client.queue_name
+    record["worker"] = holder
+    record["lease_left_s"] = None if lease_ms is None else lease_ms / 1000
+    if holder is not None:
+        for w in await live_workers(client.redis, client.queue_name):
+            if w.worker_id == holder:
+                record["worker_host"], record["worker_pid"] = w.host, w.pid
+    return record
+
+
+async def lease(client: JobClient, job_id: str) -> tuple[str | None, int | None]:
+    """The worker id holding ``job_id``'s lease and the lease's milliseconds left (None, None: not running)."""
+    async with client.redis.pipeline(transaction=False) as pipe:
+        pipe.get(k.in_progress_key_prefix + job_id)
+        pipe.pttl(k.in_progress_key_prefix + job_id)
+        holder, ttl_ms = await pipe.execute()
+    if holder is None:
+        return None, None
+    return holder.decode(errors="replace"), ttl_ms if ttl_ms >= 0 else None
+
+
+def plain(value: Any) -> Any:
+    """A value as JSON has it: datetimes in ISO 8601, tuples as lists."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def age_s(epoch_ms: int) -> float:
+    return max(0.0, time.time() - epoch_ms / 1000)
