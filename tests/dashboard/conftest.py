@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from src.runner import JobSpec
 from src.runner.dashboard import DashboardOptions, dashboard
+from src.runner.dashboard.state import DashboardState
 from src.runner.redis_server import free_port
 from tests.sample_jobs import add, echo, nap, reports, switchable
 
@@ -45,6 +46,7 @@ class Served:
     """A dashboard app served by uvicorn in a thread of its own (its own event loop, its own Redis pool)."""
 
     def __init__(self, app: FastAPI) -> None:
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -52,6 +54,10 @@ class Served:
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"dashboard-{self.port}", daemon=True)
+
+    def app_state(self) -> DashboardState:
+        state: DashboardState = self.app.state.dashboard
+        return state
 
     async def __aenter__(self) -> Served:
         self.thread.start()

@@ -92,6 +92,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
     """Errors as a page for a browser, as JSON (``{"detail": ...}``) for everything else."""
     assert isinstance(error, HTTPException)
     if "text/html" in request.headers.get("accept", "") and not request.url.path.startswith(f"{prefix(request)}/api"):
-        return page(request, "error.html", error.status_code, status=error.status_code, detail=str(error.detail),
-                    headers=error.headers)  # fmt: skip
+        shown = page(request, "error.html", error.status_code, status=error.status_code, detail=str(error.detail))
+        shown.headers.update(error.headers or {})
+        return shown
     return JSONResponse({"detail": error.detail}, error.status_code, headers=error.headers)

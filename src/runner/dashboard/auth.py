@@ -80,7 +80,9 @@ def require_access(request: Request) -> None:
 
 
 def _wants_html(request: Request) -> bool:
-    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+    """A browser asking for a page (the API answers 401 to browsers too)."""
+    api = request.url.path.startswith(str(request.scope.get("root_path", "")).rstrip("/") + "/api/")
+    return request.method == "GET" and "text/html" in request.headers.get("accept", "") and not api
 
 
 async def form_fields(request: Request) -> dict[str, list[str]]:

@@ -80,6 +80,7 @@ def prefix(request: Request) -> str:
 
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     options: DashboardOptions = request.app.state.dashboard.options
+    context.setdefault("nav", "")
     html = env.get_template(template).render(
         request=request, base=prefix(request), csrf=getattr(request.state, "csrf", ""), options=options,
         read_only=options.read_only, **context,
