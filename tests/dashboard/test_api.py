@@ -237,3 +237,25 @@ def test_hasten_web_refuses_a_public_address_without_credentials() -> None:
         "error: the dashboard would listen on 0.0.0.0 with no credentials: set JOBS_DASHBOARD_TOKEN (or "
         "JOBS_DASHBOARD_USERNAME and JOBS_DASHBOARD_PASSWORD), or bind it to 127.0.0.1"
     ]
+
+
+async def test_mounted_in_an_application(client: JobClient, redis: ArqRedis) -> None:
+    import httpx2
+    from fastapi import FastAPI
+
+    from src.runner.dashboard import DashboardOptions, dashboard
+
+    handle = await client.enqueue(nap.options(defer_by=60), 1)
+    app = FastAPI()
+    app.mount("/jobs", dashboard(redis=redis, options=DashboardOptions(jobs=tuple(JOBS))))
+    transport = httpx2.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        page = await http.get("/jobs/", headers=HTML)
+        assert page.status_code == 200
+        assert 'src="/jobs/static/dashboard.js"' in page.text and 'data-live-src="/jobs/events/overview"' in page.text
+        assert (await http.get("/jobs/static/dashboard.css")).status_code == 200
+        listing = await http.get("/jobs/jobs", headers=HTML)
+        assert f'href="/jobs/jobs/{handle.job_id}?queue=arq%3Aqueue"' in listing.text
+        aborted = await http.post(f"/jobs/jobs/{handle.job_id}/abort", data={"csrf": http.cookies["hasten_csrf"]})
+        assert aborted.status_code == 303 and aborted.headers["location"].startswith(f"/jobs/jobs/{handle.job_id}?")
+        assert (await http.get("/jobs/api/openapi.json")).status_code == 200
