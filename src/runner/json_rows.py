@@ -12,12 +12,17 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from arq.jobs import DeserializationError, JobStatus
+
 from . import constants as k
 from .client import JobClient
 from .cron_state import CronState
 from .dlq import DeadJob
+from .errors import JobsError
+from .handle import JobInfo
 from .queue_admin import QueuedJob
 from .queue_stats import QueueStats
+from .redact import redact_text, redact_value
 from .worker_registry import WorkerRecord, live_workers
 
 
@@ -58,11 +63,27 @@ def cron_row(state: CronState) -> dict[str, Any]:
 
 async def job_record(client: JobClient, job_id: str) -> dict[str, Any]:
     """Everything known about one job in the client's queue, with the worker holding it and its lease
-    (``hasten inspect --json``); ``status`` is ``not_found`` and ``function`` None when there is no such job."""
-    info = await client.info(job_id)
+    (``hasten inspect --json``); ``status`` is ``not_found`` and ``function`` None when there is no such job.
+
+    Arguments and errors come with URL credentials and query values redacted (what a job received is in its
+    payload). A payload this client cannot read (another codec, unsigned, altered) is reported as such.
+    """
+    try:
+        info = await client.info(job_id)
+    except (DeserializationError, JobsError, ValueError) as e:
+        info = JobInfo(job_id, JobStatus.not_found, None, {}, None, None, error=f"unreadable job: {e}")
+        status = "unreadable"
+    else:
+        status = info.status.value
     holder, lease_ms = await lease(client, job_id)
     record = {key: plain(value) for key, value in asdict(info).items()}
-    record["status"] = info.status.value
+    record["kwargs"] = redact_value(record["kwargs"])
+    record["error"] = None if info.error is None else redact_text(info.error)
+    record["try_errors"] = [
+        {**e, "message": redact_text(str(e.get("message", "")))} if isinstance(e, dict) else {"message": repr(e)}
+        for e in record["try_errors"]
+    ]
+    record["status"] = status
     record["queue"] = client.queue_name
     record["worker"] = holder
     record["lease_left_s"] = None if lease_ms is None else lease_ms / 1000
