@@ -259,3 +259,45 @@ async def test_mounted_in_an_application(client: JobClient, redis: ArqRedis) -> 
         aborted = await http.post(f"/jobs/jobs/{handle.job_id}/abort", data={"csrf": http.cookies["hasten_csrf"]})
         assert aborted.status_code == 303 and aborted.headers["location"].startswith(f"/jobs/jobs/{handle.job_id}?")
         assert (await http.get("/jobs/api/openapi.json")).status_code == 200
+
+
+async def test_a_worker_that_missed_heartbeats_is_greyed(redis: ArqRedis, dash: Dash) -> None:
+    import time
+
+    from src.runner import constants as k
+    from src.runner.worker_registry import WorkerRecord
+
+    now_ms = int(time.time() * 1000)
+    for worker_id, beat_ms in (("fresh", now_ms), ("late", now_ms - 11_000)):
+        record = WorkerRecord(worker_id, k.default_queue_name, "host", 1, "1", 4, now_ms - 60_000, heartbeat_ms=beat_ms)
+        await redis.set(k.HEARTBEAT_KEY_PREFIX + worker_id, record.to_json())
+        await redis.zadd(k.WORKERS_KEY_PREFIX + k.default_queue_name, {worker_id: beat_ms})
+    _, http = dash()
+    page = (await http.get("/workers", headers=HTML)).text
+    rows = {wid: row for wid in ("fresh", "late") for row in page.split("<tr") if f">{wid}</td>" in row}
+    assert 'class="late"' in rows["late"] and 'class="late"' not in rows["fresh"]
+
+
+async def test_no_secret_is_ever_shown(env, client: JobClient) -> None:
+    import httpx2
+
+    from src.runner.dashboard import DashboardOptions, dashboard
+    from src.settings import get_settings
+
+    env.setenv("JOBS_SIGNING_SECRET", "signing-secret-value")
+    env.setenv("JOBS_DASHBOARD_TOKEN", "dashboard-token-value")
+    get_settings.cache_clear()
+    settings = get_settings()
+    app = dashboard(settings, options=DashboardOptions.from_settings(settings, jobs=tuple(JOBS)))
+    transport = httpx2.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    bearer = {"authorization": "Bearer dashboard-token-value", "accept": "text/html"}
+    async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        handle = await client.enqueue(echo.options(defer_by=60), "https://user:pw@example.com/hook?token=abc")
+        paths = ("/", "/workers", "/enqueue", "/login", "/api/queues")
+        texts = [(await http.get(p, headers=bearer)).text for p in paths]
+        texts.append((await http.get(f"/api/jobs/{handle.job_id}", headers=bearer)).text)
+        texts.append((await http.get(f"/jobs/{handle.job_id}", headers=bearer)).text)
+    await app.state.dashboard.close()  # the client it opened from the settings
+    for text in texts:
+        for secret in ("signing-secret-value", "dashboard-token-value", settings.redis_target(), "pw@", "token=abc"):
+            assert secret not in text
