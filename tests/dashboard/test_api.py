@@ -38,6 +38,7 @@ async def test_overview_counts_and_security_headers(client: JobClient, dash: Das
     assert page.status_code == 200
     assert '<dd data-count="queued">1</dd>' in page.text and '<dd data-count="deferred">1</dd>' in page.text
     assert "No worker is alive" in page.text
+    assert '<p class="muted">\N{EN DASH}</p>' in page.text  # duration percentiles: none recorded yet
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
@@ -116,7 +117,9 @@ async def test_actions_need_the_csrf_token_and_our_origin(client: JobClient, das
     assert (await http.post(path, data={"csrf": token}, headers={"sec-fetch-site": "cross-site"})).status_code == 403
     assert (await http.post("/api/jobs", json={"function": "echo", "arguments": {"text": "x"}})).status_code == 403
     assert await client.redis.zcard("arq:queue") == 1, "a refused request changed something"
-    same = {"origin": "http://127.0.0.1"}
+    cross = {"origin": "http://127.0.0.1.evil.example"}
+    assert (await http.post(path, data={"csrf": token}, headers=cross)).status_code == 403
+    same = {"origin": "https://127.0.0.1"}  # the browser's origin behind a proxy that ends TLS
     assert (await http.post(path, data={"csrf": token}, headers=same)).status_code == 303
 
 

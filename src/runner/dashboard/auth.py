@@ -14,7 +14,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import HTTPException, Request
 from pydantic import SecretStr
@@ -99,8 +99,10 @@ async def form_fields(request: Request) -> dict[str, list[str]]:
 async def require_same_origin(request: Request) -> None:
     """A dependency of every action: the POST came from one of our pages (or a script with a bearer token)."""
     origin = request.headers.get("origin")
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    if origin is not None and origin != own:
+    # the host alone is compared: behind a proxy that ends TLS the request arrives as http but the browser's origin
+    # is https; a proxy that rewrites Host says the original in X-Forwarded-Host (a header no cross-site form sets)
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")} - {None}
+    if origin is not None and urlsplit(origin).netloc not in hosts:
         raise HTTPException(403, "cross-site request refused (Origin is not this dashboard)")
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         raise HTTPException(403, "cross-site request refused (Sec-Fetch-Site)")
