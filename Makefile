@@ -40,10 +40,10 @@ install-redis:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
 .PHONY: install-test-tools
-install-test-tools:  # what tests check deploy/ with: promtool (Debian's prometheus) and systemd-analyze (systemd)
-	@command -v promtool >/dev/null && command -v systemd-analyze >/dev/null || { \
-	  echo "Installing promtool and systemd-analyze (Debian packages prometheus, systemd) ..."; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus systemd \
+install-test-tools:  # what tests check deploy/ with: promtool (Debian's prometheus) and systemd-analyze (systemd); chromium for the dashboard's browser tests
+	@command -v promtool >/dev/null && command -v systemd-analyze >/dev/null && command -v chromium >/dev/null || { \
+	  echo "Installing promtool, systemd-analyze and chromium (Debian packages prometheus, systemd, chromium) ..."; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus systemd chromium \
 	  >/dev/null; }
 
 .PHONY: install

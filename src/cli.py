@@ -13,17 +13,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from src import cli_output, cli_queue
+from src.runner import json_rows
 from src.runner.client import JobClient
-from src.runner.cron_state import CronState, cron_states, forget
+from src.runner.cron_state import cron_states, forget
 from src.runner.dlq import DeadJob, DeadLetters
 from src.runner.errors import JobsError, RedisUnreachable
 
@@ -110,11 +110,32 @@ def redis() -> None:
 
 @app.command()
 def run() -> None:
-    """Local stack: Redis (embedded unless JOBS_REDIS_URL is set), a worker, and the example API."""
+    """Local stack: Redis (embedded unless JOBS_REDIS_URL is set), a worker, the example API and the dashboard."""
     from src import local_stack
     from src.settings import get_settings
 
     raise typer.Exit(local_stack.run(get_settings(), console))
+
+
+@app.command()
+def web(
+    host: str | None = typer.Option(None, help="Address to listen on [default: JOBS_DASHBOARD_HOST, 127.0.0.1]."),
+    port: int | None = typer.Option(None, help="Port [default: JOBS_DASHBOARD_PORT, 8001]."),
+) -> None:
+    """Serve the dashboard. Beyond loopback it needs JOBS_DASHBOARD_TOKEN (or basic credentials)."""
+    import uvicorn
+
+    from src import jobs
+    from src.runner.dashboard import DashboardOptions, dashboard
+    from src.settings import get_settings
+
+    settings = get_settings()
+    host = host or settings.dashboard_host
+    options = DashboardOptions.from_settings(settings, jobs=tuple(jobs.ALL))
+    options.check_bind(host)  # no credentials beyond loopback: one line, exit code 1 (main)
+    console.print(f"dashboard at http://{host}:{port or settings.dashboard_port}/", soft_wrap=True)
+    uvicorn.run(dashboard(settings, options=options), host=host, port=port or settings.dashboard_port,
+                log_level="warning")  # fmt: skip
 
 
 @app.command()
@@ -174,7 +195,7 @@ def dlq_list(
 
     total, dead = _with_dlq(fetch)
     if as_json:
-        cli_output.print_json([{k: v for k, v in asdict(d).items() if k != "payload_b64"} for d in dead])
+        cli_output.print_json([json_rows.dead_row(d) for d in dead])
         return
     if not dead:
         console.print("no dead jobs" if total == 0 else f"no dead jobs past {offset} (there are {total})")
@@ -198,7 +219,7 @@ def dlq_show(job_id: str, as_json: bool = typer.Option(False, "--json", help="Pr
         console.print(f"[red]no dead job {escape(job_id)}[/]")
         raise typer.Exit(1)
     # the original payload is what requeue sends again; it is not redacted (URL credentials), so it is not shown
-    record = {key: value for key, value in asdict(dead).items() if key != "payload_b64"}
+    record = json_rows.dead_row(dead)
     if as_json:
         cli_output.print_json(record)
         return
@@ -283,7 +304,7 @@ def cron_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", 
         return
     states = _with_client(lambda client: cron_states(client.redis))
     if as_json:
-        cli_output.print_json([_cron_json(s) for s in states])
+        cli_output.print_json([json_rows.cron_row(s) for s in states])
         return
     if not states:
         console.print("no cron entries (a worker registers its table when it starts)")
@@ -307,10 +328,6 @@ def cron_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", 
             last_run, policies,
         )  # fmt: skip
     Console(soft_wrap=False).print(table)
-
-
-def _cron_json(state: CronState) -> dict[str, Any]:
-    return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in asdict(state).items()}
 
 
 @cron_app.command("forget")

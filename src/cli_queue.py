@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -21,14 +19,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from src import cli_output
-from src.runner import constants as k
+from src.runner import json_rows
 from src.runner.client import JobClient
 from src.runner.durations import FunctionDurations, durations
 from src.runner.errors import JobsError
 from src.runner.job import JobSpec
 from src.runner.queue_admin import JOB_STATES, JobPage, JobState, find_jobs, list_jobs, purge_queue
 from src.runner.queue_stats import QueueStats, queue_stats
-from src.runner.worker_registry import WorkerRecord, live_workers, queue_names
+from src.runner.worker_registry import WorkerRecord, queue_names
 
 T = TypeVar("T")
 
@@ -83,7 +81,7 @@ def status(
 
     if as_json:
         all_stats, timings = run(read)
-        cli_output.print_json([_stats_json(s, timings.get(s.queue)) for s in all_stats])
+        cli_output.print_json([json_rows.stats_row(s, timings.get(s.queue)) for s in all_stats])
         return
     if not watch:
         Console(soft_wrap=False).print(_status_view(*run(read)))
@@ -105,21 +103,7 @@ def status(
 def inspect(job_id: str, queue: str | None = _QUEUE, as_json: bool = _JSON) -> None:
     """Everything known about one job, with the worker holding it and its lease."""
 
-    async def read(client: JobClient) -> dict[str, Any]:
-        info = await client.info(job_id)
-        holder, lease_ms = await _lease(client, job_id)
-        record = {key: _plain(value) for key, value in asdict(info).items()}
-        record["status"] = info.status.value
-        record["queue"] = client.queue_name
-        record["worker"] = holder
-        record["lease_left_s"] = None if lease_ms is None else lease_ms / 1000
-        if holder is not None:
-            for w in await live_workers(client.redis, client.queue_name):
-                if w.worker_id == holder:
-                    record["worker_host"], record["worker_pid"] = w.host, w.pid
-        return record
-
-    record = run(read, queue)
+    record = run(lambda client: json_rows.job_record(client, job_id), queue)
     if record["status"] == "not_found" and record["function"] is None:
         console.print(f"[red]error:[/] no job {escape(job_id)} in queue {escape(record['queue'])}", soft_wrap=True)
         raise typer.Exit(1)
@@ -222,7 +206,7 @@ def jobs_list(
         "state": wanted, "function": function, "due_from_ms": low, "due_to_ms": high, "id_prefix": prefix
     }  # fmt: skip
     page = run(lambda client: _page(client, offset, cursor, limit, filters), queue)
-    rows = [asdict(row) for row in page.jobs]
+    rows = [json_rows.queued_job_row(row) for row in page.jobs]
     if page.cursor is not None:
         console.print(f"scanned {page.scanned:,} rows, {len(rows)} shown; next page: --cursor {escape(page.cursor)}",
                       soft_wrap=True, highlight=False)  # fmt: skip
@@ -280,24 +264,6 @@ def _registered(name: str) -> JobSpec[Any, Any]:
     return specs[name]
 
 
-async def _lease(client: JobClient, job_id: str) -> tuple[str | None, int | None]:
-    async with client.redis.pipeline(transaction=False) as pipe:
-        pipe.get(k.in_progress_key_prefix + job_id)
-        pipe.pttl(k.in_progress_key_prefix + job_id)
-        holder, ttl_ms = await pipe.execute()
-    if holder is None:
-        return None, None
-    return holder.decode(errors="replace"), ttl_ms if ttl_ms >= 0 else None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple):
-        return list(value)
-    return value
-
-
 def _time(ms: int | None) -> str:
     return cli_output.utc(None if ms is None else datetime.fromtimestamp(ms / 1000, UTC))
 
@@ -314,24 +280,6 @@ def _progress() -> Progress:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
         transient=False,
     )  # fmt: skip
-
-
-def _stats_json(stats: QueueStats, timings: dict[str, FunctionDurations] | None = None) -> dict[str, Any]:
-    return {
-        "queue": stats.queue, "queued": stats.queued, "running": stats.running, "deferred": stats.deferred,
-        "retrying": stats.retrying, "dead": stats.dead, "oldest_due_age_s": stats.oldest_due_age_s,
-        "counts_estimated": stats.estimated, "throughput_per_s": stats.throughput_per_s(),
-        "failure_rate": stats.failure_rate(), "minutes": [asdict(m) for m in stats.minutes],
-        "workers": [
-            {**asdict(w), "load": w.load, "uptime_s": w.uptime_s, "heartbeat_age_s": _age_s(w.heartbeat_ms)}
-            for w in stats.workers
-        ],
-        "durations": {function: d._asdict() for function, d in (timings or {}).items()},
-    }  # fmt: skip
-
-
-def _age_s(epoch_ms: int) -> float:
-    return max(0.0, time.time() - epoch_ms / 1000)
 
 
 def _status_view(all_stats: list[QueueStats], timings: dict[str, dict[str, FunctionDurations]] | None = None) -> Group:
@@ -365,7 +313,7 @@ def _workers_view(workers: list[WorkerRecord]) -> Table:
         table.add_row(
             w.worker_id, escape(w.host), str(w.pid), *(escape(get(w)) for _, get in varying),
             f"{w.running}/{w.concurrency}", cli_output.duration(w.loop_lag_s), cli_output.duration(w.uptime_s),
-            f"{cli_output.duration(_age_s(w.heartbeat_ms))} ago",
+            f"{cli_output.duration(json_rows.age_s(w.heartbeat_ms))} ago",
         )  # fmt: skip
     return table
 

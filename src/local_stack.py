@@ -1,4 +1,5 @@
-"""``hasten run`` (behind ``make run``): Redis, a worker and the example API, owned and stopped by one process.
+"""``hasten run`` (behind ``make run``): Redis, a worker, the example API and the dashboard, owned and stopped by one
+process.
 
 The launcher owns what it starts. Signals only *record* that they came (a handler that raised would cut the
 clean-up short), and the loop acts on them:
@@ -69,7 +70,8 @@ class LocalStack:
     def run(self) -> int:
         """Start everything, print where it listens, and supervise until a signal or a child's exit."""
         self._refuse_a_second_embedded_redis()  # before the API port: a second `make run` here holds both
-        self._check_api_port()
+        self._check_port(self.settings.api_host, self.settings.api_port, "API", "JOBS_API_PORT")
+        self._check_port(self.settings.dashboard_host, self.settings.dashboard_port, "dashboard", "JOBS_DASHBOARD_PORT")
         redis_url = self.start_redis()
         if self.received:
             return 0
@@ -89,6 +91,9 @@ class LocalStack:
             [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--host", s.api_host,
              "--port", str(s.api_port), "--log-level", "warning", "--log-config", str(self._api_log_config())],
             env=env, cwd=PROJECT_DIR, start_new_session=True, preexec_fn=die,
+        )  # fmt: skip
+        self.children["dashboard"] = subprocess.Popen(
+            [sys.executable, "-m", "src.cli", "web"], env=env, cwd=PROJECT_DIR, start_new_session=True, preexec_fn=die,
         )  # fmt: skip
         if not self._wait_ready(before):
             return 0 if self.received else 1
@@ -132,16 +137,15 @@ class LocalStack:
                 f"(Ctrl-C there, or `redis-cli -s {sock} shutdown`), or set JOBS_STATE_DIR to run a second one"
             )
 
-    def _check_api_port(self) -> None:
-        host, port = self.settings.api_host, self.settings.api_port
+    def _check_port(self, host: str, port: int, what: str, setting: str) -> None:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no owner
             try:
                 probe.bind((host, port))
             except OSError as e:
                 raise StackError(
-                    f"the API's port {host}:{port} is taken ({e.strerror}): stop what listens there, "
-                    "or set JOBS_API_PORT to a free port"
+                    f"the {what}'s port {host}:{port} is taken ({e.strerror}): stop what listens there, "
+                    f"or set {setting} to a free port"
                 ) from None
 
     def _api_log_config(self) -> Path:
@@ -158,15 +162,17 @@ class LocalStack:
             return value
 
     def _wait_ready(self, health_before: bytes | None) -> bool:
-        """Until the API accepts connections and the worker wrote a fresh health record (False: gave up)."""
-        api_up = worker_up = False
+        """Until the API and the dashboard accept connections and the worker wrote a fresh health record (False:
+        gave up)."""
+        api_up = web_up = worker_up = False
         with sync_client(redis_settings(self._url())) as r:
-            while not (api_up and worker_up):
+            while not (api_up and web_up and worker_up):
                 if self.received:
                     return False
                 if (exited := self._exited()) is not None:
                     return exited == 0
                 api_up = api_up or _listens(self.settings.api_host, self.settings.api_port)
+                web_up = web_up or _listens(self.settings.dashboard_host, self.settings.dashboard_port)
                 worker_up = worker_up or r.get(self._health_key()) not in (None, health_before)
                 time.sleep(_TICK_S)
         return True
@@ -186,6 +192,7 @@ class LocalStack:
             "[bold green]hasten is up[/] (Ctrl-C stops everything)",
             f"  API     {api}",
             f"  docs    {api}/docs  (open it in a browser)",
+            f"  web     http://{s.dashboard_host}:{s.dashboard_port}/  (the dashboard)",
             f"  worker  pid {self.children['worker'].pid}",
             f"  redis   {shown}" + (" (embedded)" if self.redis is not None else ""),
             "Try:",

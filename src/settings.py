@@ -169,6 +169,18 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 
+    #: where ``hasten web`` (and ``make run``) serves the dashboard; a host other than loopback needs credentials
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8001, ge=1, le=65535)
+    #: the dashboard accepts ``Authorization: Bearer <token>`` (or a sign-in with it); unset with no basic
+    #: credentials either, it answers loopback clients only
+    dashboard_token: SecretStr | None = None
+    #: HTTP basic credentials for the dashboard (both or neither)
+    dashboard_username: str | None = None
+    dashboard_password: SecretStr | None = None
+    #: the dashboard shows everything and changes nothing: no action routes, no buttons
+    dashboard_read_only: bool = False
+
     #: the worker serves ``/metrics``, ``/livez`` and ``/readyz`` on this port (unset: no endpoint, no metrics);
     #: under ``hasten worker --workers N`` the supervisor serves it for the host
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
@@ -187,6 +199,12 @@ class Settings(BaseSettings):
             raise ValueError(f"{', '.join(tls_files)} apply to TLS only: use a rediss:// redis_url")
         if (self.redis_cert_file is None) != (self.redis_key_file is None):
             raise ValueError("redis_cert_file and redis_key_file go together (client certificate and its key)")
+        return self
+
+    @model_validator(mode="after")
+    def _basic_credentials_go_together(self) -> Settings:
+        if (self.dashboard_username is None) != (self.dashboard_password is None):
+            raise ValueError("dashboard_username and dashboard_password go together (HTTP basic credentials)")
         return self
 
     @model_validator(mode="after")

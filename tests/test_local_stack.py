@@ -46,6 +46,7 @@ class Launch:
     state_dir: Path
     api_port: int
     lines: list[str] = field(default_factory=list)
+    web_port: int = 0
 
     @property
     def output(self) -> str:
@@ -103,8 +104,10 @@ def launched(
 ) -> Iterator[Launch]:
     env = dict(env or {})
     api_port = int(env.pop("JOBS_API_PORT", free_port()))
+    web_port = int(env.pop("JOBS_DASHBOARD_PORT", free_port()))
     environ = {key: value for key, value in os.environ.items() if not key.startswith("JOBS_")}
     environ |= {"JOBS_STATE_DIR": str(state_dir), "JOBS_API_PORT": str(api_port), "COLUMNS": "80", **env}
+    environ["JOBS_DASHBOARD_PORT"] = str(web_port)
     # the launcher dies with this test process too (however pytest ends), and its children with it
     die = die_with_parent(signal.SIGKILL)
 
@@ -118,7 +121,7 @@ def launched(
         [HASTEN, "run"], cwd=cwd or state_dir, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True, preexec_fn=preexec,
     )  # fmt: skip
-    launch = Launch(proc, state_dir, api_port)
+    launch = Launch(proc, state_dir, api_port, web_port=web_port)
     assert proc.stdout is not None
     stdout = proc.stdout
     reader = threading.Thread(target=lambda: launch.lines.extend(iter(stdout.readline, "")), daemon=True)
@@ -157,6 +160,10 @@ def test_run_starts_everything_and_stops_cleanly(state_dir: Path) -> None:
         # the banner comes when the API listens: no retry loop needed
         receipt = httpx2.post(f"http://127.0.0.1:{launch.api_port}/demo", timeout=30).json()
         assert receipt["status_code"] == 200
+        # the dashboard is up too, on loopback without credentials, and its URL is in the banner
+        assert f"\n  web     http://127.0.0.1:{launch.web_port}/  (the dashboard)\n" in launch.output
+        overview = httpx2.get(f"http://127.0.0.1:{launch.web_port}/", timeout=30)
+        assert overview.status_code == 200 and "Workers alive" in overview.text
         # whole lines, to copy: never wrapped inside a command (the terminal here is 80 columns)
         assert f"\n  curl -X POST http://127.0.0.1:{launch.api_port}/demo\n" in launch.output
         assert f"\n  export JOBS_REDIS_URL=unix://{launch.socket}\n" in launch.output
@@ -258,6 +265,10 @@ def test_a_redis_url_is_used_instead_of_the_embedded_one(state_dir: Path, redis_
         launch.wait_up()
         receipt = httpx2.post(f"http://127.0.0.1:{launch.api_port}/demo", timeout=30).json()
         assert receipt["status_code"] == 200
+        # the dashboard is up too, on loopback without credentials, and its URL is in the banner
+        assert f"\n  web     http://127.0.0.1:{launch.web_port}/  (the dashboard)\n" in launch.output
+        overview = httpx2.get(f"http://127.0.0.1:{launch.web_port}/", timeout=30)
+        assert overview.status_code == 200 and "Workers alive" in overview.text
         assert f"  redis   {redis_server.url}\n" in launch.output  # not "(embedded)"
         launch.ctrl_c()
         assert launch.exit_code(60) == 0, launch.output

@@ -137,8 +137,16 @@ def _ms(moment: datetime) -> int:
 
 
 def _int(raw: str | bytes | None) -> int | None:
-    return None if raw is None else int(raw)
+    """A number of the state hash; None when absent or not a number (a hash edited by hand is no reason to fail)."""
+    try:
+        return None if raw is None else int(raw)
+    except ValueError:
+        return None
 
 
 def _time(raw: str | bytes | None) -> datetime | None:
-    return None if raw is None else datetime.fromtimestamp(int(raw) / 1000, UTC)
+    ms = _int(raw)
+    try:
+        return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):  # out of the platform's range
+        return None

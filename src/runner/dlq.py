@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pydantic import TypeAdapter
 from redis.asyncio import Redis
 
 from . import constants as k
@@ -53,8 +54,24 @@ class DeadJob:
     payload_b64: str
 
     @classmethod
-    def from_json(cls, raw: bytes) -> DeadJob:
-        return cls(**orjson.loads(raw))
+    def from_json(cls, raw: bytes, job_id: str = "?") -> DeadJob:
+        """The record, its fields checked; one that cannot be read (not written by a worker, or altered) comes
+        back as an :meth:`unreadable` record of ``job_id``, so listings show it and it can be purged."""
+        try:
+            data = orjson.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("a dead-letter record is a JSON object")
+            return _DEAD_JOB.validate_python(data)
+        except ValueError as e:  # orjson's and pydantic's errors are ValueErrors
+            return cls.unreadable(job_id, str(e).splitlines()[0])
+
+    @classmethod
+    def unreadable(cls, job_id: str, why: str) -> DeadJob:
+        """A stand-in for a record that cannot be read: no payload, so it cannot be requeued, only purged."""
+        return cls(job_id, "?", "?", [], {}, "unreadable record", "ValueError", why, "", 0, 0, 0, 0, "")
+
+
+_DEAD_JOB = TypeAdapter(DeadJob)
 
 
 def dead_letter(claimed: Claimed, job: Any, queue: str, start_ms: int, error: BaseException, reason: str) -> bytes:
@@ -94,16 +111,18 @@ class DeadLetters:
         if not ids:
             return []
         raws = await self.redis.mget([k.DLQ_ENTRY_KEY_PREFIX + i.decode() for i in ids])
-        return [DeadJob.from_json(raw) for raw in raws if raw is not None]
+        return [DeadJob.from_json(raw, i.decode()) for i, raw in zip(ids, raws, strict=True) if raw is not None]
 
     async def get(self, job_id: str) -> DeadJob | None:
         raw = await self.redis.get(k.DLQ_ENTRY_KEY_PREFIX + job_id)
-        return None if raw is None else DeadJob.from_json(raw)
+        return None if raw is None else DeadJob.from_json(raw, job_id)
 
     async def requeue(self, job_id: str) -> bool:
         """Put the job back in its queue as it was first enqueued (tries start again from 1)."""
         dead = await self.get(job_id)
-        return dead is not None and bool(await self._requeue(keys=self._requeue_keys, args=self._requeue_args(dead)))
+        if dead is None or not dead.payload_b64:  # an unreadable record has nothing to put back
+            return False
+        return bool(await self._requeue(keys=self._requeue_keys, args=self._requeue_args(dead)))
 
     @property
     def _requeue_keys(self) -> list[str]:
@@ -119,6 +138,8 @@ class DeadLetters:
         async def requeue_page(page: list[DeadJob]) -> int:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for dead in page:
+                    if not dead.payload_b64:  # unreadable: stays, for a purge
+                        continue
                     await self._requeue(keys=self._requeue_keys, args=self._requeue_args(dead), client=pipe)
                 return sum(await pipe.execute())
 
@@ -161,7 +182,7 @@ class DeadLetters:
         kept = examined = acted = 0
         while ids := [i.decode() for i in await self.redis.zrange(self._key, kept, kept + PAGE_ROWS - 1)]:
             raws = await self.redis.mget([k.DLQ_ENTRY_KEY_PREFIX + i for i in ids])
-            page = [DeadJob.from_json(raw) for raw in raws if raw is not None]
+            page = [DeadJob.from_json(raw, i) for i, raw in zip(ids, raws, strict=True) if raw is not None]
             matching = [d for d in page if function is None or d.function == function]
             done = await act(matching) if matching else 0
             expired = [i for i, raw in zip(ids, raws, strict=True) if raw is None]

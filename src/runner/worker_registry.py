@@ -12,6 +12,7 @@ the queues ``hasten status`` shows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 import orjson
+from pydantic import TypeAdapter
 from redis.asyncio import Redis
 
 from . import constants as k
@@ -73,8 +75,15 @@ class WorkerRecord:
 
     @classmethod
     def from_json(cls, raw: bytes) -> WorkerRecord:
+        """The record, its fields checked (``ValueError`` for one that is not JSON or has fields of wrong types:
+        Redis is not trusted, and readers skip such a record rather than fail on it)."""
         data = orjson.loads(raw)
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+        if not isinstance(data, dict):
+            raise ValueError("a worker record is a JSON object")
+        return _RECORD.validate_python({name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+
+_RECORD = TypeAdapter(WorkerRecord)
 
 
 @dataclass(slots=True)
@@ -142,5 +151,9 @@ async def live_workers(redis: Redis, queue: str) -> list[WorkerRecord]:
     gone = [worker_id for worker_id, raw in zip(ids, raws, strict=True) if raw is None]
     if gone:
         await redis.zrem(k.WORKERS_KEY_PREFIX + queue, *gone)
-    records = [WorkerRecord.from_json(raw) for raw in raws if raw is not None]
+    records = []
+    for raw in raws:
+        if raw is not None:
+            with contextlib.suppress(ValueError):  # a record with odd fields (not written by a worker) is skipped
+                records.append(WorkerRecord.from_json(raw))
     return sorted(records, key=lambda r: r.started_ms)

@@ -1,0 +1,94 @@
+"""A dashboard on the test Redis: in process for the API tests (an ASGI client), and served by uvicorn on a free
+loopback port for the browser tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx2
+import pytest
+import uvicorn
+from arq.connections import ArqRedis
+from fastapi import FastAPI
+
+from src.runner import JobSpec
+from src.runner.dashboard import DashboardOptions, dashboard
+from src.runner.dashboard.state import DashboardState
+from src.runner.redis_server import free_port
+from tests.sample_jobs import add, echo, nap, reports, switchable
+
+JOBS: list[JobSpec[Any, Any]] = [add, echo, nap, reports, switchable]
+
+#: builds a dashboard app on the test Redis with these options, and an HTTP client of it
+Dash = Callable[..., "tuple[FastAPI, httpx2.AsyncClient]"]
+
+
+@pytest.fixture
+async def dash(redis: ArqRedis) -> AsyncIterator[Dash]:
+    clients: list[httpx2.AsyncClient] = []
+
+    def build(client_addr: tuple[str, int] = ("127.0.0.1", 50000), host: str = "127.0.0.1", **options: Any):
+        app = dashboard(redis=redis, options=DashboardOptions(jobs=tuple(JOBS), **options))
+        transport = httpx2.ASGITransport(app=app, client=client_addr)
+        http = httpx2.AsyncClient(transport=transport, base_url=f"http://{host}", follow_redirects=False)
+        clients.append(http)
+        return app, http
+
+    yield build
+    for http in clients:
+        await http.aclose()
+
+
+class Served:
+    """A dashboard app served by uvicorn in a thread of its own (its own event loop, its own Redis pool)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=f"dashboard-{self.port}", daemon=True)
+
+    def app_state(self) -> DashboardState:
+        state: DashboardState = self.app.state.dashboard
+        return state
+
+    async def __aenter__(self) -> Served:
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the dashboard's server did not start")
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        await asyncio.to_thread(self.thread.join, 10)
+
+
+@pytest.fixture
+def serve(env: pytest.MonkeyPatch) -> Callable[..., Served]:
+    """A dashboard of the process settings (the test Redis), to serve with ``async with serve(...)``."""
+    from src.settings import get_settings
+
+    def build(**overrides: Any) -> Served:
+        settings = get_settings()
+        options = DashboardOptions.from_settings(settings, jobs=tuple(JOBS), **overrides)
+        return Served(dashboard(settings, options=options))
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Iterator[Any]:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+    path.mkdir(parents=True, exist_ok=True)
+    yield path

@@ -1,0 +1,233 @@
+"""The dashboard in real headless Chromium (Debian's ``chromium``, driven by Playwright): live counts, a failed
+job opened and requeued by clicking, a running job aborted, refused requests; a screenshot of every page goes to
+``test-artifacts/dashboard/`` for a person to look at."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from arq.connections import ArqRedis
+from playwright.async_api import Browser, Dialog, Page, ViewportSize, async_playwright, expect
+from pydantic import SecretStr
+
+from src.runner import JobClient, cron
+from src.runner.cron_state import register
+from src.runner.dlq import DeadLetters
+from src.runner.worker import Worker
+from tests.dashboard.conftest import JOBS, Served
+from tests.sample_jobs import add, echo, nap, switchable
+from tests.waiting import wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+WIDE = ViewportSize(width=1280, height=860)
+NARROW = ViewportSize(width=390, height=844)
+#: a browser test waits at most this long for what it expects to see (failures only)
+SEE_MS = 10_000
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        await launched.close()
+
+
+async def _page(browser: Browser, viewport: ViewportSize = WIDE) -> Page:
+    page = await browser.new_page(viewport=viewport)
+    page.set_default_timeout(SEE_MS)
+    errors: list[str] = []
+    # a script or style the CSP refused, or any error in ours, fails the test (pages answering 404 or 422 on
+    # purpose are logged as failed loads: those are not errors of the page)
+    page.on(
+        "console",
+        lambda m: errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None,
+    )
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+async def _accept(dialog: Dialog) -> None:
+    await dialog.accept()
+
+
+async def _shot(page: Page, artifacts: Path, name: str) -> None:
+    await page.screenshot(path=artifacts / f"{name}.png", full_page=True)
+
+
+async def _reload_until_status(page: Page, status: str) -> None:
+    async def shown() -> bool:
+        await page.reload()
+        return (await page.locator("[data-status]").inner_text()) == status
+
+    await wait_for(shown, interval_s=0.1, message=f"the job page never showed {status}")
+
+
+async def test_overview_counts_change_live_as_jobs_run(
+    client: JobClient, running_worker: Callable[..., Worker], serve: Callable[..., Served], browser: Browser,
+    artifacts: Path,
+) -> None:  # fmt: skip
+    running_worker(JOBS)
+    async with serve() as site:
+        page = await _page(browser)
+        await page.goto(site.url + "/")
+        card = page.locator("article.card").first
+        await expect(page.locator("[data-live-state]")).to_have_class(re.compile(r"\bon\b"))
+        await expect(card.locator('[data-count="finished"]')).to_have_text("0")
+        await page.evaluate("window.notReloaded = true")
+
+        for i in range(5):
+            await client.enqueue(add, i, 1)
+        await client.enqueue(nap.options(defer_by=3600), 1)
+        # the page changes without a reload: the server pushes the counts
+        await expect(card.locator('[data-count="finished"]')).to_have_text("5")
+        await expect(card.locator('[data-count="deferred"]')).to_have_text("1")
+        await expect(page.locator('[data-count="workers"]')).to_have_text("1")
+        assert await page.evaluate("window.notReloaded") is True
+        await _shot(page, artifacts, "overview")
+        await page.set_viewport_size(NARROW)
+        await _shot(page, artifacts, "overview-narrow")
+        await page.close()
+        poller = site.app_state().poller
+        assert poller is not None
+
+        def idle() -> bool:
+            return not poller.running
+
+        await wait_for(idle, message="the poller kept reading for nobody")
+        assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_open_a_failed_job_and_requeue_it_from_the_dead_letters(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker], serve: Callable[..., Served],
+    browser: Browser, artifacts: Path,
+) -> None:  # fmt: skip
+    running_worker(JOBS)
+    await redis.set("broken", "1")
+    handle = await client.enqueue(switchable)
+    await wait_for(lambda: DeadLetters(redis).get(handle.job_id), message="the job never failed for good")
+    async with serve() as site:
+        page = await _page(browser)
+        page.on("dialog", _accept)
+        await page.goto(site.url + "/dead-letters")
+        row = page.locator(f'tr[data-job-id="{handle.job_id}"]')
+        await expect(row).to_contain_text("Permanent")
+        await _shot(page, artifacts, "dead-letters")
+
+        await row.get_by_role("link", name=handle.job_id).click()
+        await expect(page.locator("h1")).to_have_text(handle.job_id)
+        await expect(page.locator("pre.traceback")).to_contain_text("broken on purpose")
+        await _shot(page, artifacts, "job-dead")
+
+        await redis.delete("broken")
+        await page.go_back()
+        await row.locator('button[data-action="requeue"]').click()
+        await expect(page.locator(".notice")).to_have_text("requeued 1 of 1 dead job(s)")
+        await expect(page.locator(".empty")).to_contain_text("No dead jobs")
+        await _shot(page, artifacts, "dead-letters-empty")
+        await page.goto(f"{site.url}/jobs/{handle.job_id}")
+        await _reload_until_status(page, "complete")
+        await expect(page.locator("pre.value").last).to_contain_text("fixed")
+        await _shot(page, artifacts, "job-complete")
+        assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_abort_a_running_job_by_clicking(
+    client: JobClient, running_worker: Callable[..., Worker], serve: Callable[..., Served], browser: Browser,
+    artifacts: Path,
+) -> None:  # fmt: skip
+    running_worker(JOBS)
+    handle = await client.enqueue(nap, 30)
+    async with serve() as site:
+        page = await _page(browser)
+        page.on("dialog", _accept)
+        await page.goto(f"{site.url}/jobs/{handle.job_id}")
+        await _reload_until_status(page, "in_progress")
+        await expect(page.get_by_text("lease left")).to_be_visible()
+        await _shot(page, artifacts, "job-running")
+        await page.locator('button[data-action="abort"]').click()
+        await expect(page.locator(".notice")).to_have_text("aborted")
+        assert (await client.info(handle.job_id)).error is not None
+        assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_unauthenticated_and_cross_site_requests_are_refused(
+    client: JobClient, serve: Callable[..., Served], browser: Browser, artifacts: Path
+) -> None:
+    handle = await client.enqueue(nap.options(defer_by=3600), 1)
+    async with serve(token=SecretStr("correct horse")) as site:
+        page = await _page(browser)
+        response = await page.goto(site.url + "/api/queues")
+        assert response is not None and response.status == 401
+        await page.goto(site.url + "/workers")
+        await expect(page).to_have_url(re.compile(r"/login\?next=/workers$"))
+        await page.get_by_label("token").fill("wrong")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.locator(".notice")).to_have_text("That token is not right.")
+        await _shot(page, artifacts, "login")
+        await page.get_by_label("token").fill("correct horse")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page).to_have_url(site.url + "/workers")
+        await expect(page.locator("h1")).to_contain_text("Workers")
+
+    async with serve() as site:  # no credentials, on loopback: the CSRF defences alone
+        page = await _page(browser)
+        await page.goto(site.url + "/")  # the victim has the dashboard open (and its cookie)
+        evil = (
+            f'<form method="post" action="{site.url}/jobs/{handle.job_id}/abort">'
+            '<input type="hidden" name="csrf" value="guessed"><button>win a prize</button></form>'
+        )
+        await page.route("http://evil.test/", lambda route: route.fulfill(body=evil, content_type="text/html"))
+        await page.goto("http://evil.test/")
+        async with page.expect_response(lambda r: r.url.endswith("/abort")) as refused:
+            await page.get_by_role("button", name="win a prize").click()
+        assert (await refused.value).status == 403
+        await expect(page.locator(".notice")).to_contain_text("cross-site request refused")
+        assert (await client.status(handle.job_id)).value == "deferred", "a cross-site POST aborted the job"
+
+
+async def test_a_tour_of_every_page(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker], serve: Callable[..., Served],
+    browser: Browser, artifacts: Path,
+) -> None:  # fmt: skip
+    running_worker(JOBS, max_jobs=40)
+    long_id = "order-2026-12-01-" + "7f3a9c" * 12
+    await client.enqueue(echo.options(job_id=long_id, defer_by=3600), "<b>not bold</b> " * 40)
+    for i in range(3):
+        await client.enqueue(nap.options(defer_by=60 * (i + 1)), 1)
+    entry = cron("nightly-report", "0 3 * * *", add, kwargs={"a": 1})
+    await register(redis, [entry], datetime.now(UTC) - timedelta(days=2))  # its next tick long past: overdue
+    async with serve() as site:
+        page = await _page(browser)
+        for name, path in [
+            ("jobs", "/jobs"), ("job-long-id", f"/jobs/{long_id}"), ("enqueue", "/enqueue"), ("cron", "/cron"),
+            ("workers", "/workers"), ("limits", "/limits"), ("not-found", "/jobs/nope"),
+        ]:  # fmt: skip
+            await page.goto(site.url + path)
+            await _shot(page, artifacts, name)
+        await expect(page.locator("h1")).to_have_text("404")
+        await page.goto(site.url + "/cron")
+        await expect(page.locator("tr.overdue")).to_contain_text("overdue")
+        await page.set_viewport_size(NARROW)
+        for name, path in [("jobs-narrow", "/jobs"), ("job-long-id-narrow", f"/jobs/{long_id}")]:
+            await page.goto(site.url + path)
+            await _shot(page, artifacts, name)
+        # nothing wider than the window but the tables, which scroll inside their box
+        overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0
+        await page.goto(site.url + "/enqueue")
+        await page.get_by_label("arguments").fill('{"a": "many"}')
+        await page.get_by_role("button", name="Enqueue").click()
+        await expect(page.locator(".notice.error")).to_contain_text("invalid arguments for add()")
+        await page.get_by_label("arguments").fill('{"a": 2, "b": 3}')
+        await page.get_by_role("button", name="Enqueue").click()
+        await expect(page.locator("h1")).not_to_have_text("Enqueue a job")
+        await _reload_until_status(page, "complete")
+        assert page.errors == []  # type: ignore[attr-defined]
