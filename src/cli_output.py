@@ -11,23 +11,13 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from src.runner.human import duration
+
+__all__ = ["add_columns", "duration", "print_json", "table", "utc"]
+
 
 def utc(moment: datetime | None) -> str:
     return "-" if moment is None else moment.astimezone(UTC).strftime("%m-%d %H:%M:%S")
-
-
-def duration(seconds: float) -> str:
-    """``850ms``, ``42s``, ``7m05s``, ``3h12m``, ``2d04h``: short, and exact enough to act on."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
 def table(title: str) -> Table:

@@ -11,6 +11,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from .. import human
 from .options import DashboardOptions
 
 HERE = Path(__file__).parent
@@ -29,19 +30,8 @@ env = jinja2.Environment(
 
 
 def duration(seconds: float | None) -> str:
-    """``850ms``, ``42s``, ``7m05s``, ``3h12m``, ``2d04h``; :data:`NONE` for none."""
-    if seconds is None:
-        return NONE
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+    """``850ms``, ``42s``, ``7m05s``, ``3h12m``, ``2d04h`` (as the command line shows them); :data:`NONE` for none."""
+    return NONE if seconds is None else human.duration(seconds)
 
 
 def moment(value: datetime | int | float | str | None) -> str:
