@@ -21,7 +21,7 @@ from src.runner import Codec, JobClient
 from src.runner.dashboard import DashboardOptions, dashboard
 from src.runner.redis_server import RedisServer
 
-PAGES = ["/", "/jobs", "/jobs?offset=5000", "/jobs?status=deferred", "/dead-letters", "/api/queues", "/api/jobs"]
+PAGES = ["/", "/jobs", "/jobs?status=deferred", "/dead-letters", "/api/queues", "/api/jobs"]
 
 
 async def main() -> None:

@@ -48,6 +48,27 @@ async def test_overview_counts_and_security_headers(client: JobClient, dash: Das
     assert script.status_code == 200 and "EventSource" in script.text
 
 
+async def test_jobs_page_through_with_a_cursor(client: JobClient, dash: Dash) -> None:
+    """The jobs page and API page with the listing's cursor (deep pages cost what the first does), filters and
+    an id prefix included; a cursor that is not one is a 422, not a 500."""
+    ids = [(await client.enqueue(echo.options(defer_by=60 + i, job_id=f"page-{i:03d}"), "x")).job_id for i in range(7)]
+    await client.enqueue(echo.options(defer_by=600, job_id="other-1"), "y")
+    _, http = dash()
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(10):
+        response = await http.get("/api/jobs", params={"prefix": "page-", "limit": 3, "cursor": cursor})
+        assert response.status_code == 200, response.text
+        seen += [row["job_id"] for row in response.json()]
+        cursor = response.headers.get("x-next-cursor", "")
+        if not cursor:
+            break
+    assert seen == ids
+    page = await http.get("/jobs", params={"prefix": "page-"}, headers=HTML)
+    assert page.status_code == 200 and all(job_id in page.text for job_id in ids) and "other-1" not in page.text
+    assert (await http.get("/api/jobs", params={"cursor": "not a cursor"})).status_code == 422
+
+
 async def test_overview_shows_duration_percentiles_per_function(
     client: JobClient, running_worker: Callable[..., Worker], dash: Dash
 ) -> None:

@@ -61,14 +61,15 @@ async def overview_events(request: Request) -> StreamingResponse:
 
 @router.get("/jobs", response_class=HTMLResponse)
 async def jobs(
-    request: Request, queue: str = "", status: str = "", function: str = "", offset: int = Query(0, ge=0)
+    request: Request, queue: str = "", status: str = "", function: str = "", prefix: str = "", cursor: str = ""
 ) -> HTMLResponse:
     state = reads.state_of(request)
-    rows = await reads.jobs_page(state, queue or None, status, function, offset, reads.PAGE_ROWS)
+    found = await reads.jobs_page(state, queue or None, status, function, cursor, reads.PAGE_ROWS, prefix)
     return page(
-        request, "jobs.html", nav="jobs", rows=rows, queues=await state.queues(), states=JOB_STATES,
-        queue=queue or (await state.client()).queue_name, status=status, function=function, offset=offset,
-        limit=reads.PAGE_ROWS, functions=[spec.name for spec in state.options.jobs],
+        request, "jobs.html", nav="jobs", rows=found.jobs, next_cursor=found.cursor, scanned=found.scanned,
+        queues=await state.queues(), states=JOB_STATES, queue=queue or (await state.client()).queue_name,
+        status=status, function=function, prefix=prefix, cursor=cursor, limit=reads.PAGE_ROWS,
+        functions=[spec.name for spec in state.options.jobs],
     )  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from fastapi import HTTPException, Request
 
 from .. import json_rows
 from ..dlq import DeadJob, DeadLetters
-from ..queue_admin import JOB_STATES, JobState, QueuedJob, list_jobs
+from ..queue_admin import JOB_STATES, JobPage, JobState, find_jobs
 from ..worker_registry import WorkerRecord, live_workers
 from .state import DashboardState
 
@@ -32,13 +32,19 @@ def job_state(status: str | None) -> JobState | None:
 
 
 async def jobs_page(
-    state: DashboardState, queue: str | None, status: str | None, function: str | None, offset: int, limit: int
-) -> list[QueuedJob]:
+    state: DashboardState, queue: str | None, status: str | None, function: str | None, cursor: str | None,
+    limit: int, prefix: str | None = None,
+) -> JobPage:  # fmt: skip
+    """A page of jobs from ``cursor`` (``find_jobs``: deep pages cost what the first does, filters are bounded
+    scans that hand back where they stopped); 422 for a cursor that is not one."""
     client = await state.on_queue(queue)
-    return await list_jobs(
-        client.redis, client.codec.loads, client.queue_name, state=job_state(status), function=function or None,
-        offset=offset, limit=limit,
-    )  # fmt: skip
+    try:
+        return await find_jobs(
+            client.redis, client.codec.loads, client.queue_name, state=job_state(status), function=function or None,
+            id_prefix=prefix or None, cursor=cursor or None, limit=limit,
+        )  # fmt: skip
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
 
 
 async def job_record(state: DashboardState, job_id: str, queue: str | None) -> tuple[dict[str, Any], DeadJob | None]:
