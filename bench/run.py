@@ -35,6 +35,12 @@ from src.runner.redis_server import RedisServer, free_port
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 DRAIN_N = 10_000
+#: the observability workload's variants (``BENCH_TELEMETRY_VARIANTS`` to run some)
+TELEMETRY_VARIANTS = os.environ.get("BENCH_TELEMETRY_VARIANTS", "ours,ours+telemetry,ours+telemetry+all-traced").split(
+    ","
+)
+#: the share of traces the observability workload samples (its ``+all-traced`` variant: all)
+TRACES_SAMPLED = 0.01
 SLEEP_N = 2_000
 PICKUP_N = 200
 BACKLOG_N = int(os.environ.get("BENCH_BACKLOG", "1000000"))
@@ -82,9 +88,9 @@ class Bench:
     # workers --------------------------------------------------------------------------------------------
     def start(
         self, variant: str, expected: int, *, max_jobs: int | None = None, debug_log: bool = False, count: int = 1,
-        telemetry: bool = False, port: int | None = None,
+        telemetry: bool = False, port: int | None = None, env: dict[str, str] | None = None,
     ) -> list[subprocess.Popen[bytes]]:  # fmt: skip
-        env = {**os.environ, "BENCH_N": str(expected), "BENCH_DEBUG_LOG": "1" if debug_log else ""}
+        env = {**os.environ, **(env or {}), "BENCH_N": str(expected), "BENCH_DEBUG_LOG": "1" if debug_log else ""}
         env["BENCH_TELEMETRY"] = "1" if telemetry else ""
         args = [sys.executable, "-m", "bench.worker", variant, str(port or self.server.port)]
         if max_jobs:
@@ -128,14 +134,23 @@ class Bench:
                 raise TimeoutError(f"only {await self.redis.get(jobs.COUNT)} of {n} jobs done in {timeout_s}s")
             await asyncio.sleep(0.01)
 
-    async def first_to_last_s(self) -> float:
+    async def _stamps(self, first_key: str, last_key: str) -> tuple[float, float]:
         # the job that reaches the count stamps LAST right after: wait for that stamp
         for _ in range(500):
-            first, last = await self.redis.mget(jobs.FIRST, jobs.LAST)
+            first, last = await self.redis.mget(first_key, last_key)
             if first is not None and last is not None:
-                return float(last) - float(first)
+                return float(first), float(last)
             await asyncio.sleep(0.01)
         raise TimeoutError("first/last stamps missing")
+
+    async def first_to_last_s(self) -> float:
+        first, last = await self._stamps(jobs.FIRST, jobs.LAST)
+        return last - first
+
+    async def cpu_per_job_us(self, n: int) -> float:
+        """The one worker's CPU time from the first job to the last, per job (stamped by ``noop``)."""
+        first, last = await self._stamps(jobs.FIRST_CPU, jobs.LAST_CPU)
+        return (last - first) / (n - 1) * 1e6
 
     # workloads ------------------------------------------------------------------------------------------
     async def enqueue(self, variant: str) -> None:
@@ -199,28 +214,34 @@ class Bench:
         await self.drain(variant, debug_log=True)
 
     async def drain_telemetry(self, variant: str) -> None:
-        """What observability costs: ``ours`` (all off) and ``ours+telemetry`` (traced enqueues, and a worker with
-        metrics, traces, JSON logs and Sentry on), interleaved. ``BENCH_TELEMETRY_PARTS`` (``metrics,traces,logs,
-        sentry``) picks the parts; the SDK's ``OTEL_TRACES_SAMPLER``/``_ARG`` variables set the trace sampling."""
-        telemetry = variant.endswith("+telemetry")
+        """What observability costs: ``ours`` (all off) against a worker with metrics, traces, JSON logs and Sentry
+        on, interleaved: ``ours+telemetry`` with 1 % of traces sampled (by the service that enqueues; the worker
+        follows), ``ours+telemetry+all-traced`` with every one. Each job is enqueued in a trace of its own, as a
+        service's requests would. ``BENCH_TELEMETRY_PARTS`` (``metrics,traces,logs,sentry``) picks the parts."""
+        telemetry = "+telemetry" in variant
+        sampled = 1.0 if variant.endswith("+all-traced") else TRACES_SAMPLED
         parts = os.environ.get("BENCH_TELEMETRY_PARTS", "metrics,traces,logs,sentry")
+        await self.redis.flushdb()
         if telemetry:
             from bench import telemetry as switch
 
-            switch.trace()  # the payloads carry a trace context, as a traced service's would
-        try:
-            await self.redis.flushdb()
+            switch.trace(sampled)
+            try:
+                for i in range(0, DRAIN_N, 100):  # one enqueue, one trace per job
+                    await asyncio.gather(*(self.ours.enqueue(jobs.noop) for _ in range(min(100, DRAIN_N - i))))
+            finally:
+                tracing.uninstrument()
+        else:
             await self.fill("ours", "noop", DRAIN_N)
-        finally:
-            tracing.uninstrument()
         worker = "ours+metrics" if telemetry and "metrics" in parts else "ours"
-        procs = self.start(worker, DRAIN_N, telemetry=telemetry)
+        procs = self.start(worker, DRAIN_N, telemetry=telemetry, env={"BENCH_TRACES_SAMPLED": str(sampled)})
         try:
             await self.wait_count(DRAIN_N, 300)
         finally:
             self.stop(procs)
-        self.results.add(f"drain 10k, observability off/on ({parts}) (jobs/s)", variant,
-                         DRAIN_N / await self.first_to_last_s())  # fmt: skip
+        metric = f"drain 10k, observability off/on ({parts})"
+        self.results.add(f"{metric} (jobs/s)", variant, DRAIN_N / await self.first_to_last_s())
+        self.results.add(f"{metric} (worker CPU µs/job)", variant, await self.cpu_per_job_us(DRAIN_N))
 
     async def sleep_load(self, variant: str) -> None:
         await self.run_filled(variant, "sleepy", SLEEP_N, 120, max_jobs=100)
@@ -408,7 +429,7 @@ async def main() -> None:
             await each(RUNS, ["ours", "arq"], b.enqueue)
             await each(RUNS, VARIANTS, b.drain)
             await each(RUNS, ["ours"], b.drain_debug_log)
-            await each(RUNS, ["ours", "ours+telemetry"], b.drain_telemetry)
+            await each(RUNS, TELEMETRY_VARIANTS, b.drain_telemetry)
             await each(RUNS, ["ours", "ours+metrics"], b.drain_metrics)
             await each(RUNS, ["ours"], b.metrics_cost)
             await each(RUNS, VARIANTS, b.sleep_load)

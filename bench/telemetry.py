@@ -8,11 +8,13 @@ events (a no-op drain has no failures, so only its per-event set-up is measured,
 from __future__ import annotations
 
 import logging.config
+import os
 from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from sentry_sdk.transport import Transport
 
 from src.runner import sentry, tracing
@@ -29,9 +31,10 @@ class _DropEvents(Transport):
         pass
 
 
-def trace() -> None:
-    """Trace enqueues and tries in this process."""
-    provider = TracerProvider()
+def trace(sampled: float) -> None:
+    """Trace enqueues and tries in this process, sampling the share ``sampled`` of new traces (what
+    ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` configures: a try follows its enqueue's decision)."""
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(sampled)))
     provider.add_span_processor(BatchSpanProcessor(_DropSpans()))
     tracing.instrument(provider)
 
@@ -39,7 +42,7 @@ def trace() -> None:
 def worker(parts: str = "traces,logs,sentry") -> None:
     """What ``parts`` names switched on in a benchmark worker process (before it is built)."""
     if "traces" in parts:
-        trace()
+        trace(float(os.environ.get("BENCH_TRACES_SAMPLED", "1")))
     if "logs" in parts:
         logging.config.dictConfig(log_config("INFO", log_format="json", root=True))
     if "sentry" in parts:

@@ -123,3 +123,11 @@ async def sign_in(ctx: JobContext, user: str, password: str, card: Card, fail: b
     if fail:
         raise Permanent("sign-in refused")
     return user
+
+
+@job
+async def frozen_objects(ctx: JobContext) -> int:
+    """How many objects the process froze out of full collections (``heap.py``)."""
+    import gc
+
+    return gc.get_freeze_count()

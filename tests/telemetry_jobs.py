@@ -26,6 +26,18 @@ async def reports(ctx: JobContext) -> None:
     job_logger.error("something odd in %s", ctx.function)
 
 
+@job
+async def current_span(ctx: JobContext) -> dict[str, object]:
+    """The span the job's own code runs in — the parent of any span it opens, the context its calls propagate
+    (the tests have the otel extra)."""
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    span_context = span.get_span_context()
+    return {"trace_id": f"{span_context.trace_id:032x}", "sampled": span_context.trace_flags.sampled,
+            "recording": span.is_recording()}  # fmt: skip
+
+
 @job(retry=Backoff(max_tries=3, base_s=0.01, max_s=0.02))
 async def fails_once(ctx: JobContext) -> int:
     if ctx.job_try == 1:

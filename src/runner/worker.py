@@ -43,6 +43,7 @@ from .execute import Executor
 from .failures import FailureHook, hooks_of
 from .finish import Finisher, Outcome
 from .health import keep_recording
+from .heap import freeze_startup_heap
 from .job import JobSpec
 from .lean_pool import make_lean
 from .lease import LeaseKeeper
@@ -133,6 +134,7 @@ class Worker(arq.worker.Worker):
         self._wake: WakeUp | None = None
         self._claimer: Claimer | None = None
         self._pickup: Pickup | None = None
+        self._owns_process = False  # run(): the startup heap is frozen (heap.py)
         self._drain = GracefulDrain(
             running=self.running, pickup=lambda: self._pickup, grace_s=shutdown_grace_s,
             stop_handoffs=self.stop_handoffs, stop_now=self._stop_now,
@@ -171,6 +173,12 @@ class Worker(arq.worker.Worker):
         return self.http
 
     # lifecycle ------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        """The blocking entry (``arq`` and ``hasten worker``): the worker owns its process, so what startup built
+        is frozen out of full collections (``heap.py``) — not when it is awaited inside someone else's process."""
+        self._owns_process = True
+        super().run()
+
     async def main(self) -> None:
         if self._pool is None:
             self._pool = await create_pool(
@@ -189,6 +197,8 @@ class Worker(arq.worker.Worker):
         self._pickup = self._wire()
         if self.monitoring is not None:
             await self.monitoring.start(self.pool, self.health, lambda: self._pickup)
+        if self._owns_process:
+            freeze_startup_heap()
         await self._pickup.run()
 
     def _wire(self) -> Pickup:

@@ -11,12 +11,15 @@ from collections.abc import Callable, Iterator
 import pytest
 from arq.connections import ArqRedis
 from arq.worker import Worker as ArqWorker
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from src.runner import Codec, JobClient, JobFailed, tracing
+from src.runner import Codec, JobClient, JobFailed, otel, tracing
 from src.runner import constants as k
 from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
@@ -141,6 +144,75 @@ async def test_enqueue_many_is_one_producer_span_for_the_batch(
     assert producer.attributes is not None and producer.attributes["messaging.batch.message_count"] == 3
     assert producer.context is not None
     assert {c.parent.span_id for c in consumers if c.parent} == {producer.context.span_id}
+
+
+def _recorded(sampler: object) -> tuple[TracerProvider, InMemorySpanExporter]:
+    provider = TracerProvider(sampler=sampler)  # type: ignore[arg-type]  # a Sampler
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+async def test_a_job_whose_enqueue_was_not_sampled_runs_in_its_trace_without_a_span(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """The usual production setting: the service samples a share of its traces, the worker follows its decision
+    (the SDK's parent-based sampler) — no span for the try, and the job's own spans stay in the same trace."""
+    provider, exported = _recorded(ParentBased(TraceIdRatioBased(0.0)))  # no trace sampled
+    tracing.instrument(provider)
+    try:
+        running_worker([telemetry_jobs.current_span])
+        with provider.get_tracer("test").start_as_current_span("POST /orders") as request:
+            handle = await client.enqueue(telemetry_jobs.current_span)
+        inside = await handle.result(timeout_s=10)
+        assert tracing.active is not None and tracing.active._skips_unsampled()  # the cheap path was taken
+    finally:
+        tracing.uninstrument()
+    trace_id = f"{request.get_span_context().trace_id:032x}"
+    assert inside == {"trace_id": trace_id, "sampled": False, "recording": False}
+    assert exported.get_finished_spans() == ()
+
+
+async def test_a_sampler_that_is_not_parent_based_decides_every_try_itself(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    producer, _ = _recorded(ParentBased(TraceIdRatioBased(0.0)))
+    tracing.instrument(producer)
+    try:
+        handle = await client.enqueue(telemetry_jobs.current_span)  # an unsampled trace context in the payload
+        worker_provider, exported = _recorded(ALWAYS_ON)
+        tracing.instrument(worker_provider)
+        running_worker([telemetry_jobs.current_span])
+        inside = await handle.result(timeout_s=10)
+        assert tracing.active is not None and not tracing.active._skips_unsampled()
+    finally:
+        tracing.uninstrument()
+    assert inside["recording"] is True and inside["sampled"] is True
+    [consumer] = await _consumers(exported, 1)
+    assert consumer.context is not None and f"{consumer.context.trace_id:032x}" == inside["trace_id"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+        "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-future",
+        " 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01",
+        "",
+    ],
+)
+def test_the_payloads_traceparent_reads_as_the_propagator_reads_it(header: str) -> None:
+    ours = trace.get_current_span(otel._extract({"traceparent": header})).get_span_context()
+    theirs = trace.get_current_span(TraceContextTextMapPropagator().extract({"traceparent": header}))
+    assert ours == theirs.get_span_context()
 
 
 class TestSigned:
