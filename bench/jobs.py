@@ -39,6 +39,17 @@ async def _finished(redis: Redis) -> None:
         await redis.set(LAST, time.time())
 
 
+_own: Redis | None = None
+
+
+def _own_client() -> Redis:
+    """The I/O body's client: one per worker process, not the worker's pool (``BENCH_REDIS_PORT``)."""
+    global _own
+    if _own is None:
+        _own = Redis(port=int(os.environ["BENCH_REDIS_PORT"]))
+    return _own
+
+
 async def _noop(redis: Redis) -> None:
     # one INCR per job, as the issue asks; first/last stamps cost two extra commands in 10k. The worker's CPU
     # time is stamped too: CPU per job is steadier than jobs/s on a shared machine (one worker per drain)
@@ -68,6 +79,12 @@ async def _stamp(redis: Redis, enqueued_at: float) -> None:
 @job(name="noop", retry=NO_RETRY)
 async def noop(ctx: JobContext) -> None:
     await _noop(ctx.redis)
+
+
+@job(name="io", retry=NO_RETRY)
+async def io(ctx: JobContext) -> None:
+    """A body that awaits one command on a client of its own, as a job that calls a service does."""
+    await _noop(_own_client())
 
 
 @job(name="sleepy", retry=NO_RETRY)
@@ -101,12 +118,16 @@ async def stamp(ctx: JobContext, enqueued_at: float) -> None:
     await _stamp(ctx.redis, enqueued_at)
 
 
-OURS = [noop, sleepy, tracked, soaked, soaked_io, stamp]
+OURS = [noop, io, sleepy, tracked, soaked, soaked_io, stamp]
 
 
 # stock arq ----------------------------------------------------------------------------------------------------
 async def arq_noop(ctx: dict[str, Any]) -> None:
     await _noop(ctx["redis"])
+
+
+async def arq_io(ctx: dict[str, Any]) -> None:
+    await _noop(_own_client())
 
 
 async def arq_sleepy(ctx: dict[str, Any]) -> None:
@@ -132,5 +153,5 @@ async def arq_stamp(ctx: dict[str, Any], enqueued_at: float) -> None:
     await _stamp(ctx["redis"], enqueued_at)
 
 
-ARQ = {"noop": arq_noop, "sleepy": arq_sleepy, "tracked": arq_tracked, "soaked": arq_soaked,
+ARQ = {"noop": arq_noop, "io": arq_io, "sleepy": arq_sleepy, "tracked": arq_tracked, "soaked": arq_soaked,
        "soaked_io": arq_soaked_io, "stamp": arq_stamp}  # fmt: skip

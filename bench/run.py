@@ -91,6 +91,7 @@ class Bench:
         telemetry: bool = False, port: int | None = None, env: dict[str, str] | None = None,
     ) -> list[subprocess.Popen[bytes]]:  # fmt: skip
         env = {**os.environ, **(env or {}), "BENCH_N": str(expected), "BENCH_DEBUG_LOG": "1" if debug_log else ""}
+        env["BENCH_REDIS_PORT"] = str(port or self.server.port)  # the I/O body's own client
         env["BENCH_TELEMETRY"] = "1" if telemetry else ""
         args = [sys.executable, "-m", "bench.worker", variant, str(port or self.server.port)]
         if max_jobs:
@@ -113,7 +114,7 @@ class Bench:
     async def fill(self, variant: str, name: str, n: int) -> None:
         """Pre-enqueue n argument-less jobs the way each variant's client would, as fast as it can."""
         if variant.startswith("ours"):
-            spec = {"noop": jobs.noop, "sleepy": jobs.sleepy, "tracked": jobs.tracked}[name]
+            spec = {"noop": jobs.noop, "io": jobs.io, "sleepy": jobs.sleepy, "tracked": jobs.tracked}[name]
             for i in range(0, n, 1000):
                 await self.ours.enqueue_many([spec.call() for _ in range(min(1000, n - i))])
             return
@@ -190,7 +191,14 @@ class Bench:
         label = variant + ("+debug-log" if debug_log else "")
         self.results.add("drain 10k (jobs/s)", label, DRAIN_N / await self.first_to_last_s())
         if not debug_log:
+            self.results.add("drain 10k, worker CPU per job (µs)", variant, await self.cpu_per_job_us(DRAIN_N))
             self.results.add("worker peak RSS (MiB)", variant, rss)
+
+    async def drain_io(self, variant: str) -> None:
+        """The drain with a body that awaits one INCR on a client of its own (not the worker's pool)."""
+        await self.run_filled(variant, "io", DRAIN_N, 300)
+        self.results.add("drain 10k, I/O body (jobs/s)", variant, DRAIN_N / await self.first_to_last_s())
+        self.results.add("drain 10k, I/O body, worker CPU per job (µs)", variant, await self.cpu_per_job_us(DRAIN_N))
 
     async def drain_metrics(self, variant: str) -> None:
         """What metrics cost: the drain with them off (``ours``) and on (``ours+metrics``), interleaved."""
@@ -428,6 +436,7 @@ async def main() -> None:
         async with Bench(server) as b:
             await each(RUNS, ["ours", "arq"], b.enqueue)
             await each(RUNS, VARIANTS, b.drain)
+            await each(RUNS, ["ours", "arq-tuned"], b.drain_io)
             await each(RUNS, ["ours"], b.drain_debug_log)
             await each(RUNS, TELEMETRY_VARIANTS, b.drain_telemetry)
             await each(RUNS, ["ours", "ours+metrics"], b.drain_metrics)
