@@ -18,6 +18,11 @@ the application (or ``opentelemetry-instrument``) configured with its exporter.
   span per try, all children of (or linked to) the same producer span. Jobs refused before they are decoded
   (payload refused, expired) have no span.
 
+- Sampling: a try follows its enqueue's decision. With the SDK's parent-based sampler (its default), a try whose
+  enqueue was not sampled gets no span — the worker runs it in the enqueue's context, read from the payload
+  itself, so its own spans and calls stay in the trace (``otel.JobTracer._skips_unsampled``): what a span would
+  cost is paid only for the sampled share (README "Monitoring", "What it costs").
+
 Off (the default), the client and the executor test :data:`active` once per job, and opentelemetry is not imported.
 """
 
