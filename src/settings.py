@@ -33,6 +33,7 @@ from src.runner.codec import Codec
 from src.runner.errors import JobsError, SettingsInvalid
 from src.runner.loop_watch import DEFAULT_LOOP_LAG_WARN_S
 from src.runner.metrics_config import MetricsConfig
+from src.runner.offload import DEFAULT_JOB_PROCESSES, DEFAULT_SYNC_THREADS
 from src.runner.telemetry import setup_tracing
 
 #: the project's directory (a clone), home of the default state dir
@@ -109,6 +110,10 @@ class Settings(BaseSettings):
     #: a JSON list in the environment: ``JOBS_SIGNING_SECRETS_PREVIOUS='["old-secret"]'``
     signing_secrets_previous: list[SecretStr] = []
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: sync jobs (plain ``def``) one worker runs at once in its own threads; more wait for a free thread
+    sync_threads: int = Field(default=DEFAULT_SYNC_THREADS, ge=1)
+    #: child processes one worker keeps for ``@job(process=True)`` (CPU-bound) jobs; default: the CPU count
+    job_processes: int = Field(default=DEFAULT_JOB_PROCESSES, ge=1)
     #: an event loop blocked this long (a job calling time.sleep or requests) is logged with the job (0: not logged)
     loop_lag_warn_s: float = Field(default=DEFAULT_LOOP_LAG_WARN_S, ge=0)
     #: ``hasten worker``: this many worker processes under one supervisor (unset: one process, no supervisor)
@@ -353,6 +358,8 @@ def _worker_settings() -> type:
         dlq_retention_s = s.dlq_retention_s
         log_level = s.log_level
         loop_lag_warn_s = s.loop_lag_warn_s
+        sync_threads = s.sync_threads
+        job_processes = s.job_processes
         log_format = s.log_format
         tracing = s.tracing
         sentry_dsn = s.sentry_dsn

@@ -235,3 +235,21 @@ def test_sentinel_settings_name_the_master_and_hide_both_passwords(monkeypatch: 
     assert redis_settings.host == [("10.0.0.1", 26379), ("10.0.0.2", 26380)]
     assert (redis_settings.password, redis_settings.database) == ("data-pw", 2)
     assert "pw" not in repr(redis_settings)
+
+
+def test_pool_sizes_reach_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from src.runner.launch import worker_kwargs
+    from src.settings import _worker_settings
+
+    monkeypatch.setenv("JOBS_SYNC_THREADS", "3")
+    monkeypatch.setenv("JOBS_JOB_PROCESSES", "2")
+    get_settings.cache_clear()
+    try:
+        kwargs = worker_kwargs(_worker_settings())
+    finally:
+        get_settings.cache_clear()
+    assert (kwargs["sync_threads"], kwargs["job_processes"]) == (3, 2)
+    monkeypatch.setenv("JOBS_SYNC_THREADS", "0")
+    with pytest.raises(SettingsInvalid, match="JOBS_SYNC_THREADS: input should be greater than or equal to 1"):
+        get_settings()
+    get_settings.cache_clear()

@@ -33,6 +33,7 @@ from .errors import JobCancelled, PayloadError, PayloadTooLarge
 from .finish import Finisher, Outcome
 from .hooks import JobHooks
 from .job import JobSpec
+from .offload import Offload
 from .policy import Counters, ResultPolicy
 from .redact import mask_arguments, redacted_paths
 from .running import RunningJobs
@@ -88,6 +89,7 @@ class Executor:
         counters: Counters,
         finisher: Finisher,
         hooks: JobHooks,
+        offload: Offload,
         metrics: JobMetrics | None = None,
     ) -> None:
         self.functions = functions
@@ -101,6 +103,8 @@ class Executor:
         self.counters = counters
         self.finisher = finisher
         self.hooks = hooks
+        #: the worker's pools for sync and process jobs (``offload.py``)
+        self.offload = offload
         self.metrics = metrics
 
     async def execute(self, claimed: Claimed) -> None:
@@ -201,7 +205,7 @@ class Executor:
         job.called_s = time.perf_counter()
         try:
             if spec is not None:
-                result = await spec.invoke(self._context(job_id, job, spec), job.args, job.kwargs)
+                result = await spec.invoke(self._context(job_id, job, spec), job.args, job.kwargs, self.offload)
             else:
                 result = await function.coroutine(ctx, *job.args, **job.kwargs)
         except (Retry, RetryJob) as e:

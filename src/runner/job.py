@@ -1,4 +1,5 @@
-"""``@job``: turns ``async def f(ctx: JobContext, ...) -> R`` into a :class:`JobSpec`.
+"""``@job``: turns ``async def f(ctx: JobContext, ...) -> R`` into a :class:`JobSpec` — or a plain ``def``, run
+in the worker's thread pool, or with ``process=True`` in its process pool (``offload.py``).
 
 A spec knows the job's wire name, how to validate its arguments (at enqueue and again in the worker, from a
 pydantic model built from the signature) and its result (from the return annotation), and its timeout,
@@ -13,12 +14,13 @@ import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Retry
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
+from . import offload as offloading
 from . import redact as redaction
 from .constants import DEFAULT_JOB_TIMEOUT_S
 from .context import CTX_DEFAULT_TIMEOUT_S, JobContext
@@ -61,7 +63,8 @@ class JobCall(Generic[R]):
 class JobSpec(Generic[P, R]):
     """A registered job: the function plus everything needed to enqueue, validate and run it."""
 
-    fn: Callable[Concatenate[JobContext, P], Awaitable[R]]
+    #: the job's function: a coroutine function, or a plain one (``runs_in`` says where it runs)
+    fn: Callable[Concatenate[JobContext, P], Any]
     name: str
     timeout_s: float | None
     retry: Backoff
@@ -69,6 +72,8 @@ class JobSpec(Generic[P, R]):
     enqueue_options: EnqueueOptions = field(default_factory=EnqueueOptions)
     #: argument paths (``"password"``, ``"card.number"``) whose values are never shown (``redact.py``)
     redact: tuple[str, ...] = ()
+    #: ``loop`` (a coroutine), ``thread`` (a plain function) or ``process`` (``@job(process=True)``)
+    runs_in: Literal["loop", "thread", "process"] = "loop"
     _args_model: type[BaseModel] = field(init=False, repr=False, compare=False)
     _result: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
     _params: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -129,10 +134,18 @@ class JobSpec(Generic[P, R]):
             raise ResultInvalid(f"stored result of {self.name}() is invalid: {_brief(e)}") from None
 
     # running --------------------------------------------------------------------------------------------
-    async def invoke(self, ctx: JobContext, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-        """Validate the arguments, run, validate the result; returns the result's JSON form."""
-        values = dict(self.validate_args(tuple(args), kwargs))
-        return self.encode_result(await self.fn(ctx, **values))  # type: ignore[call-arg]
+    async def invoke(
+        self, ctx: JobContext, args: Sequence[Any], kwargs: dict[str, Any], offload: offloading.Offload | None = None
+    ) -> Any:
+        """Validate the arguments, run, validate the result; returns the result's JSON form. A sync or process job
+        runs in ``offload``'s pools (the worker's), else in the process-wide ones."""
+        arguments = self.validate_args(tuple(args), kwargs)
+        if self.runs_in == "loop":
+            return self.encode_result(await cast(Callable[..., Awaitable[Any]], self.fn)(ctx, **dict(arguments)))
+        pools = offload or offloading.shared
+        if self.runs_in == "thread":
+            return self.encode_result(await pools.in_thread(self.fn, ctx, dict(arguments)))
+        return await pools.in_process(self, ctx, arguments.model_dump(mode="json"))  # validated in the child
 
     def timeout_error(self, timeout_s: float) -> JobTimeout:
         return JobTimeout(f"{self.name}() exceeded its timeout of {timeout_s:g}s")
@@ -195,8 +208,19 @@ def _signature_models(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel
     return model, tuple(fields), result
 
 
+class _Decorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[Concatenate[JobContext, P], Awaitable[R]], /) -> JobSpec[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[JobContext, P], R], /) -> JobSpec[P, R]: ...
+
+
 @overload
 def job(fn: Callable[Concatenate[JobContext, P], Awaitable[R]], /) -> JobSpec[P, R]: ...
+
+
+@overload
+def job(fn: Callable[Concatenate[JobContext, P], R], /) -> JobSpec[P, R]: ...
 
 
 @overload
@@ -207,11 +231,12 @@ def job(
     retry: Backoff | None = None,
     keep_result_s: float | None = None,
     redact: Sequence[str] = (),
-) -> Callable[[Callable[Concatenate[JobContext, P], Awaitable[R]]], JobSpec[P, R]]: ...
+    process: bool = False,
+) -> _Decorator: ...
 
 
 def job(
-    fn: Callable[Concatenate[JobContext, P], Awaitable[R]] | None = None,
+    fn: Callable[..., Any] | None = None,
     /,
     *,
     name: str | None = None,
@@ -219,15 +244,31 @@ def job(
     retry: Backoff | None = None,
     keep_result_s: float | None = None,
     redact: Sequence[str] = (),
-) -> JobSpec[P, R] | Callable[[Callable[Concatenate[JobContext, P], Awaitable[R]]], JobSpec[P, R]]:
+    process: bool = False,
+) -> JobSpec[Any, Any] | _Decorator:
     """Declare a job. ``timeout_s=None`` takes the worker's default; ``retry`` defaults to ``Backoff()``;
-    ``redact``: arguments (top-level names or dotted paths into models) whose values are never shown."""
+    ``redact``: arguments (top-level names or dotted paths into models) whose values are never shown.
+
+    An ``async def`` runs on the worker's event loop; a plain ``def`` in the worker's thread pool; a plain ``def``
+    with ``process=True`` in its process pool, for CPU-bound work (defined at a module's top level, so a fresh
+    interpreter can import it by name). See ``offload.py`` for what a timeout or an abort does to each."""
     if isinstance(redact, str):  # redact="password" would mask "p", "a", "s" …
         raise TypeError("redact takes a list of argument names, e.g. redact=['password']")
 
-    def wrap(f: Callable[Concatenate[JobContext, P], Awaitable[R]]) -> JobSpec[P, R]:
-        if not inspect.iscoroutinefunction(f):
-            raise TypeError(f"job {f.__name__!r} must be an async function")
-        return JobSpec(f, name or f.__name__, timeout_s, retry or Backoff(), keep_result_s, redact=tuple(redact))
+    def wrap(f: Callable[..., Any]) -> JobSpec[Any, Any]:
+        runs_in: Literal["loop", "thread", "process"] = "loop"
+        if inspect.iscoroutinefunction(f):
+            if process:
+                raise TypeError(f"job {f.__name__!r}: process=True runs a plain def function, not an async one")
+        elif not inspect.isfunction(f) or f.__name__ == "<lambda>":
+            raise TypeError(f"job {f!r} must be a named function: async def, or def for a sync job")
+        elif process:
+            if "<locals>" in f.__qualname__:
+                raise TypeError(f"job {f.__name__!r}: process=True needs a function defined at a module's top level")
+            runs_in = "process"
+        else:
+            runs_in = "thread"
+        return JobSpec(f, name or f.__name__, timeout_s, retry or Backoff(), keep_result_s, redact=tuple(redact),
+                       runs_in=runs_in)  # fmt: skip
 
-    return wrap if fn is None else wrap(fn)
+    return cast(_Decorator, wrap) if fn is None else wrap(fn)

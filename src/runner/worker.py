@@ -49,6 +49,7 @@ from .lean_pool import make_lean
 from .lease import LeaseKeeper
 from .loop_watch import DEFAULT_LOOP_LAG_WARN_S, LoopWatch
 from .metrics_config import MetricsConfig
+from .offload import DEFAULT_JOB_PROCESSES, DEFAULT_SYNC_THREADS, Offload
 from .outage import RedisHealth
 from .pickup import Pickup, PickupLimits
 from .policy import CounterAttribute, Counters, ResultPolicy
@@ -98,6 +99,8 @@ class Worker(arq.worker.Worker):
         recycle: Recycler | None = None,
         on_job_failed: FailureHook | Sequence[FailureHook] | None = None,
         metrics: MetricsConfig | None = None,
+        sync_threads: int = DEFAULT_SYNC_THREADS,
+        job_processes: int = DEFAULT_JOB_PROCESSES,
         **arq_kwargs: Any,
     ) -> None:
         setup = arq_setup(functions, cron_entries, codec, job_serializer, job_deserializer, arq_kwargs)
@@ -121,6 +124,8 @@ class Worker(arq.worker.Worker):
         #: under a fleet supervisor: the limits after which this worker drains and exits to be replaced
         self.recycle = recycle
         self.health = RedisHealth(on_timeout=self._retire_connections)
+        #: the worker's own pools for sync jobs (threads) and ``@job(process=True)`` (processes)
+        self.offload = Offload(sync_threads, job_processes)
         self._counters = Counters()
         self.http: httpx2.AsyncClient | None = None
         # our defaults where they differ from arq's (arq: 10 jobs, 0.5 s poll)
@@ -231,7 +236,7 @@ class Worker(arq.worker.Worker):
         self.executor = Executor(
             functions=self.functions, specs=self.specs, codec=self.codec, queue_name=self.queue_name, ctx=self.ctx,
             policy=ResultPolicy.of(self), running=self.running, shared_http=self.shared_http, counters=self._counters,
-            finisher=self._finisher, hooks=self._hooks,
+            finisher=self._finisher, hooks=self._hooks, offload=self.offload,
             metrics=None if self.monitoring is None else self.monitoring.metrics,
         )  # fmt: skip
         self._claimer = Claimer(
@@ -332,6 +337,7 @@ class Worker(arq.worker.Worker):
             await within_bound(self._heartbeat.remove())  # else it expires within a few heartbeats
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
+        self.offload.close()
         await self.pool.aclose(close_connection_pool=True)
         self._pool = None
 

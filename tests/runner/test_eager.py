@@ -49,3 +49,13 @@ async def test_job_id_dedupes_and_context_is_filled() -> None:
 async def test_signed_codec_and_redis_for_jobs(redis: ArqRedis) -> None:
     client = EagerClient(Codec("secret"), redis=redis)
     assert await (await client.enqueue(add, 1)).result() == 2
+
+
+async def test_sync_and_process_jobs_run_eagerly_too() -> None:
+    from tests import offload_jobs
+
+    client = EagerClient()
+    said = await client.enqueue(offload_jobs.who, word="x")
+    assert (await said.result())["word"] == "X"
+    primes = await (await client.enqueue(offload_jobs.primes_below, n=100)).result()
+    assert primes["count"] == 25

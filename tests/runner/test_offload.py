@@ -1,0 +1,146 @@
+"""Sync jobs in the worker's thread pool and ``@job(process=True)`` in its process pool, run by an in-process
+worker on the real Redis: results, errors, timeouts and aborts, and an event loop that stays free."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from src.runner import JobClient, JobContext, JobFailed, JobStatus, job
+from src.runner.worker import Worker
+from tests import offload_jobs, sample_jobs
+from tests.waiting import SLOW_FACTOR, wait_for
+
+
+class _LagProbe:
+    """The event loop's worst lateness while it runs: a timer of 1 ms, measured each time it fires."""
+
+    def __init__(self) -> None:
+        self.worst_s = 0.0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.worst_s = max(self.worst_s, time.perf_counter() - before - 0.001)
+
+    def stop(self) -> float:
+        self._task.cancel()
+        return self.worst_s
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_sync_jobs_run_in_the_workers_threads_and_the_loop_stays_free(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([offload_jobs.nap], max_jobs=20, sync_threads=20)
+    probe = _LagProbe()
+    started = time.perf_counter()
+    handles = await client.enqueue_many([offload_jobs.nap.call(0.05) for _ in range(100)])
+    assert [await h.result(timeout_s=30) for h in handles] == [0.05] * 100
+    elapsed_s, worst_lag_s = time.perf_counter() - started, probe.stop()
+    measured = f"100 x sleep(0.05) at 20 threads: {elapsed_s:.3f} s, worst loop lag {worst_lag_s * 1000:.1f} ms"
+    assert 0.25 <= elapsed_s < 2.5 * SLOW_FACTOR, measured  # five rounds of 20 at best; one by one: 5 s
+    assert worst_lag_s < 0.045, measured  # a sleep on the loop would show as ≥ 50 ms
+
+
+async def test_a_sync_job_has_its_context_and_a_validated_result(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([offload_jobs.who])
+    handle = await client.enqueue(offload_jobs.who, word="hi")
+    assert await handle.result(timeout_s=10) == {"job_id": handle.job_id, "try": 1, "word": "HI"}
+
+
+async def test_a_process_job_runs_in_a_child_of_the_worker(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([offload_jobs.primes_below])
+    first = await (await client.enqueue(offload_jobs.primes_below, n=100_000)).result(timeout_s=30)
+    second = await (await client.enqueue(offload_jobs.primes_below, n=10)).result(timeout_s=30)
+    assert (first["count"], second["count"]) == (9592, 4)
+    assert first["pid"] != os.getpid() and second["pid"] == first["pid"]  # the child is kept for the next job
+
+
+async def test_a_cpu_bound_process_job_does_not_slow_pickup(
+    client: JobClient, running_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    running_worker([offload_jobs.spin, sample_jobs.echo])
+    pid_file = tmp_path / "pid"
+    busy = await client.enqueue(offload_jobs.spin, pid_file=str(pid_file), seconds=3.0)
+    await wait_for(pid_file.exists, 30)  # computing now
+    enqueued = time.perf_counter()
+    assert await (await client.enqueue(sample_jobs.echo, text="quick")).result(timeout_s=10) == "quick"
+    took_s = time.perf_counter() - enqueued
+    assert took_s < 0.5 * SLOW_FACTOR, took_s  # on the loop, the spin would hold it for 3 s
+    assert await busy.status() is JobStatus.in_progress
+
+
+async def test_a_process_job_past_its_timeout_has_its_child_killed(
+    client: JobClient, running_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    running_worker([offload_jobs.spin_past_timeout])
+    pid_file = tmp_path / "pid"
+    handle = await client.enqueue(offload_jobs.spin_past_timeout, pid_file=str(pid_file))
+    with pytest.raises(JobFailed, match="timeout"):
+        await handle.result(timeout_s=30)
+    await wait_for(lambda: not _alive(int(pid_file.read_text())), 10 * SLOW_FACTOR)
+
+
+async def test_an_aborted_process_job_has_its_child_killed(
+    client: JobClient, running_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    running_worker([offload_jobs.spin])
+    pid_file = tmp_path / "pid"
+    handle = await client.enqueue(offload_jobs.spin, pid_file=str(pid_file), seconds=60.0)
+    await wait_for(pid_file.exists, 30)
+    pid = int(pid_file.read_text())
+    assert _alive(pid)
+    assert await handle.abort(timeout_s=10 * SLOW_FACTOR)
+    await wait_for(lambda: not _alive(pid), 10 * SLOW_FACTOR)
+
+
+async def test_an_error_in_a_child_comes_back_named_and_permanent_ones_stay_permanent(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([offload_jobs.raises, offload_jobs.lies])
+    with pytest.raises(JobFailed, match="ValueError: no good"):
+        await (await client.enqueue(offload_jobs.raises)).result(timeout_s=30)
+    lied = await client.enqueue(offload_jobs.lies)
+    with pytest.raises(JobFailed, match="invalid result"):
+        await lied.result(timeout_s=30)
+    assert (await lied.info()).job_try == 1  # ResultInvalid is not retried, in a child as in the loop
+
+
+async def test_a_child_that_dies_fails_its_try_and_the_retry_gets_a_new_one(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([offload_jobs.dies_once])
+    assert await (await client.enqueue(offload_jobs.dies_once)).result(timeout_s=30) == 2
+
+
+def test_the_decorator_refuses_what_a_pool_cannot_run() -> None:
+    async def coroutine(ctx: JobContext) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="plain def"):
+        job(process=True)(coroutine)
+
+    def nested(ctx: JobContext) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="top level"):
+        job(process=True)(nested)
