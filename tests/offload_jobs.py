@@ -67,3 +67,8 @@ def dies_once(ctx: JobContext) -> int:
     if ctx.job_try == 1:
         os._exit(3)  # as a crash or the OOM killer would end it
     return ctx.job_try
+
+
+@job(timeout_s=0.5, retry=NO_RETRY)
+def stuck(ctx: JobContext) -> None:
+    time.sleep(60)  # past its timeout, in a thread nobody can stop

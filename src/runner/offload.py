@@ -5,7 +5,9 @@ leases, heartbeats or the other jobs.
 - Threads: a bounded pool that belongs to the worker (not the loop's default executor, which everything else in
   the process shares). A thread cannot be stopped from outside: when a sync job times out or is aborted, its try
   ends at once (the outcome is recorded, the worker slot freed), while the thread runs the function to its end
-  and its return value is dropped; until then it holds one of the pool's threads.
+  and its return value is dropped; until then it holds one of the pool's threads. The threads are daemons: one
+  still stuck in a job does not hold the worker's exit (the standard pool joins its threads at exit), and its
+  job, like any job cut short by a stop, is run again (at least once).
 - Processes: each child runs one job at a time. The request and the reply are JSON (the job's arguments in their
   wire form, its result as ``encode_result`` gives it): the child imports the job's module, finds the ``@job`` by
   name and validates the arguments again, as the worker would. A job that times out or is aborted has its child
@@ -23,9 +25,11 @@ import asyncio
 import contextlib
 import importlib
 import multiprocessing
+import queue
+import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -69,12 +73,12 @@ class Offload:
             raise ValueError("sync_threads and job_processes must be at least 1")
         self.threads = threads
         self.processes = processes
-        self._thread_pool: ThreadPoolExecutor | None = None
+        self._thread_pool: DaemonThreads | None = None
         self._process_pool: ProcessPool | None = None
 
     async def in_thread(self, fn: Callable[..., Any], ctx: JobContext, kwargs: dict[str, Any]) -> Any:
         if self._thread_pool is None:
-            self._thread_pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hasten-sync")
+            self._thread_pool = DaemonThreads(self.threads)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread_pool, lambda: fn(ctx, **kwargs))
 
@@ -98,11 +102,47 @@ class Offload:
 
     def close(self) -> None:
         if self._thread_pool is not None:
-            self._thread_pool.shutdown(wait=False, cancel_futures=True)
+            self._thread_pool.shutdown(wait=False)
             self._thread_pool = None
         if self._process_pool is not None:
             self._process_pool.close()
             self._process_pool = None
+
+
+class DaemonThreads(Executor):
+    """``size`` daemon threads (started with the pool: the pool itself is made on the first sync job), taking
+    calls in order."""
+
+    def __init__(self, size: int) -> None:
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"hasten-sync-{i}", daemon=True) for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._work.put((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def _serve(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, call = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except BaseException as e:  # the job's error, for the awaiting try
+                    future.set_exception(e)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Threads leave once the calls queued before this are done; a call stuck in a job is not waited for
+        unless ``wait``."""
+        for _ in self._threads:
+            self._work.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
 #: the process-wide pools of ``@job`` functions run outside our worker (stock arq's, eager mode)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from src.runner import JobClient, JobContext, JobFailed, JobStatus, job
+from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
 from tests import offload_jobs, sample_jobs
+from tests.conftest import ROOT
 from tests.waiting import SLOW_FACTOR, wait_for
 
 
@@ -55,6 +60,32 @@ async def test_sync_jobs_run_in_the_workers_threads_and_the_loop_stays_free(
     measured = f"100 x sleep(0.05) at 20 threads: {elapsed_s:.3f} s, worst loop lag {worst_lag_s * 1000:.1f} ms"
     assert 0.25 <= elapsed_s < 2.5 * SLOW_FACTOR, measured  # five rounds of 20 at best; one by one: 5 s
     assert worst_lag_s < 0.045, measured  # a sleep on the loop would show as ≥ 50 ms
+
+
+def test_a_sync_job_stuck_past_its_timeout_does_not_hold_the_workers_exit(redis_server: RedisServer) -> None:
+    script = textwrap.dedent(f"""
+        import asyncio
+        from arq.connections import RedisSettings
+        from src.runner import Codec, JobClient
+        from src.runner.worker import Worker
+        from tests import offload_jobs
+
+        settings = RedisSettings(host="127.0.0.1", port={redis_server.port})
+
+        async def enqueue():
+            client = await JobClient.connect(settings, Codec(), queue_name="{{stuck}}")
+            await client.enqueue(offload_jobs.stuck)
+            await client.close()
+
+        asyncio.run(enqueue())
+        Worker([offload_jobs.stuck], redis_settings=settings, queue_name="{{stuck}}", burst=True,
+               handle_signals=False, poll_delay=0.01).run()
+    """)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr
+    assert "exceeded its timeout" in done.stderr
+    assert time.monotonic() - started < 30  # the thread sleeps 60 s: a pool that joins its threads would wait
 
 
 async def test_a_sync_job_has_its_context_and_a_validated_result(
