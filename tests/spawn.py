@@ -95,3 +95,12 @@ def _signal(started: Started, sig: int) -> None:
             os.killpg(started.proc.pid, sig)
         else:
             started.proc.send_signal(sig)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a reaped one does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

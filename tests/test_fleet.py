@@ -23,7 +23,7 @@ from src.runner.redis_server import RedisServer
 from tests.fault_settings import long_nap, tick
 from tests.fleet_settings import hog
 from tests.metrics_scrape import Samples, http_get, parse, total
-from tests.spawn import Spawner
+from tests.spawn import Spawner, pid_alive
 from tests.waiting import SLOW_FACTOR, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,14 +61,6 @@ async def _exit_code(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
     return await asyncio.to_thread(proc.wait, timeout_s * SLOW_FACTOR)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 async def _runs(redis: ArqRedis) -> dict[str, int]:
     """How many times each ``tick`` job ran, by job id."""
     return {key.decode(): int(value) for key, value in (await redis.hgetall("runs")).items()}
@@ -91,7 +83,7 @@ async def test_a_killed_worker_is_restarted_and_jobs_keep_running(
         return next((pid for slot, pid in _started(spawn, fleet)[2:] if slot == 1), None)
 
     new = await wait_for(replaced, 30, message="worker 1 started again")
-    assert new != one and _alive(new) and _alive(two)
+    assert new != one and pid_alive(new) and pid_alive(two)
     assert f"worker 1 (pid {one}) was killed by SIGKILL" in spawn.output(fleet)
     second = [await client.enqueue(tick, 0.05) for _ in range(10)]
     for handle in second:
@@ -100,7 +92,7 @@ async def test_a_killed_worker_is_restarted_and_jobs_keep_running(
     assert sorted((await _runs(redis)).values()) == [1] * 20
     fleet.send_signal(signal.SIGTERM)
     assert await _exit_code(fleet, 30) == 0
-    assert not _alive(new) and not _alive(two)
+    assert not pid_alive(new) and not pid_alive(two)
 
 
 @pytest.mark.timeout(180)
@@ -142,7 +134,7 @@ async def test_sigterm_drains_every_worker_and_exits_0(
     assert await handle.result(timeout_s=1) in {pid for _, pid in _started(spawn, fleet)}
     assert await redis.llen(f"starts:{handle.job_id}") == 1
     assert "SIGTERM: 2 workers drain" in spawn.output(fleet)
-    assert all(not _alive(pid) for _, pid in _started(spawn, fleet))
+    assert all(not pid_alive(pid) for _, pid in _started(spawn, fleet))
 
 
 @pytest.mark.timeout(180)

@@ -19,6 +19,7 @@ from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
 from tests import offload_jobs, sample_jobs
 from tests.conftest import ROOT
+from tests.spawn import pid_alive
 from tests.waiting import SLOW_FACTOR, wait_for
 
 
@@ -38,14 +39,6 @@ class _LagProbe:
     def stop(self) -> float:
         self._task.cancel()
         return self.worst_s
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def test_sync_jobs_run_in_the_workers_threads_and_the_loop_stays_free(
@@ -128,7 +121,7 @@ async def test_a_process_job_past_its_timeout_has_its_child_killed(
     handle = await client.enqueue(offload_jobs.spin_past_timeout, pid_file=str(pid_file))
     with pytest.raises(JobFailed, match="timeout"):
         await handle.result(timeout_s=30)
-    await wait_for(lambda: not _alive(int(pid_file.read_text())), 10 * SLOW_FACTOR)
+    await wait_for(lambda: not pid_alive(int(pid_file.read_text())), 10 * SLOW_FACTOR)
 
 
 async def test_an_aborted_process_job_has_its_child_killed(
@@ -139,9 +132,9 @@ async def test_an_aborted_process_job_has_its_child_killed(
     handle = await client.enqueue(offload_jobs.spin, pid_file=str(pid_file), seconds=60.0)
     await wait_for(pid_file.exists, 30)
     pid = int(pid_file.read_text())
-    assert _alive(pid)
+    assert pid_alive(pid)
     assert await handle.abort(timeout_s=10 * SLOW_FACTOR)
-    await wait_for(lambda: not _alive(pid), 10 * SLOW_FACTOR)
+    await wait_for(lambda: not pid_alive(pid), 10 * SLOW_FACTOR)
 
 
 async def test_an_error_in_a_child_comes_back_named_and_permanent_ones_stay_permanent(
