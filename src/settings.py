@@ -34,6 +34,7 @@ from src.runner.errors import JobsError, SettingsInvalid
 from src.runner.loop_watch import DEFAULT_LOOP_LAG_WARN_S
 from src.runner.metrics_config import MetricsConfig
 from src.runner.offload import DEFAULT_JOB_PROCESSES, DEFAULT_SYNC_THREADS
+from src.runner.sync_client import SyncJobClient
 from src.runner.telemetry import setup_tracing
 
 #: the project's directory (a clone), home of the default state dir
@@ -270,6 +271,14 @@ class Settings(BaseSettings):
         """A connected :class:`JobClient` for these settings; close it with ``await client.close()``."""
         setup_tracing(self.tracing)
         return await JobClient.connect(
+            self.redis_settings(), self.codec(), queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes
+        )
+
+    def open_sync_client(self) -> SyncJobClient:
+        """A connected :class:`SyncJobClient` for these settings (sync code: Django, Flask, scripts); close it with
+        ``client.close()``."""
+        setup_tracing(self.tracing)
+        return SyncJobClient.connect(
             self.redis_settings(), self.codec(), queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes
         )
 

@@ -32,6 +32,7 @@ from .failures import JobFailure
 from .handle import JobHandle, JobInfo
 from .job import EnqueueOptions, JobSpec, job
 from .retry import NO_RETRY, Backoff, Permanent, Retry
+from .sync_client import SyncJobClient, SyncJobHandle
 
 __all__ = [
     "NO_RETRY",
@@ -66,6 +67,8 @@ __all__ = [
     "Retry",
     "SettingsInvalid",
     "SignatureError",
+    "SyncJobClient",
+    "SyncJobHandle",
     "UnknownJob",
     "cron",
     "cron_states",
