@@ -13,11 +13,13 @@ import pytest
 import uvicorn
 from arq.connections import ArqRedis
 from fastapi import FastAPI
+from playwright.async_api import Browser, async_playwright
 
 from src.runner import JobSpec
 from src.runner.dashboard import DashboardOptions, dashboard
 from src.runner.dashboard.state import DashboardState
 from src.runner.redis_server import free_port
+from tests.dashboard.chromium import CHROMIUM
 from tests.sample_jobs import add, echo, nap, reports, switchable
 
 JOBS: list[JobSpec[Any, Any]] = [add, echo, nap, reports, switchable]
@@ -83,6 +85,16 @@ def serve(env: pytest.MonkeyPatch) -> Callable[..., Served]:
         return Served(dashboard(settings, options=options))
 
     return build
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        await launched.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from arq.connections import ArqRedis
 
@@ -67,6 +68,24 @@ async def test_jobs_page_through_with_a_cursor(client: JobClient, dash: Dash) ->
     page = await http.get("/jobs", params={"prefix": "page-"}, headers=HTML)
     assert page.status_code == 200 and all(job_id in page.text for job_id in ids) and "other-1" not in page.text
     assert (await http.get("/api/jobs", params={"cursor": "not a cursor"})).status_code == 422
+
+
+async def test_jobs_filtered_by_due_time(client: JobClient, dash: Dash) -> None:
+    """``from``/``to`` bound the due time, as ISO times (UTC unless they say) or epoch ms, on the page and in the
+    API alike; a time that is neither is a 422 that says both forms."""
+    handles = [await client.enqueue(echo.options(defer_by=3600 * (i + 1), job_id=f"hour-{i}"), "x") for i in range(4)]
+    due_ms = [int(await client.redis.zscore(client.queue_name, h.job_id)) for h in handles]
+    _, http = dash()
+    low, high = due_ms[1], due_ms[2]
+    by_ms = await http.get("/api/jobs", params={"from": str(low), "to": str(high)})
+    assert [row["job_id"] for row in by_ms.json()] == ["hour-1", "hour-2"]
+    iso = datetime.fromtimestamp(due_ms[2] / 1000, UTC).isoformat()
+    page = await http.get("/jobs", params={"from": iso}, headers=HTML)
+    assert page.status_code == 200
+    assert "hour-0" not in page.text and "hour-1" not in page.text and "hour-2" in page.text and "hour-3" in page.text
+    assert f'name="from" value="{iso[:19].replace("T", " ")}"' in page.text  # shown back as the table shows times
+    wrong = await http.get("/api/jobs", params={"to": "next tuesday"})
+    assert wrong.status_code == 422 and "ISO time" in wrong.json()["detail"]
 
 
 async def test_overview_shows_duration_percentiles_per_function(

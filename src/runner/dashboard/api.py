@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -33,12 +33,13 @@ async def queues(request: Request) -> list[Row]:
 
 @router.get("/jobs")
 async def jobs(
-    request: Request, response: Response, queue: str = "", status: str = "", function: str = "", prefix: str = "",
-    cursor: str = "", limit: int = Query(50, ge=1, le=1000),
+    request: Request, response: Response, filters: Annotated[reads.JobFilters, Depends()],
+    limit: int = Query(50, ge=1, le=1000),
 ) -> list[Row]:  # fmt: skip
-    """Jobs in a queue by due time (``hasten jobs list --json``); the next page's cursor, if any, in the
-    ``X-Next-Cursor`` header (as the command line prints it)."""
-    found = await reads.jobs_page(reads.state_of(request), queue or None, status, function, cursor, limit, prefix)
+    """Jobs in a queue by due time (``hasten jobs list --json``), filtered by queue, status, function, id prefix
+    and due time (``from``, ``to``); the next page's cursor, if any, in the ``X-Next-Cursor`` header (as the
+    command line prints it)."""
+    found = await reads.jobs_page(reads.state_of(request), filters, limit)
     if found.cursor is not None:
         response.headers["X-Next-Cursor"] = found.cursor
     return [json_rows.queued_job_row(row) for row in found.jobs]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -60,15 +61,13 @@ async def overview_events(request: Request) -> StreamingResponse:
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-async def jobs(
-    request: Request, queue: str = "", status: str = "", function: str = "", prefix: str = "", cursor: str = ""
-) -> HTMLResponse:
+async def jobs(request: Request, filters: Annotated[reads.JobFilters, Depends()]) -> HTMLResponse:
     state = reads.state_of(request)
-    found = await reads.jobs_page(state, queue or None, status, function, cursor, reads.PAGE_ROWS, prefix)
+    found = await reads.jobs_page(state, filters, reads.PAGE_ROWS)
+    shown = replace(filters, queue=filters.queue or (await state.client()).queue_name)
     return page(
         request, "jobs.html", nav="jobs", rows=found.jobs, next_cursor=found.cursor, scanned=found.scanned,
-        queues=await state.queues(), states=JOB_STATES, queue=queue or (await state.client()).queue_name,
-        status=status, function=function, prefix=prefix, cursor=cursor, limit=reads.PAGE_ROWS,
+        queues=await state.queues(), states=JOB_STATES, filters=shown,
         functions=[spec.name for spec in state.options.jobs],
     )  # fmt: skip
 
