@@ -44,6 +44,7 @@ async def test_overview_counts_and_security_headers(client: JobClient, dash: Das
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "same-origin"
+    assert page.headers["server-timing"].startswith("app;dur=")  # what the page took, for a browser's timing
     # the one script, from the package
     script = await http.get("/static/dashboard.js")
     assert script.status_code == 200 and "EventSource" in script.text

@@ -21,6 +21,7 @@ from .headers import SecurityHeaders
 from .options import DashboardOptions, DashboardSettings
 from .render import HERE, page, prefix
 from .state import DashboardState
+from .timing import ServerTiming
 
 
 def dashboard(
@@ -68,6 +69,7 @@ def dashboard(
     )  # fmt: skip
     app.state.dashboard = state
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(ServerTiming)  # added last: outermost, so it times the whole answer
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(login.router)
     app.include_router(pages.router)
