@@ -33,5 +33,6 @@ async def accept(dialog: Dialog) -> None:
     await dialog.accept()
 
 
-async def shot(page: Page, artifacts: Path, name: str) -> None:
-    await page.screenshot(path=artifacts / f"{name}.png", full_page=True)
+async def shot(page: Page, artifacts: Path, name: str, *, whole: bool = True) -> None:
+    """The whole page, or (``whole=False``, for long lists) what a person sees first."""
+    await page.screenshot(path=artifacts / f"{name}.png", full_page=whole)

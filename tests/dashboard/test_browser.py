@@ -17,8 +17,8 @@ from src.runner import JobClient, cron
 from src.runner.cron_state import register
 from src.runner.dlq import DeadLetters
 from src.runner.worker import Worker
-from tests.dashboard.chromium import NARROW, accept, open_page, shot
-from tests.dashboard.conftest import JOBS, Served
+from tests.dashboard.chromium import NARROW, WIDE, accept, open_page, shot
+from tests.dashboard.conftest import JOBS, Served, write_dead
 from tests.sample_jobs import add, echo, nap, switchable
 from tests.waiting import wait_for
 
@@ -217,4 +217,28 @@ async def test_filter_the_jobs_by_due_time_in_the_form(
         await shot(page, artifacts, "jobs-time-range-narrow")
         await page.get_by_role("link", name="clear filters").click()
         await expect(page.locator("td.id a")).to_have_count(4)
+        assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_delete_every_dead_job_and_watch_its_progress(
+    redis: ArqRedis, serve: Callable[..., Served], browser: Browser, artifacts: Path
+) -> None:
+    total = 1_200  # more than two pages of 500
+    await write_dead(redis, [f"dead-{i:05d}-" + "9c" * 20 for i in range(total)])
+    async with serve() as site:
+        page = await open_page(browser)
+        page.on("dialog", accept)
+        await page.goto(site.url + "/dead-letters")
+        await expect(page.locator("h1 .count")).to_have_text(f"{total:,}")
+        await shot(page, artifacts, "dead-letters-many", whole=False)
+        await page.set_viewport_size(NARROW)
+        await shot(page, artifacts, "dead-letters-narrow", whole=False)
+        await page.set_viewport_size(WIDE)
+        await page.get_by_role("button", name="Delete all").click()
+        await expect(page.locator("[data-op-state]")).to_have_text(f"Done: {total:,} deleted.")
+        await expect(page.locator("progress")).to_have_attribute("value", "100")
+        await shot(page, artifacts, "bulk-op")
+        assert await DeadLetters(redis).count() == 0
+        await page.get_by_role("link", name="Back to the dead letters").click()
+        await expect(page.locator(".empty")).to_contain_text("No dead jobs")
         assert page.errors == []  # type: ignore[attr-defined]

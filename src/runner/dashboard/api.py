@@ -87,11 +87,8 @@ async def workers(request: Request) -> list[Row]:
 
 @router.get("/dead-letters-ops/{op_id}")
 async def bulk_op(request: Request, op_id: str) -> Row:
-    """A bulk requeue or delete's progress."""
-    op = reads.state_of(request).bulk.ops.get(op_id)
-    if op is None:
-        raise HTTPException(404, "no such operation")
-    return _op_row(op)
+    """A bulk requeue or delete's progress (read from Redis: any dashboard process answers for any operation)."""
+    return _op_row(await reads.bulk_op(reads.state_of(request), op_id))
 
 
 class EnqueueRequest(BaseModel):
@@ -152,11 +149,12 @@ async def start_bulk(request: Request, action: Action, queue: str = "", function
     """Requeue or delete every dead job (of ``function``) in the background, a page at a time; poll its progress."""
     state = reads.state_of(request)
     client = await state.on_queue(queue or None)
-    return _op_row(state.bulk.start(DeadLetters(client.redis, client.queue_name), action, function or None))
+    return _op_row(await state.bulk.start(DeadLetters(client.redis, client.queue_name), action, function or None))
 
 
 def _op_row(op: BulkOp) -> Row:
     return {
         "op_id": op.op_id, "action": op.action, "queue": op.queue, "function": op.function, "examined": op.examined,
-        "acted": op.acted, "total": op.total, "done": op.done, "error": op.error,
+        "acted": op.acted, "total": op.total, "done": op.done, "error": op.error, "stalled": op.stalled,
+        "started_ms": op.started_ms, "updated_ms": op.updated_ms,
     }  # fmt: skip

@@ -156,7 +156,7 @@ async def dead_letters_act(request: Request, action: str) -> RedirectResponse:
     dlq = DeadLetters(client.redis, client.queue_name)
     if fields.get("all", [""])[0] == "yes":
         function = fields.get("function", [""])[0] or None
-        op = state.bulk.start(dlq, "requeue" if action == "requeue" else "delete", function)
+        op = await state.bulk.start(dlq, "requeue" if action == "requeue" else "delete", function)
         return _back(request, f"/dead-letters/ops/{op.op_id}")
     # a row's own button names its job ("one"); the buttons below the table act on the rows ticked
     ids = [i for i in (fields.get("one") or fields.get("job_id", [])) if i]
@@ -169,9 +169,7 @@ async def dead_letters_act(request: Request, action: str) -> RedirectResponse:
 
 @router.get("/dead-letters/ops/{op_id}", response_class=HTMLResponse)
 async def dead_letters_op(request: Request, op_id: str) -> HTMLResponse:
-    op = reads.state_of(request).bulk.ops.get(op_id)
-    if op is None:
-        raise HTTPException(404, "no such operation (finished ones are kept an hour)")
+    op = await reads.bulk_op(reads.state_of(request), op_id)
     return page(request, "bulk_op.html", nav="dead", op=op)
 
 

@@ -12,6 +12,7 @@ from .. import human, json_rows
 from ..dlq import DeadJob, DeadLetters
 from ..queue_admin import JOB_STATES, JobPage, JobState, find_jobs
 from ..worker_registry import WorkerRecord, live_workers
+from .bulk import BulkOp, read_op
 from .state import DashboardState
 
 #: rows per page of the jobs and dead-letter lists
@@ -116,3 +117,11 @@ async def dead_page(
                     found.append(dead)
         start += 500
     return total, found
+
+
+async def bulk_op(state: DashboardState, op_id: str) -> BulkOp:
+    """A bulk operation's progress, whichever process runs it; 404 when there is none."""
+    op = await read_op((await state.client()).redis, op_id)
+    if op is None:
+        raise HTTPException(404, "no such operation (one is kept an hour after its last progress)")
+    return op

@@ -64,11 +64,16 @@ def shown(value: Any) -> tuple[str, bool]:
     return (text[:SHOWN_CHARS], True) if len(text) > SHOWN_CHARS else (text, False)
 
 
+def thousands(value: int) -> str:
+    """``1,200``: counts that reach the millions stay readable."""
+    return f"{value:,}"
+
+
 def percent(value: float | None) -> str:
     return NONE if value is None else f"{value:.1%}"
 
 
-env.filters.update(duration=duration, moment=moment, percent=percent, input_time=input_time)
+env.filters.update(duration=duration, moment=moment, percent=percent, input_time=input_time, thousands=thousands)
 env.globals.update(shown=shown)
 
 
