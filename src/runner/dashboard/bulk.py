@@ -131,5 +131,6 @@ async def read_op(redis: Redis, op_id: str) -> BulkOp | None:
     """The operation's record, written by whichever process runs it; None when there is none (or it expired)."""
     if not op_id.isalnum():  # ids are hex: nothing else names a key of ours
         return None
-    raw: dict[bytes, bytes] = await redis.hgetall(k.BULK_OP_KEY_PREFIX + op_id)  # type: ignore[misc]  # stubs: sync or async
+    # the client's stubs type hgetall as sync or async alike
+    raw: dict[bytes, bytes] = await redis.hgetall(k.BULK_OP_KEY_PREFIX + op_id)  # type: ignore[misc]
     return BulkOp.from_fields(op_id, raw) if raw else None
