@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from src import cli_output
-from src.runner import json_rows
+from src.runner import human, json_rows
 from src.runner.client import JobClient
 from src.runner.durations import FunctionDurations, durations
 from src.runner.errors import JobsError
@@ -244,15 +244,10 @@ def _moment_ms(value: str | None, option: str) -> int | None:
     """``--from``/``--to``: epoch milliseconds, or an ISO 8601 time (UTC when it names no zone)."""
     if value is None:
         return None
-    if value.isdigit():
-        return int(value)
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise UsageError(
-            f"{option} takes an ISO time (2026-12-01T10:00) or epoch milliseconds, not {value!r}"
-        ) from None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+        return human.moment_ms(value)
+    except ValueError as e:
+        raise UsageError(f"{option} {e}") from None
 
 
 def _registered(name: str) -> JobSpec[Any, Any]:

@@ -16,6 +16,8 @@ from arq.constants import (
 )
 
 __all__ = [
+    "BULK_OP_KEY_PREFIX",
+    "BULK_OP_TTL_MS",
     "CRON_ENTRIES_KEY",
     "CRON_STARTUP_WINDOW_MS",
     "CRON_STATE_KEY_PREFIX",
@@ -130,6 +132,11 @@ DLQ_KEY_PREFIX = "jobs:dlq:"
 DLQ_ENTRY_KEY_PREFIX = "jobs:dlq:entry:"
 #: how long dead jobs are kept for inspection and requeue
 DEFAULT_DLQ_RETENTION_S = 14 * 86_400.0
+
+#: a dashboard's bulk dead-letter operation (``<prefix><operation id>``): a hash of its filter and progress, kept
+#: :data:`BULK_OP_TTL_MS` from its last write, so any dashboard process behind a load balancer can show it
+BULK_OP_KEY_PREFIX = "jobs:dashboard:op:"
+BULK_OP_TTL_MS = 3_600_000
 
 #: ``SET NX`` marker per cron entry and tick; whoever sets it enqueues that tick
 CRON_TICK_KEY_PREFIX = "jobs:cron:tick:"

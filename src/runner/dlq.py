@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 #: dead jobs read per round trip by the bulk operations
 PAGE_ROWS = 500
-#: ``progress(examined, acted, total)``: called after each page of a bulk operation
-Progress = Callable[[int, int, int], None]
+#: ``progress(examined, acted, total)``: called after each page of a bulk operation; one that returns an awaitable
+#: (it writes the progress somewhere, as the dashboard's does to Redis) is awaited before the next page
+Progress = Callable[[int, int, int], Awaitable[None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +193,6 @@ class DeadLetters:
             acted += done
             examined += len(ids)
             kept += len(ids) - done
-            if progress is not None:
-                progress(examined, acted, total)
+            if progress is not None and (reported := progress(examined, acted, total)) is not None:
+                await reported
         return acted

@@ -4,20 +4,27 @@ loopback port for the browser tests."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import asdict
 from typing import Any
 
 import httpx2
+import orjson
 import pytest
 import uvicorn
 from arq.connections import ArqRedis
 from fastapi import FastAPI
+from playwright.async_api import Browser, async_playwright
 
 from src.runner import JobSpec
+from src.runner import constants as k
 from src.runner.dashboard import DashboardOptions, dashboard
 from src.runner.dashboard.state import DashboardState
+from src.runner.dlq import DeadJob
 from src.runner.redis_server import free_port
+from tests.dashboard.chromium import CHROMIUM
 from tests.sample_jobs import add, echo, nap, reports, switchable
 
 JOBS: list[JobSpec[Any, Any]] = [add, echo, nap, reports, switchable]
@@ -40,6 +47,20 @@ async def dash(redis: ArqRedis) -> AsyncIterator[Dash]:
     yield build
     for http in clients:
         await http.aclose()
+
+
+async def write_dead(redis: ArqRedis, job_ids: list[str], function: str = "echo") -> None:
+    """Dead-letter records as a worker writes them, without running the jobs (many, fast: one pipeline)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for i, job_id in enumerate(job_ids):
+            record = DeadJob(
+                job_id, k.default_queue_name, function, [], {"text": "<i>not italic</i> " * 20}, "permanent failure",
+                "Permanent", "<b>no</b> " * 40, "", 3, 1_796_000_000_000, 1_796_000_000_000, 1_796_000_000_000 + i,
+                base64.b64encode(b"the job as queued").decode(),
+            )  # fmt: skip
+            pipe.set(k.DLQ_ENTRY_KEY_PREFIX + job_id, orjson.dumps(asdict(record)))
+            pipe.zadd(k.DLQ_KEY_PREFIX + k.default_queue_name, {job_id: record.failed_at_ms})
+        await pipe.execute()
 
 
 class Served:
@@ -83,6 +104,16 @@ def serve(env: pytest.MonkeyPatch) -> Callable[..., Served]:
         return Served(dashboard(settings, options=options))
 
     return build
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        await launched.close()
 
 
 @pytest.fixture(scope="session")

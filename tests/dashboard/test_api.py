@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from arq.connections import ArqRedis
 
 from src.runner import JobClient, json_rows
-from src.runner.dlq import DeadLetters
+from src.runner import constants as k
+from src.runner.dashboard.bulk import STALLED_MS, BulkOp
+from src.runner.dlq import PAGE_ROWS, DeadLetters
 from src.runner.queue_admin import list_jobs
 from src.runner.worker import Worker
-from tests.dashboard.conftest import JOBS, Dash
+from tests.dashboard.conftest import JOBS, Dash, write_dead
 from tests.sample_jobs import echo, nap, switchable
 from tests.waiting import wait_for
 
@@ -43,6 +47,7 @@ async def test_overview_counts_and_security_headers(client: JobClient, dash: Das
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "same-origin"
+    assert page.headers["server-timing"].startswith("app;dur=")  # what the page took, for a browser's timing
     # the one script, from the package
     script = await http.get("/static/dashboard.js")
     assert script.status_code == 200 and "EventSource" in script.text
@@ -67,6 +72,24 @@ async def test_jobs_page_through_with_a_cursor(client: JobClient, dash: Dash) ->
     page = await http.get("/jobs", params={"prefix": "page-"}, headers=HTML)
     assert page.status_code == 200 and all(job_id in page.text for job_id in ids) and "other-1" not in page.text
     assert (await http.get("/api/jobs", params={"cursor": "not a cursor"})).status_code == 422
+
+
+async def test_jobs_filtered_by_due_time(client: JobClient, dash: Dash) -> None:
+    """``from``/``to`` bound the due time, as ISO times (UTC unless they say) or epoch ms, on the page and in the
+    API alike; a time that is neither is a 422 that says both forms."""
+    handles = [await client.enqueue(echo.options(defer_by=3600 * (i + 1), job_id=f"hour-{i}"), "x") for i in range(4)]
+    due_ms = [int(await client.redis.zscore(client.queue_name, h.job_id)) for h in handles]
+    _, http = dash()
+    low, high = due_ms[1], due_ms[2]
+    by_ms = await http.get("/api/jobs", params={"from": str(low), "to": str(high)})
+    assert [row["job_id"] for row in by_ms.json()] == ["hour-1", "hour-2"]
+    iso = datetime.fromtimestamp(due_ms[2] / 1000, UTC).isoformat()
+    page = await http.get("/jobs", params={"from": iso}, headers=HTML)
+    assert page.status_code == 200
+    assert "hour-0" not in page.text and "hour-1" not in page.text and "hour-2" in page.text and "hour-3" in page.text
+    assert f'name="from" value="{iso[:19].replace("T", " ")}"' in page.text  # shown back as the table shows times
+    wrong = await http.get("/api/jobs", params={"to": "next tuesday"})
+    assert wrong.status_code == 422 and "ISO time" in wrong.json()["detail"]
 
 
 async def test_overview_shows_duration_percentiles_per_function(
@@ -259,6 +282,38 @@ async def test_bulk_requeue_of_every_dead_job_matching_a_function(
 
     await wait_for(done, message="the bulk requeue never finished")
     assert [await h.result(timeout_s=10) for h in handles] == ["fixed"] * 3
+
+
+async def test_bulk_progress_is_read_from_redis_by_any_dashboard_process(redis: ArqRedis, dash: Dash) -> None:
+    """A bulk delete started through one dashboard process is followed to its end through another (as behind a
+    load balancer): the progress of its pages is in Redis, not in the memory of the process that runs it. One whose
+    process stopped reporting reads as stalled, not as running for ever."""
+    total = PAGE_ROWS * 2 + 100
+    await write_dead(redis, [f"dead-{i:05d}" for i in range(total)])
+    _, http_a = dash()
+    follower, http_b = dash()
+    started = await http_a.post("/dead-letters/delete", data={"csrf": await _csrf(http_a), "all": "yes"})
+    assert started.status_code == 303
+    op_id = started.headers["location"].rsplit("/", 1)[1]
+
+    async def finished() -> dict[str, object] | None:
+        row: dict[str, object] = (await http_b.get(f"/api/dead-letters-ops/{op_id}")).json()
+        return row if row["done"] else None
+
+    row = await wait_for(finished, message="the other process never saw the bulk delete finish")
+    assert (row["examined"], row["acted"], row["total"], row["error"]) == (total, total, total, None)
+    assert await DeadLetters(redis).count() == 0
+    page = await http_b.get(f"/dead-letters/ops/{op_id}", headers=HTML)
+    assert f"Done: {total:,} deleted." in page.text
+    assert not follower.state.dashboard.bulk._tasks, "the follower ran the operation itself"
+
+    stale_ms = int(time.time() * 1000) - STALLED_MS - 1000
+    stalled = BulkOp("0ddba11", "requeue", k.default_queue_name, None, 500, 20, total, started_ms=stale_ms,
+                     updated_ms=stale_ms)  # fmt: skip
+    await redis.hset(k.BULK_OP_KEY_PREFIX + stalled.op_id, mapping=stalled.fields())
+    page = await http_b.get(f"/dead-letters/ops/{stalled.op_id}", headers=HTML)
+    assert "Stalled after 500 of" in page.text and 'http-equiv="refresh"' not in page.text
+    assert (await http_b.get("/api/dead-letters-ops/nope:x")).status_code == 404
 
 
 async def _count_dead(redis: ArqRedis, n: int) -> bool:

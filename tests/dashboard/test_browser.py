@@ -5,61 +5,22 @@ job opened and requeued by clicking, a running job aborted, refused requests; a 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from arq.connections import ArqRedis
-from playwright.async_api import Browser, Dialog, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 from pydantic import SecretStr
 
 from src.runner import JobClient, cron
 from src.runner.cron_state import register
 from src.runner.dlq import DeadLetters
 from src.runner.worker import Worker
-from tests.dashboard.conftest import JOBS, Served
+from tests.dashboard.chromium import NARROW, WIDE, accept, open_page, shot
+from tests.dashboard.conftest import JOBS, Served, write_dead
 from tests.sample_jobs import add, echo, nap, switchable
 from tests.waiting import wait_for
-
-CHROMIUM = "/usr/bin/chromium"
-WIDE = ViewportSize(width=1280, height=860)
-NARROW = ViewportSize(width=390, height=844)
-#: a browser test waits at most this long for what it expects to see (failures only)
-SEE_MS = 10_000
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        yield launched
-        await launched.close()
-
-
-async def _page(browser: Browser, viewport: ViewportSize = WIDE) -> Page:
-    page = await browser.new_page(viewport=viewport)
-    page.set_default_timeout(SEE_MS)
-    errors: list[str] = []
-    # a script or style the CSP refused, or any error in ours, fails the test (pages answering 404 or 422 on
-    # purpose are logged as failed loads: those are not errors of the page)
-    page.on(
-        "console",
-        lambda m: errors.append(m.text) if m.type == "error" and "Failed to load resource" not in m.text else None,
-    )
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.errors = errors  # type: ignore[attr-defined]
-    return page
-
-
-async def _accept(dialog: Dialog) -> None:
-    await dialog.accept()
-
-
-async def _shot(page: Page, artifacts: Path, name: str) -> None:
-    await page.screenshot(path=artifacts / f"{name}.png", full_page=True)
 
 
 async def _reload_until_status(page: Page, status: str) -> None:
@@ -76,7 +37,7 @@ async def test_overview_counts_change_live_as_jobs_run(
 ) -> None:  # fmt: skip
     running_worker(JOBS)
     async with serve() as site:
-        page = await _page(browser)
+        page = await open_page(browser)
         await page.goto(site.url + "/")
         card = page.locator("article.card").first
         await expect(page.locator("[data-live-state]")).to_have_class(re.compile(r"\bon\b"))
@@ -91,9 +52,9 @@ async def test_overview_counts_change_live_as_jobs_run(
         await expect(card.locator('[data-count="deferred"]')).to_have_text("1")
         await expect(page.locator('[data-count="workers"]')).to_have_text("1")
         assert await page.evaluate("window.notReloaded") is True
-        await _shot(page, artifacts, "overview")
+        await shot(page, artifacts, "overview")
         await page.set_viewport_size(NARROW)
-        await _shot(page, artifacts, "overview-narrow")
+        await shot(page, artifacts, "overview-narrow")
         await page.close()
         poller = site.app_state().poller
         assert poller is not None
@@ -114,28 +75,28 @@ async def test_open_a_failed_job_and_requeue_it_from_the_dead_letters(
     handle = await client.enqueue(switchable)
     await wait_for(lambda: DeadLetters(redis).get(handle.job_id), message="the job never failed for good")
     async with serve() as site:
-        page = await _page(browser)
-        page.on("dialog", _accept)
+        page = await open_page(browser)
+        page.on("dialog", accept)
         await page.goto(site.url + "/dead-letters")
         row = page.locator(f'tr[data-job-id="{handle.job_id}"]')
         await expect(row).to_contain_text("Permanent")
-        await _shot(page, artifacts, "dead-letters")
+        await shot(page, artifacts, "dead-letters")
 
         await row.get_by_role("link", name=handle.job_id).click()
         await expect(page.locator("h1")).to_have_text(handle.job_id)
         await expect(page.locator("pre.traceback")).to_contain_text("broken on purpose")
-        await _shot(page, artifacts, "job-dead")
+        await shot(page, artifacts, "job-dead")
 
         await redis.delete("broken")
         await page.go_back()
         await row.locator('button[data-action="requeue"]').click()
         await expect(page.locator(".notice")).to_have_text("requeued 1 of 1 dead job(s)")
         await expect(page.locator(".empty")).to_contain_text("No dead jobs")
-        await _shot(page, artifacts, "dead-letters-empty")
+        await shot(page, artifacts, "dead-letters-empty")
         await page.goto(f"{site.url}/jobs/{handle.job_id}")
         await _reload_until_status(page, "complete")
         await expect(page.locator("pre.value").last).to_contain_text("fixed")
-        await _shot(page, artifacts, "job-complete")
+        await shot(page, artifacts, "job-complete")
         assert page.errors == []  # type: ignore[attr-defined]
 
 
@@ -146,12 +107,12 @@ async def test_abort_a_running_job_by_clicking(
     running_worker(JOBS)
     handle = await client.enqueue(nap, 30)
     async with serve() as site:
-        page = await _page(browser)
-        page.on("dialog", _accept)
+        page = await open_page(browser)
+        page.on("dialog", accept)
         await page.goto(f"{site.url}/jobs/{handle.job_id}")
         await _reload_until_status(page, "in_progress")
         await expect(page.get_by_text("lease left")).to_be_visible()
-        await _shot(page, artifacts, "job-running")
+        await shot(page, artifacts, "job-running")
         await page.locator('button[data-action="abort"]').click()
         await expect(page.locator(".notice")).to_have_text("aborted")
         assert (await client.info(handle.job_id)).error is not None
@@ -163,7 +124,7 @@ async def test_unauthenticated_and_cross_site_requests_are_refused(
 ) -> None:
     handle = await client.enqueue(nap.options(defer_by=3600), 1)
     async with serve(token=SecretStr("correct horse")) as site:
-        page = await _page(browser)
+        page = await open_page(browser)
         response = await page.goto(site.url + "/api/queues")
         assert response is not None and response.status == 401
         await page.goto(site.url + "/workers")
@@ -171,14 +132,14 @@ async def test_unauthenticated_and_cross_site_requests_are_refused(
         await page.get_by_label("token").fill("wrong")
         await page.get_by_role("button", name="Sign in").click()
         await expect(page.locator(".notice")).to_have_text("That token is not right.")
-        await _shot(page, artifacts, "login")
+        await shot(page, artifacts, "login")
         await page.get_by_label("token").fill("correct horse")
         await page.get_by_role("button", name="Sign in").click()
         await expect(page).to_have_url(site.url + "/workers")
         await expect(page.locator("h1")).to_contain_text("Workers")
 
     async with serve() as site:  # no credentials, on loopback: the CSRF defences alone
-        page = await _page(browser)
+        page = await open_page(browser)
         await page.goto(site.url + "/")  # the victim has the dashboard open (and its cookie)
         evil = (
             f'<form method="post" action="{site.url}/jobs/{handle.job_id}/abort">'
@@ -205,20 +166,20 @@ async def test_a_tour_of_every_page(
     entry = cron("nightly-report", "0 3 * * *", add, kwargs={"a": 1})
     await register(redis, [entry], datetime.now(UTC) - timedelta(days=2))  # its next tick long past: overdue
     async with serve() as site:
-        page = await _page(browser)
+        page = await open_page(browser)
         for name, path in [
             ("jobs", "/jobs"), ("job-long-id", f"/jobs/{long_id}"), ("enqueue", "/enqueue"), ("cron", "/cron"),
             ("workers", "/workers"), ("limits", "/limits"), ("not-found", "/jobs/nope"),
         ]:  # fmt: skip
             await page.goto(site.url + path)
-            await _shot(page, artifacts, name)
+            await shot(page, artifacts, name)
         await expect(page.locator("h1")).to_have_text("404")
         await page.goto(site.url + "/cron")
         await expect(page.locator("tr.overdue")).to_contain_text("overdue")
         await page.set_viewport_size(NARROW)
         for name, path in [("jobs-narrow", "/jobs"), ("job-long-id-narrow", f"/jobs/{long_id}")]:
             await page.goto(site.url + path)
-            await _shot(page, artifacts, name)
+            await shot(page, artifacts, name)
         # nothing wider than the window but the tables, which scroll inside their box
         overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0
@@ -230,4 +191,54 @@ async def test_a_tour_of_every_page(
         await page.get_by_role("button", name="Enqueue").click()
         await expect(page.locator("h1")).not_to_have_text("Enqueue a job")
         await _reload_until_status(page, "complete")
+        assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_filter_the_jobs_by_due_time_in_the_form(
+    client: JobClient, serve: Callable[..., Served], browser: Browser, artifacts: Path
+) -> None:
+    for i in range(4):
+        await client.enqueue(echo.options(defer_by=3600 * (i + 1), job_id=f"hour-{i}"), "x")
+    due_ms = {i: int(await client.redis.zscore(client.queue_name, f"hour-{i}")) for i in (1, 2)}
+    # the form's fields hold whole seconds: from the second hour-1 is due in to the second after hour-2's
+    low = datetime.fromtimestamp(due_ms[1] // 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    high = datetime.fromtimestamp(due_ms[2] // 1000 + 1, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    async with serve() as site:
+        page = await open_page(browser)
+        await page.goto(site.url + "/jobs")
+        await expect(page.locator("td.id a")).to_have_count(4)
+        await page.get_by_label("due from (UTC)").fill(low)
+        await page.get_by_label("due until (UTC)").fill(high)
+        await page.get_by_role("button", name="Filter").click()
+        await expect(page.locator("td.id a")).to_have_text(["hour-1", "hour-2"])
+        await expect(page.get_by_label("due from (UTC)")).to_have_value(low)
+        await shot(page, artifacts, "jobs-time-range")
+        await page.set_viewport_size(NARROW)
+        await shot(page, artifacts, "jobs-time-range-narrow")
+        await page.get_by_role("link", name="clear filters").click()
+        await expect(page.locator("td.id a")).to_have_count(4)
+        assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_delete_every_dead_job_and_watch_its_progress(
+    redis: ArqRedis, serve: Callable[..., Served], browser: Browser, artifacts: Path
+) -> None:
+    total = 1_200  # more than two pages of 500
+    await write_dead(redis, [f"dead-{i:05d}-" + "9c" * 20 for i in range(total)])
+    async with serve() as site:
+        page = await open_page(browser)
+        page.on("dialog", accept)
+        await page.goto(site.url + "/dead-letters")
+        await expect(page.locator("h1 .count")).to_have_text(f"{total:,}")
+        await shot(page, artifacts, "dead-letters-many", whole=False)
+        await page.set_viewport_size(NARROW)
+        await shot(page, artifacts, "dead-letters-narrow", whole=False)
+        await page.set_viewport_size(WIDE)
+        await page.get_by_role("button", name="Delete all").click()
+        await expect(page.locator("[data-op-state]")).to_have_text(f"Done: {total:,} deleted.")
+        await expect(page.locator("progress")).to_have_attribute("value", "100")
+        await shot(page, artifacts, "bulk-op")
+        assert await DeadLetters(redis).count() == 0
+        await page.get_by_role("link", name="Back to the dead letters").click()
+        await expect(page.locator(".empty")).to_contain_text("No dead jobs")
         assert page.errors == []  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -33,12 +33,13 @@ async def queues(request: Request) -> list[Row]:
 
 @router.get("/jobs")
 async def jobs(
-    request: Request, response: Response, queue: str = "", status: str = "", function: str = "", prefix: str = "",
-    cursor: str = "", limit: int = Query(50, ge=1, le=1000),
+    request: Request, response: Response, filters: Annotated[reads.JobFilters, Depends()],
+    limit: int = Query(50, ge=1, le=1000),
 ) -> list[Row]:  # fmt: skip
-    """Jobs in a queue by due time (``hasten jobs list --json``); the next page's cursor, if any, in the
-    ``X-Next-Cursor`` header (as the command line prints it)."""
-    found = await reads.jobs_page(reads.state_of(request), queue or None, status, function, cursor, limit, prefix)
+    """Jobs in a queue by due time (``hasten jobs list --json``), filtered by queue, status, function, id prefix
+    and due time (``from``, ``to``); the next page's cursor, if any, in the ``X-Next-Cursor`` header (as the
+    command line prints it)."""
+    found = await reads.jobs_page(reads.state_of(request), filters, limit)
     if found.cursor is not None:
         response.headers["X-Next-Cursor"] = found.cursor
     return [json_rows.queued_job_row(row) for row in found.jobs]
@@ -86,11 +87,8 @@ async def workers(request: Request) -> list[Row]:
 
 @router.get("/dead-letters-ops/{op_id}")
 async def bulk_op(request: Request, op_id: str) -> Row:
-    """A bulk requeue or delete's progress."""
-    op = reads.state_of(request).bulk.ops.get(op_id)
-    if op is None:
-        raise HTTPException(404, "no such operation")
-    return _op_row(op)
+    """A bulk requeue or delete's progress (read from Redis: any dashboard process answers for any operation)."""
+    return _op_row(await reads.bulk_op(reads.state_of(request), op_id))
 
 
 class EnqueueRequest(BaseModel):
@@ -151,11 +149,12 @@ async def start_bulk(request: Request, action: Action, queue: str = "", function
     """Requeue or delete every dead job (of ``function``) in the background, a page at a time; poll its progress."""
     state = reads.state_of(request)
     client = await state.on_queue(queue or None)
-    return _op_row(state.bulk.start(DeadLetters(client.redis, client.queue_name), action, function or None))
+    return _op_row(await state.bulk.start(DeadLetters(client.redis, client.queue_name), action, function or None))
 
 
 def _op_row(op: BulkOp) -> Row:
     return {
         "op_id": op.op_id, "action": op.action, "queue": op.queue, "function": op.function, "examined": op.examined,
-        "acted": op.acted, "total": op.total, "done": op.done, "error": op.error,
+        "acted": op.acted, "total": op.total, "done": op.done, "error": op.error, "stalled": op.stalled,
+        "started_ms": op.started_ms, "updated_ms": op.updated_ms,
     }  # fmt: skip

@@ -17,7 +17,7 @@ from ..job import JobSpec
 from . import api, login, pages
 from .auth import LoginRequired
 from .events import Poller
-from .headers import SecurityHeaders
+from .headers import ResponseHeaders
 from .options import DashboardOptions, DashboardSettings
 from .render import HERE, page, prefix
 from .state import DashboardState
@@ -67,7 +67,7 @@ def dashboard(
         redoc_url=None,  # the interactive docs load their scripts from a CDN, which the CSP (rightly) refuses
     )  # fmt: skip
     app.state.dashboard = state
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(ResponseHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(login.router)
     app.include_router(pages.router)

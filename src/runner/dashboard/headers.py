@@ -1,8 +1,12 @@
-"""Security headers on every response, and the CSRF cookie handed to every browser that has none."""
+"""What every response carries: security headers, the CSRF cookie for a browser that has none, and
+``Server-Timing: app;dur=<ms>`` — the time from the request's arrival to the start of the answer, which a browser's
+navigation timing shows beside the network's share (so a page's own cost can be read, and bounded in a test, apart
+from how busy the machine running the browser is)."""
 
 from __future__ import annotations
 
 import secrets
+import time
 from http.cookies import SimpleCookie
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,8 +27,9 @@ HEADERS = [
 ]
 
 
-class SecurityHeaders:
-    """Pure ASGI (a ``BaseHTTPMiddleware`` would buffer the event stream)."""
+class ResponseHeaders:
+    """The headers above on every HTTP response. Pure ASGI (a ``BaseHTTPMiddleware`` would buffer the event
+    stream); the outermost of ours, so its time covers routing, access checks and the page."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -33,6 +38,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started_s = time.perf_counter()
         cookie = _cookie(scope, CSRF_COOKIE)
         new_token = None if cookie else secrets.token_urlsafe(32)
         # the pages read it from here to put it in their forms
@@ -44,6 +50,8 @@ class SecurityHeaders:
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers += [(name, value) for name, value in HEADERS if name not in present]
+                took_ms = (time.perf_counter() - started_s) * 1000
+                headers.append((b"server-timing", f"app;dur={took_ms:.1f}".encode()))
                 if new_token is not None:
                     secure = "; Secure" if scope.get("scheme") == "https" else ""
                     cookie_line = f"{CSRF_COOKIE}={new_token}; Path={path}; SameSite=Strict; HttpOnly{secure}"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -60,15 +61,13 @@ async def overview_events(request: Request) -> StreamingResponse:
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-async def jobs(
-    request: Request, queue: str = "", status: str = "", function: str = "", prefix: str = "", cursor: str = ""
-) -> HTMLResponse:
+async def jobs(request: Request, filters: Annotated[reads.JobFilters, Depends()]) -> HTMLResponse:
     state = reads.state_of(request)
-    found = await reads.jobs_page(state, queue or None, status, function, cursor, reads.PAGE_ROWS, prefix)
+    found = await reads.jobs_page(state, filters, reads.PAGE_ROWS)
+    shown = replace(filters, queue=filters.queue or (await state.client()).queue_name)
     return page(
         request, "jobs.html", nav="jobs", rows=found.jobs, next_cursor=found.cursor, scanned=found.scanned,
-        queues=await state.queues(), states=JOB_STATES, queue=queue or (await state.client()).queue_name,
-        status=status, function=function, prefix=prefix, cursor=cursor, limit=reads.PAGE_ROWS,
+        queues=await state.queues(), states=JOB_STATES, filters=shown,
         functions=[spec.name for spec in state.options.jobs],
     )  # fmt: skip
 
@@ -157,7 +156,7 @@ async def dead_letters_act(request: Request, action: str) -> RedirectResponse:
     dlq = DeadLetters(client.redis, client.queue_name)
     if fields.get("all", [""])[0] == "yes":
         function = fields.get("function", [""])[0] or None
-        op = state.bulk.start(dlq, "requeue" if action == "requeue" else "delete", function)
+        op = await state.bulk.start(dlq, "requeue" if action == "requeue" else "delete", function)
         return _back(request, f"/dead-letters/ops/{op.op_id}")
     # a row's own button names its job ("one"); the buttons below the table act on the rows ticked
     ids = [i for i in (fields.get("one") or fields.get("job_id", [])) if i]
@@ -170,9 +169,7 @@ async def dead_letters_act(request: Request, action: str) -> RedirectResponse:
 
 @router.get("/dead-letters/ops/{op_id}", response_class=HTMLResponse)
 async def dead_letters_op(request: Request, op_id: str) -> HTMLResponse:
-    op = reads.state_of(request).bulk.ops.get(op_id)
-    if op is None:
-        raise HTTPException(404, "no such operation (finished ones are kept an hour)")
+    op = await reads.bulk_op(reads.state_of(request), op_id)
     return page(request, "bulk_op.html", nav="dead", op=op)
 
 

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Query, Request
 
-from .. import json_rows
+from .. import human, json_rows
 from ..dlq import DeadJob, DeadLetters
 from ..queue_admin import JOB_STATES, JobPage, JobState, find_jobs
 from ..worker_registry import WorkerRecord, live_workers
+from .bulk import BulkOp, read_op
 from .state import DashboardState
 
 #: rows per page of the jobs and dead-letter lists
@@ -31,17 +33,49 @@ def job_state(status: str | None) -> JobState | None:
     return status
 
 
-async def jobs_page(
-    state: DashboardState, queue: str | None, status: str | None, function: str | None, cursor: str | None,
-    limit: int, prefix: str | None = None,
-) -> JobPage:  # fmt: skip
-    """A page of jobs from ``cursor`` (``find_jobs``: deep pages cost what the first does, filters are bounded
-    scans that hand back where they stopped); 422 for a cursor that is not one."""
-    client = await state.on_queue(queue)
+@dataclass
+class JobFilters:
+    """The jobs list's filters as the page's form and the API's query string give them; ``from`` and ``to`` bound
+    the due time as ``hasten jobs list --from/--to`` does (an ISO time, UTC unless it says, or epoch ms)."""
+
+    queue: str = ""
+    status: str = ""
+    function: str = ""
+    prefix: str = ""
+    due_from: Annotated[str, Query(alias="from")] = ""
+    due_to: Annotated[str, Query(alias="to")] = ""
+    cursor: str = ""
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The filters (not the cursor) as a query string's fields, for links to other pages of the same list."""
+        return {
+            "queue": self.queue, "status": self.status, "function": self.function, "prefix": self.prefix,
+            "from": self.due_from, "to": self.due_to,
+        }  # fmt: skip
+
+    @property
+    def narrows(self) -> bool:
+        """Whether a filter other than the queue is set."""
+        return any(value for name, value in self.query.items() if name != "queue")
+
+
+def _due_ms(text: str, name: str) -> int | None:
+    try:
+        return human.moment_ms(text.strip()) if text.strip() else None
+    except ValueError as e:
+        raise HTTPException(422, f"{name} {e}") from None
+
+
+async def jobs_page(state: DashboardState, filters: JobFilters, limit: int) -> JobPage:
+    """A page of jobs from the filters' cursor (``find_jobs``: deep pages cost what the first does, filters are
+    bounded scans that hand back where they stopped); 422 for a cursor, a status or a time that is not one."""
+    client = await state.on_queue(filters.queue or None)
     try:
         return await find_jobs(
-            client.redis, client.codec.loads, client.queue_name, state=job_state(status), function=function or None,
-            id_prefix=prefix or None, cursor=cursor or None, limit=limit,
+            client.redis, client.codec.loads, client.queue_name, state=job_state(filters.status),
+            function=filters.function or None, id_prefix=filters.prefix or None, cursor=filters.cursor or None,
+            due_from_ms=_due_ms(filters.due_from, "from"), due_to_ms=_due_ms(filters.due_to, "to"), limit=limit,
         )  # fmt: skip
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
@@ -83,3 +117,11 @@ async def dead_page(
                     found.append(dead)
         start += 500
     return total, found
+
+
+async def bulk_op(state: DashboardState, op_id: str) -> BulkOp:
+    """A bulk operation's progress, whichever process runs it; 404 when there is none."""
+    op = await read_op((await state.client()).redis, op_id)
+    if op is None:
+        raise HTTPException(404, "no such operation (one is kept an hour after its last progress)")
+    return op

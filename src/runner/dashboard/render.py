@@ -49,17 +49,31 @@ def moment(value: datetime | int | float | str | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def input_time(text: str) -> str:
+    """A time filter as typed (ISO, any zone, or epoch ms) shown back as the tables show times: UTC, to the second."""
+    try:
+        ms = human.moment_ms(text.strip())
+    except ValueError:
+        return text
+    return moment(ms)
+
+
 def shown(value: Any) -> tuple[str, bool]:
     """A value as readable text (JSON, indented), cut at :data:`SHOWN_CHARS`; and whether it was cut."""
     text = value if isinstance(value, str) else json.dumps(value, indent=2, default=repr, ensure_ascii=False)
     return (text[:SHOWN_CHARS], True) if len(text) > SHOWN_CHARS else (text, False)
 
 
+def thousands(value: int) -> str:
+    """``1,200``: counts that reach the millions stay readable."""
+    return f"{value:,}"
+
+
 def percent(value: float | None) -> str:
     return NONE if value is None else f"{value:.1%}"
 
 
-env.filters.update(duration=duration, moment=moment, percent=percent)
+env.filters.update(duration=duration, moment=moment, percent=percent, input_time=input_time, thousands=thousands)
 env.globals.update(shown=shown)
 
 
