@@ -7,7 +7,9 @@ import os
 import time
 from pathlib import Path
 
-from src.runner import NO_RETRY, Backoff, JobContext, job
+from arq.worker import Retry
+
+from src.runner import NO_RETRY, Backoff, JobContext, Permanent, current_job, job
 
 
 @job
@@ -72,3 +74,44 @@ def dies_once(ctx: JobContext) -> int:
 @job(timeout_s=0.5, retry=NO_RETRY)
 def stuck(ctx: JobContext) -> None:
     time.sleep(60)  # past its timeout, in a thread nobody can stop
+
+
+class NoSuchOrder(Permanent):
+    """A permanent error of the application's own."""
+
+
+@job(process=True, retry=Backoff(max_tries=3, base_s=0.01))
+def refuses(ctx: JobContext) -> None:
+    raise NoSuchOrder("order 7 does not exist")
+
+
+@job(process=True, retry=Backoff(max_tries=3, base_s=0.01, retry_on=(ConnectionError,)))
+def flaky_connection(ctx: JobContext) -> int:
+    if ctx.job_try < 3:
+        raise ConnectionError(f"try {ctx.job_try}: refused")
+    return ctx.job_try
+
+
+@job(process=True, retry=Backoff(max_tries=3, base_s=0.01))
+def asks_again(ctx: JobContext) -> int:
+    if ctx.job_try == 1:
+        raise Retry(defer=0.3)
+    return ctx.job_try
+
+
+@job(process=True, retry=Backoff(max_tries=3, base_s=0.01))
+def too_big(ctx: JobContext) -> int:
+    return 2**70  # valid for the annotation, not for JSON
+
+
+def _impl(ctx: JobContext, n: int) -> int:
+    return n * 2
+
+
+heavy = job(process=True, name="heavy")(_impl)  # registered under another name than the function's
+
+
+@job
+def whose_context(ctx: JobContext) -> str:
+    bound = current_job.current()
+    return bound.job_id if bound else ""

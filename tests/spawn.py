@@ -98,9 +98,9 @@ def _signal(started: Started, sig: int) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (a reaped one does not)."""
+    """Whether a process with this id is alive (a zombie, dead but not yet reaped by its parent, is not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

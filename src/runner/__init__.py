@@ -11,6 +11,7 @@ from .cron import CronEntry, cron
 from .cron_state import CronState, cron_states
 from .dlq import DeadJob, DeadLetters
 from .eager import EagerClient
+from .offload import JobProcessDied, JobProcessError
 from .errors import (
     ArgumentsInvalid,
     CronEntryError,
@@ -45,6 +46,8 @@ __all__ = [
     "DeadJob",
     "DeadLetters",
     "EagerClient",
+    "JobProcessDied",
+    "JobProcessError",
     "EnqueueOptions",
     "JobAborted",
     "JobClient",

@@ -30,6 +30,8 @@ from .redact import REDACT_KEY, mask_arguments, redacted_paths
 from .scripts import script
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from .metrics import EnqueueCounter
 
 P = ParamSpec("P")
@@ -171,6 +173,40 @@ class JobClient:
             JobHandle(self, c.spec, j.job_id, enqueued=written[j.job_id], queue_name=j.queue)
             for c, j in zip(calls, prepared, strict=True)
         ]
+
+    async def enqueue_in(
+        self, session: AsyncSession, spec: JobSpec[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> JobHandle[R]:
+        """Validate and write the job into the outbox in ``session``'s transaction: it reaches Redis once the
+        transaction commits (moved by the outbox relay), and never if it rolls back (``outbox.py``)."""
+        from .outbox import write
+
+        require_spec(spec)
+        job = self._prepare(spec, spec.encode_args(args, kwargs))
+        await write(session, job, spec.name)
+        return JobHandle(self, spec, job.job_id, queue_name=job.queue)
+
+    async def enqueue_after_commit(
+        self, session: AsyncSession, spec: JobSpec[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> JobHandle[R]:
+        """Validate now, send when ``session`` commits, drop on a rollback — without a table, and so lost if this
+        process dies between the commit and the send (``outbox.py``)."""
+        from .outbox import send_after_commit
+
+        require_spec(spec)
+        job = self._prepare(spec, spec.encode_args(args, kwargs))
+        send_after_commit(session, self, job)
+        return JobHandle(self, spec, job.job_id, queue_name=job.queue)
+
+    async def send_prepared(self, jobs: Sequence[_Prepared]) -> None:
+        """Write jobs prepared earlier (the outbox's rows): one script call per queue and thousand jobs; an id
+        already queued, running or with a result is not written again."""
+        by_queue: dict[str, list[_Prepared]] = {}
+        for job in jobs:
+            by_queue.setdefault(job.queue, []).append(job)
+        for queue, queued in by_queue.items():
+            for i in range(0, len(queued), _ENQUEUE_CHUNK):
+                await self._run_enqueue(queue, queued[i : i + _ENQUEUE_CHUNK])
 
     async def enqueue_tick(self, entry: CronEntry, tick: datetime | None, next_tick: datetime) -> TickResult:
         """Enqueue one cron tick (``None``: a startup run) once cluster-wide: only the caller that sets the tick

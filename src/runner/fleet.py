@@ -69,13 +69,16 @@ def die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
     parent = os.getpid()
+    return lambda: tie_to_parent(parent, sig)
 
-    def preexec() -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig))
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
 
-    return preexec
+def tie_to_parent(parent_pid: int, sig: signal.Signals) -> None:
+    """In a child: get ``sig`` when the parent ``parent_pid`` dies (Linux; elsewhere nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig))
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 @dataclass

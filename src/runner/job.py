@@ -263,7 +263,7 @@ def job(
         elif not inspect.isfunction(f) or f.__name__ == "<lambda>":
             raise TypeError(f"job {f!r} must be a named function: async def, or def for a sync job")
         elif process:
-            if "<locals>" in f.__qualname__:
+            if "." in f.__qualname__:  # nested in a function or a class: a fresh interpreter cannot name it
                 raise TypeError(f"job {f.__name__!r}: process=True needs a function defined at a module's top level")
             runs_in = "process"
         else:

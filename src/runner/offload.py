@@ -14,20 +14,37 @@ leases, heartbeats or the other jobs.
   killed (SIGKILL) and replaced, so a runaway computation stops. A child that dies (a crash, the OOM killer)
   fails the try with :class:`JobProcessDied`, which is retried like any error.
 
-Errors raised in a child come back as :class:`JobProcessError` naming the original type and message, with the
-child's traceback; our own permanent errors (invalid arguments or results, :class:`Permanent`) keep their type,
-so they are not retried.
+Errors raised in a child keep what decides their fate: ``Retry(defer=…)`` keeps arq's meaning; a
+:class:`Permanent` (or subclass), invalid arguments or results stay permanent; a built-in exception (``ValueError``,
+``ConnectionError`` …) is raised again as itself, so ``retry_on`` filters and stored error types read as for an
+``async def`` job. Any other comes back as :class:`JobProcessError` naming its type. The child's traceback is
+attached as a note.
+
+A child is tied to the worker: it ignores SIGINT and SIGTERM (a Ctrl-C or a stop signal to the whole process
+group must not cut a job short during the worker's graceful drain: the worker stops its children itself) and is
+killed when the worker dies (Linux), so a runaway computation does not outlive a SIGKILLed worker. It is a fresh
+interpreter (spawned), which imports the worker's main module as ``__mp_main__``: a script that starts a worker
+must do so under ``if __name__ == "__main__":``.
+
+A job's timeout counts from the moment it is claimed, so the wait for a free child, and a new child's start
+(importing the job's module), are part of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
+import contextvars
+import functools
 import importlib
 import multiprocessing
+import os
 import queue
+import signal
 import threading
 import traceback
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from datetime import datetime
@@ -36,9 +53,11 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from arq.worker import Retry
 
 from .context import JobContext
 from .errors import ArgumentsInvalid, JobsError, ResultInvalid
+from .fleet import tie_to_parent
 from .retry import Permanent
 
 if TYPE_CHECKING:
@@ -48,17 +67,16 @@ if TYPE_CHECKING:
 DEFAULT_SYNC_THREADS = 20
 DEFAULT_JOB_PROCESSES = max(1, multiprocessing.cpu_count())
 
-#: errors raised in a child that keep their type in the worker (they decide "do not retry")
-_KEPT: dict[str, type[Exception]] = {e.__name__: e for e in (ArgumentsInvalid, ResultInvalid, Permanent)}
+#: errors raised in a child that keep their kind in the worker (they decide "do not retry"), most specific first
+_KEPT: tuple[type[Exception], ...] = (ArgumentsInvalid, ResultInvalid, Permanent)
 
 
 class JobProcessError(JobsError):
     """A process job raised: ``type_name`` and the message are the child's, so is the traceback."""
 
-    def __init__(self, type_name: str, message: str, child_traceback: str) -> None:
+    def __init__(self, type_name: str, message: str) -> None:
         super().__init__(f"{type_name}: {message}" if message else type_name)
         self.type_name = type_name
-        self.child_traceback = child_traceback
 
 
 class JobProcessDied(JobsError):
@@ -74,39 +92,46 @@ class Offload:
         self.threads = threads
         self.processes = processes
         self._thread_pool: DaemonThreads | None = None
-        self._process_pool: ProcessPool | None = None
+        self._lock = threading.Lock()
+        #: one process pool per event loop (its slots are the loop's): the worker has one loop; the process-wide
+        #: pools serve whichever loops call them (eager mode, a test per loop)
+        self._process_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ProcessPool] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def in_thread(self, fn: Callable[..., Any], ctx: JobContext, kwargs: dict[str, Any]) -> Any:
-        if self._thread_pool is None:
-            self._thread_pool = DaemonThreads(self.threads)
+        with self._lock:
+            if self._thread_pool is None:
+                self._thread_pool = DaemonThreads(self.threads)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread_pool, lambda: fn(ctx, **kwargs))
+        # the job's context variables (its log fields, its trace) go with it, as asyncio.to_thread does
+        call = functools.partial(contextvars.copy_context().run, functools.partial(fn, ctx, **kwargs))
+        return await loop.run_in_executor(self._thread_pool, call)
 
     async def in_process(self, spec: JobSpec[Any, Any], ctx: JobContext, wire_kwargs: dict[str, Any]) -> Any:
         """The job's result in its JSON form, computed in a child."""
-        if self._process_pool is None:
-            self._process_pool = ProcessPool(self.processes)
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            pool = self._process_pools.get(loop)
+            if pool is None:
+                pool = self._process_pools[loop] = ProcessPool(self.processes)
         request = {
             "module": spec.fn.__module__, "name": spec.fn.__qualname__, "kwargs": wire_kwargs,
             "job_id": ctx.job_id, "job_try": ctx.job_try, "max_tries": ctx.max_tries,
             "enqueue_time": ctx.enqueue_time.isoformat(), "function": ctx.function,
         }  # fmt: skip
-        reply = orjson.loads(await self._process_pool.run(orjson.dumps(request)))
+        reply = orjson.loads(await pool.run(orjson.dumps(request)))
         if "error" in reply:
-            error = reply["error"]
-            kept = _KEPT.get(error["type"])
-            if kept is not None:
-                raise kept(error["message"])
-            raise JobProcessError(error["type"], error["message"], error["traceback"])
+            raise _revived(reply["error"])
         return reply["result"]
 
     def close(self) -> None:
         if self._thread_pool is not None:
             self._thread_pool.shutdown(wait=False)
             self._thread_pool = None
-        if self._process_pool is not None:
-            self._process_pool.close()
-            self._process_pool = None
+        for pool in list(self._process_pools.values()):
+            pool.close()
+        self._process_pools.clear()
 
 
 class DaemonThreads(Executor):
@@ -154,10 +179,14 @@ class _Child:
         self.process = process
         self.conn = conn
 
+    def alive(self) -> bool:
+        return self.process.exitcode is None
+
     def kill(self) -> None:
+        """SIGKILL; reaped by a thread, so the loop does not wait for the kernel to free a big child."""
         self.process.kill()
-        self.process.join(timeout=5)
         self.conn.close()
+        threading.Thread(target=self.process.join, args=(5,), name="hasten-reap", daemon=True).start()
 
 
 class ProcessPool:
@@ -172,7 +201,7 @@ class ProcessPool:
 
     async def run(self, request: bytes) -> bytes:
         async with self._slots:
-            child = self._idle.pop() if self._idle else self._start()
+            child = self._idle_child() or self._start()
             self._busy.add(child)
             try:
                 child.conn.send_bytes(request)
@@ -187,11 +216,27 @@ class ProcessPool:
             self._idle.append(child)
             return reply
 
+    def _idle_child(self) -> _Child | None:
+        """A kept child that is still alive (one that died while idle — the OOM killer — is dropped)."""
+        while self._idle:
+            child = self._idle.pop()
+            if child.alive():
+                return child
+            child.kill()
+        return None
+
     def _start(self) -> _Child:
         ours, theirs = self._spawn.Pipe()
-        process = self._spawn.Process(target=child_main, args=(theirs,), name="hasten-job-process", daemon=True)
-        process.start()
-        theirs.close()
+        process = self._spawn.Process(
+            target=child_main, args=(theirs, os.getpid()), name="hasten-job-process", daemon=True
+        )
+        try:
+            process.start()
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         return _Child(process, ours)
 
     def close(self) -> None:
@@ -223,23 +268,27 @@ async def _receive(child: _Child) -> bytes:
         raise JobProcessDied(f"the job's process ended without a result (exit code {child.process.exitcode})") from None
 
 
-def child_main(conn: Connection) -> None:
-    """A child's loop: a request in, a reply out, until the worker closes the pipe."""
+def child_main(conn: Connection, parent_pid: int) -> None:
+    """A child's loop: a request in, a reply out, until the worker closes the pipe (or dies: then so does this)."""
+    tie_to_parent(parent_pid, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while True:
         try:
             request = orjson.loads(conn.recv_bytes())
         except EOFError:
             return
-        conn.send_bytes(orjson.dumps(_serve(request)))
+        reply = _serve(request)
+        try:
+            encoded = orjson.dumps(reply)
+        except TypeError as e:  # a result JSON cannot carry (an integer past 64 bits …): the job's fault, for good
+            encoded = orjson.dumps({"error": _described(ResultInvalid(f"{request['name']}() returned {e}"))})
+        conn.send_bytes(encoded)
 
 
 def _serve(request: dict[str, Any]) -> dict[str, Any]:
-    from .job import JobSpec
-
     try:
-        spec = getattr(importlib.import_module(request["module"]), request["name"])
-        if not isinstance(spec, JobSpec):
-            raise TypeError(f"{request['module']}.{request['name']} is not a @job")
+        spec = _spec(request["module"], request["name"])
         ctx = JobContext(
             job_id=request["job_id"], job_try=request["job_try"], max_tries=request["max_tries"],
             enqueue_time=datetime.fromisoformat(request["enqueue_time"]), function=request["function"],
@@ -247,7 +296,52 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
         values = dict(spec.validate_args((), request["kwargs"]))
         return {"result": spec.encode_result(spec.fn(ctx, **values))}
     except Exception as e:
-        text = ""
-        with contextlib.suppress(Exception):  # a traceback that cannot be rendered still leaves the error
-            text = "".join(traceback.format_exception(e))
-        return {"error": {"type": type(e).__name__, "message": str(e), "traceback": text}}
+        return {"error": _described(e)}
+
+
+def _spec(module_name: str, name: str) -> JobSpec[Any, Any]:
+    """The ``@job`` whose function is ``module.name`` (under that name, or another: ``heavy = job(...)(_impl)``)."""
+    from .job import JobSpec
+
+    module = importlib.import_module(module_name)
+    found = getattr(module, name, None)
+    if isinstance(found, JobSpec):
+        return found
+    for value in vars(module).values():
+        if isinstance(value, JobSpec) and value.fn is found:
+            return value
+    raise Permanent(f"{module_name}.{name} is not a @job in a fresh interpreter")
+
+
+def _described(e: Exception) -> dict[str, Any]:
+    """What the worker needs to raise ``e`` again with the same fate (see the module docstring)."""
+    text = message = ""
+    with contextlib.suppress(Exception):  # an error that cannot be rendered still leaves its type
+        message = str(e)
+        text = "".join(traceback.format_exception(e))
+    kept = next((kind.__name__ for kind in _KEPT if isinstance(e, kind)), None)
+    described: dict[str, Any] = {"type": type(e).__name__, "message": message, "traceback": text, "kept": kept}
+    if isinstance(e, Retry):
+        described["retry_ms"] = e.defer_score
+    return described
+
+
+def _revived(error: dict[str, Any]) -> Exception:
+    """The exception a child described, as the worker raises it."""
+    revived: Exception
+    kept = {kind.__name__: kind for kind in _KEPT}.get(error.get("kept") or "")
+    builtin = getattr(builtins, error["type"], None)
+    if "retry_ms" in error:
+        revived = Retry(defer=(error["retry_ms"] or 0) / 1000)
+    elif kept is not None:
+        revived = kept(error["message"])
+    elif isinstance(builtin, type) and issubclass(builtin, Exception):
+        try:
+            revived = builtin(error["message"])
+        except Exception:  # a built-in that wants other arguments
+            revived = JobProcessError(error["type"], error["message"])
+    else:
+        revived = JobProcessError(error["type"], error["message"])
+    if error.get("traceback"):
+        revived.add_note("in the job's process:\n" + error["traceback"].rstrip())
+    return revived

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +22,7 @@ from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
 from tests import offload_jobs, sample_jobs
 from tests.conftest import ROOT
-from tests.spawn import pid_alive
+from tests.spawn import Spawner, pid_alive
 from tests.waiting import SLOW_FACTOR, wait_for
 
 
@@ -168,3 +171,110 @@ def test_the_decorator_refuses_what_a_pool_cannot_run() -> None:
 
     with pytest.raises(TypeError, match="top level"):
         job(process=True)(nested)
+
+    class Jobs:
+        @staticmethod
+        def method(ctx: JobContext) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="top level"):
+        job(process=True)(Jobs.method)
+
+
+async def test_errors_from_a_child_keep_their_fate(client: JobClient, running_worker: Callable[..., Worker]) -> None:
+    running_worker([offload_jobs.refuses, offload_jobs.flaky_connection, offload_jobs.asks_again, offload_jobs.too_big])
+    refused = await client.enqueue(offload_jobs.refuses)
+    with pytest.raises(JobFailed, match="order 7 does not exist"):
+        await refused.result(timeout_s=30)
+    assert (await refused.info()).job_try == 1  # a Permanent subclass: not retried
+    assert await (await client.enqueue(offload_jobs.flaky_connection)).result(timeout_s=30) == 3  # retry_on matched
+    asked = await client.enqueue(offload_jobs.asks_again)
+    assert await asked.result(timeout_s=30) == 2  # Retry(defer=…) kept arq's meaning
+    too_big = await client.enqueue(offload_jobs.too_big)
+    with pytest.raises(JobFailed, match="ResultInvalid"):
+        await too_big.result(timeout_s=30)
+    assert (await too_big.info()).job_try == 1
+
+
+async def test_a_job_registered_under_another_name_runs_in_a_child(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([offload_jobs.heavy])
+    assert await (await client.enqueue(offload_jobs.heavy, n=21)).result(timeout_s=30) == 42
+
+
+async def test_a_sync_job_sees_its_context_variables(client: JobClient, running_worker: Callable[..., Worker]) -> None:
+    running_worker([offload_jobs.whose_context])
+    handle = await client.enqueue(offload_jobs.whose_context)
+    assert await handle.result(timeout_s=10) == handle.job_id
+
+
+async def test_a_child_ignores_stop_signals_and_a_dead_idle_one_is_replaced(
+    client: JobClient, running_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    running_worker([offload_jobs.spin, offload_jobs.primes_below], job_processes=1)
+    pid_file = tmp_path / "pid"
+    handle = await client.enqueue(offload_jobs.spin, pid_file=str(pid_file), seconds=1.0)
+    await wait_for(pid_file.exists, 30)
+    child = int(pid_file.read_text())
+    os.kill(child, signal.SIGINT)  # a Ctrl-C or a stop to the whole process group reaches the children too
+    os.kill(child, signal.SIGTERM)
+    assert await handle.result(timeout_s=30) > 0  # the job finished; the worker stops its children itself
+    os.kill(child, signal.SIGKILL)  # now idle: dies as the OOM killer would end it
+    await wait_for(lambda: not pid_alive(child), 10)
+    primes = await (await client.enqueue(offload_jobs.primes_below, n=10)).result(timeout_s=30)
+    assert primes["count"] == 4 and primes["pid"] != child
+
+
+def test_a_child_dies_with_a_killed_worker(redis_server: RedisServer, tmp_path: Path, spawn: Spawner) -> None:
+    pid_file = tmp_path / "pid"
+    script = textwrap.dedent(f"""
+        import asyncio
+        from arq.connections import RedisSettings
+        from src.runner import Codec, JobClient
+        from src.runner.worker import Worker
+        from tests import offload_jobs
+
+        if __name__ == "__main__":
+            settings = RedisSettings(host="127.0.0.1", port={redis_server.port})
+
+            async def enqueue():
+                client = await JobClient.connect(settings, Codec(), queue_name="{{orphans}}")
+                await client.enqueue(offload_jobs.spin, pid_file="{pid_file}", seconds=600.0)
+                await client.close()
+
+            asyncio.run(enqueue())
+            Worker([offload_jobs.spin], redis_settings=settings, queue_name="{{orphans}}", poll_delay=0.01).run()
+    """)
+    (tmp_path / "worker_script.py").write_text(script)
+    worker = spawn(
+        [sys.executable, str(tmp_path / "worker_script.py")], name="worker", env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    deadline = time.monotonic() + 30 * SLOW_FACTOR
+    while not pid_file.exists():
+        assert time.monotonic() < deadline and worker.poll() is None, spawn.output(worker)
+        time.sleep(0.05)
+    child = int(pid_file.read_text())
+    worker.kill()
+    worker.wait(10)
+    deadline = time.monotonic() + 10 * SLOW_FACTOR
+    while pid_alive(child):
+        assert time.monotonic() < deadline, "the job's process outlived its worker"
+        time.sleep(0.05)
+
+
+async def test_the_process_wide_pools_serve_one_loop_after_another() -> None:
+    from src.runner.offload import Offload
+
+    pools = Offload(processes=1)
+    ctx = JobContext(job_id="j", job_try=1, max_tries=1, enqueue_time=datetime.now(UTC), function="primes_below")
+
+    async def two_at_once() -> list[Any]:
+        return await asyncio.gather(*(pools.in_process(offload_jobs.primes_below, ctx, {"n": 10}) for _ in range(2)))
+
+    try:
+        for _ in range(2):  # each asyncio.run is a new loop, as in eager mode under tests
+            results = await asyncio.to_thread(asyncio.run, two_at_once())
+            assert [r["count"] for r in results] == [4, 4]
+    finally:
+        pools.close()
