@@ -40,11 +40,12 @@ install-redis:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
 .PHONY: install-test-tools
-install-test-tools:  # what tests check deploy/ with: promtool (Debian's prometheus) and systemd-analyze (systemd); chromium for the dashboard's browser tests
-	@command -v promtool >/dev/null && command -v systemd-analyze >/dev/null && command -v chromium >/dev/null || { \
-	  echo "Installing promtool, systemd-analyze and chromium (Debian packages prometheus, systemd, chromium) ..."; \
+install-test-tools:  # what tests check deploy/ with: promtool (Debian's prometheus) and systemd-analyze (systemd); chromium for the dashboard's browser tests; PostgreSQL for the outbox's
+	@command -v promtool >/dev/null && command -v systemd-analyze >/dev/null && command -v chromium >/dev/null \
+	  && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+	  echo "Installing promtool, systemd-analyze, chromium and PostgreSQL (Debian packages prometheus, systemd, chromium, postgresql) ..."; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus systemd chromium \
-	  >/dev/null; }
+	  postgresql >/dev/null; }
 
 .PHONY: install
 install: ## Install Python deps (.venv) and redis-server when missing

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from src import cli_dlq, cli_queue
+from src import cli_dlq, cli_outbox, cli_queue
 from src.runner.errors import JobsError, RedisUnreachable
 
 T = TypeVar("T")
@@ -167,6 +167,7 @@ app.registered_commands += cli_queue.queue_app.registered_commands
 app.add_typer(cli_queue.jobs_app, name="jobs")
 
 app.add_typer(cli_dlq.cron_app, name="cron")
+app.add_typer(cli_outbox.outbox_app, name="outbox")
 
 
 def stop_processes(children: list[subprocess.Popen[bytes]], timeout_s: float = 15) -> None:

@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     #: a JSON list in the environment: ``JOBS_SIGNING_SECRETS_PREVIOUS='["old-secret"]'``
     signing_secrets_previous: list[SecretStr] = []
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: the database whose outbox a worker relays to Redis (``enqueue_in``; ``postgresql+asyncpg://…``); unset: none
+    outbox_url: SecretStr | None = None
     #: sync jobs (plain ``def``) one worker runs at once in its own threads; more wait for a free thread
     sync_threads: int = Field(default=DEFAULT_SYNC_THREADS, ge=1)
     #: child processes one worker keeps for ``@job(process=True)`` (CPU-bound) jobs; default: the CPU count
@@ -368,6 +370,7 @@ def _worker_settings() -> type:
         log_level = s.log_level
         loop_lag_warn_s = s.loop_lag_warn_s
         sync_threads = s.sync_threads
+        outbox_url = s.outbox_url
         job_processes = s.job_processes
         log_format = s.log_format
         tracing = s.tracing

@@ -11,7 +11,6 @@ from .cron import CronEntry, cron
 from .cron_state import CronState, cron_states
 from .dlq import DeadJob, DeadLetters
 from .eager import EagerClient
-from .offload import JobProcessDied, JobProcessError
 from .errors import (
     ArgumentsInvalid,
     CronEntryError,
@@ -32,6 +31,7 @@ from .errors import (
 from .failures import JobFailure
 from .handle import JobHandle, JobInfo
 from .job import EnqueueOptions, JobSpec, job
+from .offload import JobProcessDied, JobProcessError
 from .retry import NO_RETRY, Backoff, Permanent, Retry
 from .sync_client import SyncJobClient, SyncJobHandle
 
@@ -46,8 +46,6 @@ __all__ = [
     "DeadJob",
     "DeadLetters",
     "EagerClient",
-    "JobProcessDied",
-    "JobProcessError",
     "EnqueueOptions",
     "JobAborted",
     "JobClient",
@@ -57,6 +55,8 @@ __all__ = [
     "JobHandle",
     "JobInfo",
     "JobNotFound",
+    "JobProcessDied",
+    "JobProcessError",
     "JobSpec",
     "JobStatus",
     "JobTimeout",

@@ -5,11 +5,12 @@ there yet) or after a rollback (for rows that never will be). ``await client.enq
 instead writes the job — validated, encoded and signed exactly as :meth:`JobClient.enqueue` would send it, with
 its id fixed now — as a row of :data:`outbox_table`, in the caller's transaction. A rollback drops it with the
 rest. :class:`OutboxRelay` moves committed rows to Redis with the same one-round-trip enqueue script, in batches,
-and deletes them in the same database transaction that read them (Postgres: rows locked ``FOR UPDATE SKIP
-LOCKED``, so several relays share the work). A relay that dies after the Redis write and before its delete
-commits sends those rows again; the job ids are the same, and the enqueue script does not write a job whose id
-is queued, running or has a result, so each row reaches Redis once. (Once a job's result has expired, a re-sent
-id would run again: results are kept a day by default, a relay restarts in seconds.)
+and deletes them in the same database transaction that read them (PostgreSQL: rows locked ``FOR UPDATE SKIP
+LOCKED``, so several relays share the work; SQLite has no row locks: run one relay). A relay that dies after the
+Redis write and before its delete commits sends those rows again; the job ids are the same, and the enqueue
+script does not write a job whose id is queued, running or has a result, so each row reaches Redis once. (Once
+a job's result has expired, a re-sent id would run again: results are kept a day by default, a relay restarts
+in seconds.)
 
 The light variant, :meth:`JobClient.enqueue_after_commit`, keeps no table: the job is sent when the session
 commits (nothing on a rollback). A process that dies between the commit and the send loses the job: use it where
@@ -28,7 +29,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, delete, event, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from .errors import SettingsInvalid
 
 if TYPE_CHECKING:
     from .client import JobClient, _Prepared
@@ -112,10 +116,24 @@ class OutboxRelay:
         self.idle_poll_s = idle_poll_s
         #: rows moved since this relay started
         self.relayed = 0
+        self._engine: AsyncEngine | None = None
 
     @classmethod
-    def for_engine(cls, engine: AsyncEngine, client: JobClient, **options: Any) -> OutboxRelay:
-        return cls(async_sessionmaker(engine, expire_on_commit=False), client, **options)
+    def for_url(cls, url: str, client: JobClient, **options: Any) -> OutboxRelay:
+        """A relay with an engine of its own for the database at ``url`` (``postgresql+asyncpg://…``,
+        ``sqlite+aiosqlite:///…``); :meth:`close` disposes of it. A URL SQLAlchemy cannot use, or a driver that is
+        not installed, is one :class:`SettingsInvalid` line."""
+        try:
+            engine = create_async_engine(url)
+        except (ImportError, ValueError, ArgumentError) as e:
+            raise SettingsInvalid(f"outbox database URL: {type(e).__name__}: {e}") from None
+        relay = cls(async_sessionmaker(engine, expire_on_commit=False), client, **options)
+        relay._engine = engine
+        return relay
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
 
     async def relay_once(self) -> int:
         """Move up to ``batch`` rows (oldest first); how many were moved."""
@@ -128,12 +146,15 @@ class OutboxRelay:
                 return 0
             jobs = [_Prepared(r.job_id, r.queue, r.payload, r.score_ms, r.ttl_ms) for r in rows]
             await self.client.send_prepared(jobs)
-            await self._delete(session, [r.id for r in rows])
-        self.relayed += len(rows)
-        return len(rows)
+            moved = await self._delete(session, [r.id for r in rows])
+        self.relayed += moved
+        return moved
 
-    async def _delete(self, session: AsyncSession, ids: list[int]) -> None:
-        await session.execute(delete(outbox_table).where(outbox_table.c.id.in_(ids)))
+    async def _delete(self, session: AsyncSession, ids: list[int]) -> int:
+        """Delete the sent rows; how many this transaction deleted (without row locks — SQLite — another relay
+        may have sent and deleted some of them meanwhile: harmless, the ids are the same)."""
+        deleted = await session.execute(delete(outbox_table).where(outbox_table.c.id.in_(ids)))
+        return int(getattr(deleted, "rowcount", len(ids)))
 
     async def run(self) -> None:
         """Relay until cancelled: at once again after a full batch, after ``idle_poll_s`` otherwise; a failure

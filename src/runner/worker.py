@@ -28,6 +28,7 @@ import arq.worker
 from arq.connections import log_redis_info
 from arq.jobs import Deserializer, Serializer
 from arq.typing import StartupShutdown
+from pydantic import SecretStr
 
 from . import constants as k
 from .aborts import watch_aborts
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     import httpx2
 
     from .monitoring import Monitoring
+    from .outbox import OutboxRelay
 
 logger = logging.getLogger("hasten.worker")
 
@@ -101,6 +103,7 @@ class Worker(arq.worker.Worker):
         metrics: MetricsConfig | None = None,
         sync_threads: int = DEFAULT_SYNC_THREADS,
         job_processes: int = DEFAULT_JOB_PROCESSES,
+        outbox_url: str | SecretStr | None = None,
         **arq_kwargs: Any,
     ) -> None:
         setup = arq_setup(functions, cron_entries, codec, job_serializer, job_deserializer, arq_kwargs)
@@ -126,6 +129,9 @@ class Worker(arq.worker.Worker):
         self.health = RedisHealth(on_timeout=self._retire_connections)
         #: the worker's own pools for sync jobs (threads) and ``@job(process=True)`` (processes)
         self.offload = Offload(sync_threads, job_processes)
+        #: the database whose outbox this worker relays to Redis (``outbox.py``)
+        self.outbox_url = outbox_url.get_secret_value() if isinstance(outbox_url, SecretStr) else outbox_url
+        self._outbox: OutboxRelay | None = None
         self._counters = Counters()
         self.http: httpx2.AsyncClient | None = None
         # our defaults where they differ from arq's (arq: 10 jobs, 0.5 s poll)
@@ -265,13 +271,18 @@ class Worker(arq.worker.Worker):
             loop.__module__, loop.__qualname__, len(self.functions), len(self.cron_entries), self.queue_name,
             "JSON+HMAC" if self.codec.signs else "JSON" if type(self.codec) is Codec else "job_serializer",
         )  # fmt: skip
+        client = JobClient(
+            self.pool, self.codec, queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes,
+            enqueue_counter=None if self.monitoring is None else self.monitoring.enqueue_counter,
+        )  # fmt: skip
         if self.cron_entries:
-            client = JobClient(
-                self.pool, self.codec, queue_name=self.queue_name, max_payload_bytes=self.max_payload_bytes,
-                enqueue_counter=None if self.monitoring is None else self.monitoring.enqueue_counter,
-            )  # fmt: skip
             scheduler = CronScheduler(self.cron_entries, client)
             self._background.append(asyncio.create_task(scheduler.run(), name="hasten-cron"))
+        if self.outbox_url:
+            from .outbox import OutboxRelay
+
+            self._outbox = OutboxRelay.for_url(self.outbox_url, client)
+            self._background.append(asyncio.create_task(self._outbox.run(), name="hasten-outbox"))
         if self._user_startup:
             await self._user_startup(ctx)
 
@@ -338,6 +349,8 @@ class Worker(arq.worker.Worker):
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
         self.offload.close()
+        if self._outbox is not None:
+            await self._outbox.close()
         await self.pool.aclose(close_connection_pool=True)
         self._pool = None
 
