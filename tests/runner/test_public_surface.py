@@ -9,7 +9,7 @@ def test_exports_are_exactly_these() -> None:
         "EnqueueOptions", "JobClient", "JobContext", "JobFailed", "JobHandle", "JobInfo", "JobNotFound", "JobSpec",
         "JobStatus", "JobTimeout", "JobsError", "PayloadError", "PayloadTooLarge", "Permanent", "RedisUnreachable",
         "ResultInvalid", "ResultNotReady", "Retry", "SettingsInvalid", "SignatureError", "UnknownJob", "cron",
-        "cron_states", "job",
+        "cron_states", "job", "JobProcessDied", "JobProcessError", "SyncJobClient", "SyncJobHandle",
     }  # fmt: skip
     for name in src.runner.__all__:
         assert hasattr(src.runner, name)
