@@ -110,6 +110,19 @@ async def running_worker(make_worker: Callable[..., Worker]) -> AsyncIterator[Ca
             await t
 
 
+@contextlib.asynccontextmanager
+async def worker_running(worker: Worker) -> AsyncIterator[Worker]:
+    """Run ``worker`` in the background for the block, then stop and close it."""
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield worker
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under ``CI=true`` each test's timeout (its marker or the ini value) is :data:`SLOW_FACTOR` times longer."""
     if SLOW_FACTOR == 1:

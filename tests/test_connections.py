@@ -16,6 +16,7 @@ from src.runner import JobClient, JobContext, job
 from src.runner import constants as k
 from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
+from tests.conftest import worker_running
 from tests.proxy import Proxy
 from tests.waiting import wait_for
 
@@ -29,17 +30,9 @@ async def counted(ctx: JobContext, pause_s: float) -> str:
     return "ok"
 
 
-@contextlib.asynccontextmanager
-async def _worker(port: int, **kwargs: object) -> AsyncIterator[Worker]:
+def _worker(port: int, **kwargs: object) -> contextlib.AbstractAsyncContextManager[Worker]:
     worker = Worker([counted], redis_settings=RedisSettings(port=port), handle_signals=False, **kwargs)  # type: ignore[arg-type]
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield worker
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
+    return worker_running(worker)
 
 
 async def test_a_worker_whose_connections_go_silent_runs_the_next_job_within_seconds(

@@ -59,9 +59,12 @@ class ClaimBatch:
 class Claimer:
     """Claims due jobs from one queue, keeping a cursor past the jobs that are already running."""
 
-    def __init__(self, redis: Redis, queue_name: str, worker_id: str, lease_ms: int, idle_ttl_ms: int) -> None:
+    def __init__(
+        self, redis: Redis, queue_name: str, worker_id: str, lease_ms: int, idle_ttl_ms: int,
+        abort_set: str = k.abort_jobs_ss,
+    ) -> None:  # fmt: skip
         self._script = script(redis, "claim")
-        self._keys = [queue_name, k.IDLE_KEY_PREFIX + queue_name, k.WORKER_LIST_PREFIX + worker_id]
+        self._keys = [queue_name, k.IDLE_KEY_PREFIX + queue_name, k.WORKER_LIST_PREFIX + worker_id, abort_set]
         self._owner = worker_id
         self._lease_ms = lease_ms
         # a job handed over holds the hand-off lease until this worker takes it: never longer than a lease

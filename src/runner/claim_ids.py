@@ -18,8 +18,11 @@ from .claim import Claimed
 _RETRY_KEY_TTL_S = 88400
 
 
-async def claim_ids(redis: Redis, queue_name: str, raw_ids: list[bytes], owner: str, lease_ms: int) -> list[Claimed]:
-    """The jobs of ``raw_ids`` that are queued in ``queue_name`` and run nowhere, now this worker's."""
+async def claim_ids(
+    redis: Redis, queue_name: str, raw_ids: list[bytes], owner: str, lease_ms: int, abort_set: str = k.abort_jobs_ss
+) -> list[Claimed]:
+    """The jobs of ``raw_ids`` that are queued in ``queue_name`` and run nowhere, now this worker's (a pending abort
+    is taken from ``abort_set``)."""
     claimed = []
     for raw_id in raw_ids:
         job_id = raw_id.decode()
@@ -37,7 +40,7 @@ async def claim_ids(redis: Redis, queue_name: str, raw_ids: list[bytes], owner: 
             pipe.incr(retry)
             pipe.expire(retry, _RETRY_KEY_TTL_S)
             pipe.get(k.job_key_prefix + job_id)
-            pipe.zrem(k.abort_jobs_ss, job_id)
+            pipe.zrem(abort_set, job_id)
             try:
                 _, job_try, _, payload, aborted = await pipe.execute()
             except WatchError:

@@ -23,6 +23,8 @@ from .cron import CronEntry
 from .errors import JobNotFound, PayloadTooLarge, ResultNotReady
 from .handle import JobHandle, JobInfo
 from .job import EnqueueOptions, JobCall, JobSpec
+from .keyspace import abort_key, tagged_id
+from .layout import is_cluster
 from .lean_pool import make_lean
 from .pools import create_pool
 from .preflight import check_redis_async
@@ -91,6 +93,8 @@ class JobClient:
         self.enqueue_counter = enqueue_counter
         self._enqueue = script(redis, "enqueue")
         self._abort = script(redis, "abort")
+        #: whether Redis is a cluster (where each queue has its own abort set), asked at the first abort
+        self._cluster: bool | None = None
 
     @classmethod
     async def connect(
@@ -252,8 +256,9 @@ class JobClient:
         elif opts.defer_by is not None:
             score_ms = now_ms + _ms(opts.defer_by)
         ttl_ms = _ms(opts.expires) if opts.expires is not None else max(score_ms - now_ms, 0) + k.EXPIRES_EXTRA_MS
-        job_id = opts.job_id or uuid4().hex
         queue = opts.queue_name or self.queue_name
+        # a tagged queue's job ids begin with its tag, so that the job's keys share the queue's slot (keyspace.py)
+        job_id = tagged_id(queue, opts.job_id or uuid4().hex)
         data: dict[str, Any] = {"t": None, "f": spec.name, "a": [], "k": encoded_kwargs, "et": now_ms}
         if trace_context:
             data[tracing.TRACE_CONTEXT_KEY] = trace_context
@@ -315,7 +320,12 @@ class JobClient:
             asyncio.CancelledError("aborted before it started"), now_ms, now_ms, job_id, queue, job_id,
             serializer=self.codec.dumps,
         )  # fmt: skip
-        keys = [queue, k.abort_jobs_ss]
+        if self._cluster is None:
+            self._cluster = await is_cluster(self.redis)
+        keys = [
+            queue, abort_key(queue, self._cluster), k.in_progress_key_prefix + job_id, k.result_key_prefix + job_id,
+            k.job_key_prefix + job_id, k.retry_key_prefix + job_id,
+        ]  # fmt: skip
         state = await self._abort(keys=keys, args=[job_id, now_ms, record or b"", int(k.DEFAULT_KEEP_RESULT_S * 1000)])
         if state == 0:
             return False

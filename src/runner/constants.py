@@ -16,6 +16,7 @@ from arq.constants import (
 )
 
 __all__ = [
+    "ABORT_KEY_PREFIX",
     "BULK_OP_KEY_PREFIX",
     "BULK_OP_TTL_MS",
     "CRON_ENTRIES_KEY",
@@ -44,6 +45,8 @@ __all__ = [
     "HEARTBEAT_KEY_PREFIX",
     "IDLE_KEY_PREFIX",
     "JOB_NOTES_TTL_MS",
+    "KEY_LAYOUT_VERSION",
+    "LAYOUT_KEY",
     "MAX_WAKE_TOKENS",
     "MAX_WRITES_IN_FLIGHT",
     "OUTCOMES_KEY_PREFIX",
@@ -67,6 +70,11 @@ __all__ = [
 #: version field of the JSON envelope every payload is wrapped in
 WIRE_VERSION = 1
 
+#: the key layout this code reads and writes (the names below, arq's, and the hash tags of ``keyspace.py``);
+#: kept in Redis at :data:`LAYOUT_KEY`, where a worker refuses a layout it does not know
+KEY_LAYOUT_VERSION = 1
+LAYOUT_KEY = "jobs:layout"
+
 DEFAULT_JOB_TIMEOUT_S = 300.0
 DEFAULT_KEEP_RESULT_S = 3600.0
 DEFAULT_MAX_JOBS = 50
@@ -89,6 +97,10 @@ MAX_WRITES_IN_FLIGHT = 4
 SHUTDOWN_WRITE_BOUND_S = 5.0
 #: how long after its due time an unstarted job key lives (arq's default: one day)
 EXPIRES_EXTRA_MS = 86_400_000
+
+#: abort set of a queue (``<prefix><queue name>``) in a Redis Cluster, where arq's one ``arq:abort`` cannot share a
+#: slot with every queue; a single node keeps arq's set (``keyspace.abort_key``)
+ABORT_KEY_PREFIX = "jobs:abort:"
 
 #: list an idle worker blocks on; every enqueue pushes one token (``<prefix><queue name>``)
 WAKE_KEY_PREFIX = "jobs:wake:"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any, Literal, get_args
@@ -26,6 +26,7 @@ from cronsim import CronSim, CronSimError
 from . import constants as k
 from .errors import ArgumentsInvalid, CronEntryError
 from .job import JobSpec
+from .keyspace import hash_tag
 
 ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -69,6 +70,18 @@ class CronEntry:
     overlap: OverlapPolicy = "allow"
     #: enqueue one run when workers start (once for workers starting within ``CRON_STARTUP_WINDOW_MS``)
     run_at_startup: bool = False
+    #: the hash tag of the queue the entry enqueues into (:meth:`for_queue`): its job ids, tick markers and state
+    #: begin with it, so that they share the queue's slot
+    key_tag: str = ""
+
+    def for_queue(self, queue_name: str) -> CronEntry:
+        """This entry enqueueing into ``queue_name`` (unless its job names a queue of its own)."""
+        return replace(self, key_tag=hash_tag(self.job.enqueue_options.queue_name or queue_name))
+
+    @property
+    def key_name(self) -> str:
+        """The entry's name in its job ids and keys, and in the set of entries: its name after its queue's tag."""
+        return self.key_tag + self.name
 
     def next_tick(self, after: datetime) -> datetime:
         """The first tick strictly after ``after`` (an aware datetime), in UTC."""
@@ -122,21 +135,22 @@ class CronEntry:
 
     def job_id(self, tick: datetime) -> str:
         """The same id for the same tick on every worker, so a tick is one job."""
-        return f"cron:{self.name}:{int(tick.timestamp() * 1000)}"
+        return f"{self.key_tag}cron:{self.name}:{int(tick.timestamp() * 1000)}"
 
     def marker_key(self, tick: datetime) -> str:
-        return f"{k.CRON_TICK_KEY_PREFIX}{self.name}:{int(tick.timestamp() * 1000)}"
+        return f"{k.CRON_TICK_KEY_PREFIX}{self.key_name}:{int(tick.timestamp() * 1000)}"
 
     def startup_job_id(self, now: datetime) -> str:
-        return f"cron:{self.name}:startup-{int(now.timestamp() * 1000)}"
+        return f"{self.key_tag}cron:{self.name}:startup-{int(now.timestamp() * 1000)}"
 
     @property
     def startup_marker_key(self) -> str:
-        return f"{k.CRON_TICK_KEY_PREFIX}{self.name}:startup"
+        return f"{k.CRON_TICK_KEY_PREFIX}{self.key_name}:startup"
 
     @property
     def state_key(self) -> str:
-        return k.CRON_STATE_KEY_PREFIX + self.name
+        """Read by ``finish.lua`` as ``CRON_STATE_KEY_PREFIX`` + the tag and entry name of a cron job's id."""
+        return k.CRON_STATE_KEY_PREFIX + self.key_name
 
     @property
     def marker_ttl_ms(self) -> int:

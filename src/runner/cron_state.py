@@ -1,6 +1,7 @@
 """Each cron entry's state in Redis, for operators: what it is, when it last ticked, how its last run went.
 
-One hash per entry (``jobs:cron:state:<name>``) and a set of entry names. The worker writes the definition when
+One hash per entry (``jobs:cron:state:<name>``, the name after its queue's hash tag, if any: ``keyspace.py``) and a
+set of those names. The worker writes the definition when
 its scheduler starts (:func:`register`); the enqueue script writes each tick (last tick, next tick, the job
 enqueued, ticks skipped as overlapping) and the finish script each run's end (status, duration), both in the
 same Lua call as the job itself. :func:`cron_states` reads it all back for ``hasten cron`` and the dashboard.
@@ -49,7 +50,7 @@ async def register(redis: Redis, entries: Sequence[CronEntry], now: datetime) ->
     """Write each entry's definition and next tick; return each entry's last tick enqueued by any worker."""
     async with redis.pipeline(transaction=False) as pipe:
         for entry in entries:
-            pipe.sadd(k.CRON_ENTRIES_KEY, entry.name)
+            pipe.sadd(k.CRON_ENTRIES_KEY, entry.key_name)
             pipe.hset(entry.state_key, mapping={
                 "schedule": entry.schedule, "tz": entry.tz.key, "job": entry.job.name, "missed": entry.missed,
                 "overlap": entry.overlap, "next_tick": _ms(entry.next_tick(now)),
@@ -67,11 +68,12 @@ async def note_missed(redis: Redis, entry: CronEntry, not_run: int) -> None:
 
 async def forget(redis: Redis, name: str) -> bool:
     """Drop an entry's state, e.g. of an entry taken out of the table; a worker still running it registers it
-    again when it starts. True if there was a state."""
-    async with redis.pipeline(transaction=True) as tx:
-        tx.srem(k.CRON_ENTRIES_KEY, name)
-        tx.delete(k.CRON_STATE_KEY_PREFIX + name)
-        removed, deleted = await tx.execute()
+    again when it starts. ``name`` as listed (after its queue's hash tag, if any). True if there was a state.
+    Not a transaction: the set of entries and the entry's state are in different slots of a cluster."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.srem(k.CRON_ENTRIES_KEY, name)
+        pipe.delete(k.CRON_STATE_KEY_PREFIX + name)
+        removed, deleted = await pipe.execute()
     return bool(removed or deleted)
 
 

@@ -123,11 +123,14 @@ class DeadLetters:
         dead = await self.get(job_id)
         if dead is None or not dead.payload_b64:  # an unreadable record has nothing to put back
             return False
-        return bool(await self._requeue(keys=self._requeue_keys, args=self._requeue_args(dead)))
+        return bool(await self._requeue(keys=self._requeue_keys(dead.job_id), args=self._requeue_args(dead)))
 
-    @property
-    def _requeue_keys(self) -> list[str]:
-        return [self.queue_name, self._key, k.WAKE_KEY_PREFIX + self.queue_name]
+    def _requeue_keys(self, job_id: str) -> list[str]:
+        job_keys = (
+            k.job_key_prefix, k.result_key_prefix, k.retry_key_prefix, k.in_progress_key_prefix,
+            k.TRY_ERRORS_KEY_PREFIX, k.PROGRESS_KEY_PREFIX, k.DLQ_ENTRY_KEY_PREFIX,
+        )  # fmt: skip
+        return [self.queue_name, self._key, k.WAKE_KEY_PREFIX + self.queue_name, *(p + job_id for p in job_keys)]
 
     def _requeue_args(self, dead: DeadJob) -> list[bytes | str | int]:
         payload = base64.b64decode(dead.payload_b64)
@@ -141,7 +144,9 @@ class DeadLetters:
                 for dead in page:
                     if not dead.payload_b64:  # unreadable: stays, for a purge
                         continue
-                    await self._requeue(keys=self._requeue_keys, args=self._requeue_args(dead), client=pipe)
+                    await self._requeue(
+                        keys=self._requeue_keys(dead.job_id), args=self._requeue_args(dead), client=pipe
+                    )
                 return sum(await pipe.execute())
 
         return await self._each_page(function, requeue_page, progress, orphans=None)

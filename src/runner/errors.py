@@ -17,6 +17,7 @@
      ├── JobNotFound             no job, and no result, with that id
      ├── ResultNotReady          ``JobHandle.result`` gave up waiting
      ├── RedisUnreachable        cannot connect to Redis (the message names the URL, password hidden)
+     ├── KeyLayoutError          Redis holds a key layout this worker does not know, or a queue cannot live there
      └── SettingsInvalid         a ``JOBS_`` environment variable (or ``.env`` line) has a bad value
 """
 
@@ -102,6 +103,11 @@ class JobFailed(JobsError):
 
 class RedisUnreachable(JobsError, ConnectionError):
     """No connection to Redis; the message names the URL (password hidden), the variable and the cause."""
+
+
+class KeyLayoutError(JobsError):
+    """The worker refuses to start: Redis holds keys in a layout it does not know (a newer version wrote them), the
+    server is too old for the scripts, or a queue has no hash tag on a Redis Cluster."""
 
 
 class SettingsInvalid(JobsError, ValueError):

@@ -33,6 +33,7 @@ from .errors import JobCancelled, PayloadError, PayloadTooLarge
 from .finish import Finisher, Outcome
 from .hooks import JobHooks
 from .job import JobSpec
+from .keyspace import without_tag
 from .offload import Offload
 from .policy import Counters, ResultPolicy
 from .redact import mask_arguments, redacted_paths
@@ -117,7 +118,7 @@ class Executor:
             meter.finished(outcome, time.perf_counter() - job.started_s if job.started_s else 0.0)
         if job.called_s and outcome.action != "back":  # per-minute durations (durations.py); a shutdown's cut is not
             outcome.function, outcome.duration_s = job.function, time.perf_counter() - job.called_s
-        if claimed.job_id.startswith("cron:"):  # the entry's state notes how its runs end
+        if without_tag(claimed.job_id).startswith("cron:"):  # the entry's state notes how its runs end
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms
         # sent from this task before it first waits: the bytes leave in the step the function returned in

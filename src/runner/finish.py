@@ -79,10 +79,13 @@ class Outcome:
 
 class Finisher:
     def __init__(
-        self, redis: Redis, queue_name: str, owner: str, dlq_retention_ms: int, health: RedisHealth | None = None
-    ) -> None:
+        self, redis: Redis, queue_name: str, owner: str, dlq_retention_ms: int, health: RedisHealth | None = None,
+        abort_set: str = k.abort_jobs_ss,
+    ) -> None:  # fmt: skip
         self._script = script(redis, "finish")
         self._keys = [queue_name, k.WAKE_KEY_PREFIX + queue_name, k.DLQ_KEY_PREFIX + queue_name]
+        #: finish.lua's KEYS[6], after each write's two per-minute hashes
+        self._abort_set = abort_set
         self._outcomes_prefix = f"{k.OUTCOMES_KEY_PREFIX}{queue_name}:"
         self._durations_prefix = f"{k.DURATIONS_KEY_PREFIX}{queue_name}:"
         self._owner = owner
@@ -195,7 +198,7 @@ class Finisher:
         for o in batch:
             args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms, o.kind]
         minute = now_ms // 60_000
-        keys = [*self._keys, f"{self._outcomes_prefix}{minute}", f"{self._durations_prefix}{minute}"]
+        keys = [*self._keys, f"{self._outcomes_prefix}{minute}", f"{self._durations_prefix}{minute}", self._abort_set]
         for raw_id in await self._script(keys=keys, args=args):
             logger.info(
                 "job %s: outcome not written: its lease was lost, the job is another worker's now (or done)",

@@ -43,7 +43,8 @@ class CronScheduler:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.entries = list(entries)
+        #: each entry bound to the queue it enqueues into: its keys carry that queue's hash tag
+        self.entries = [entry.for_queue(client.queue_name) for entry in entries]
         self.client = client
         self.now = now
         self.sleep = sleep

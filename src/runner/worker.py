@@ -46,6 +46,8 @@ from .finish import Finisher, Outcome
 from .health import keep_recording
 from .heap import freeze_startup_heap
 from .job import JobSpec
+from .keyspace import abort_key, tagged_id
+from .layout import check_layout
 from .lean_pool import make_lean
 from .lease import LeaseKeeper
 from .loop_watch import DEFAULT_LOOP_LAG_WARN_S, LoopWatch
@@ -119,7 +121,6 @@ class Worker(arq.worker.Worker):
         self.lease_ms = int(lease_s * 1000)
         self.shutdown_grace_s = shutdown_grace_s
         self.dlq_retention_ms = int(dlq_retention_s * 1000)
-        self.worker_id = uuid4().hex
         #: the one owner of the jobs running in this process
         self.running = RunningJobs()
         #: the event loop's lag (``lag_s``, ``max_lag_s``), and a WARNING naming the jobs that blocked it
@@ -160,6 +161,10 @@ class Worker(arq.worker.Worker):
             **arq_kwargs,
         )
         self.ctx[CTX_DEFAULT_TIMEOUT_S] = self.job_timeout_s
+        # carries the queue's hash tag, as the keys named by it must (hand-off list, heartbeat: keyspace.py)
+        self.worker_id = tagged_id(self.queue_name, uuid4().hex)
+        #: arq's abort set, or the queue's own on a cluster: known once the layout is checked (``_startup``)
+        self._abort_set = k.abort_jobs_ss
         #: metrics and health probes (``monitoring.py``), imported only when asked for: worker memory
         self.monitoring: Monitoring | None = None
         if metrics is not None:
@@ -215,7 +220,8 @@ class Worker(arq.worker.Worker):
     def _wire(self) -> Pickup:
         """The parts that act on running jobs, each given the registry; the background duties started."""
         pool, running, health = self.pool, self.running, self.health
-        self._finisher = Finisher(pool, self.queue_name, self.worker_id, self.dlq_retention_ms, health)
+        aborts = self._abort_set
+        self._finisher = Finisher(pool, self.queue_name, self.worker_id, self.dlq_retention_ms, health, aborts)
         self._wake = WakeUp(pool, self.queue_name, self.worker_id)
         self._heartbeat = Heartbeat(
             pool, self.worker_id, self.queue_name, self.max_jobs,
@@ -235,7 +241,9 @@ class Worker(arq.worker.Worker):
             watch = self.loop_watch
             self.monitoring.metrics.read_loop_lag_from(lambda: watch.lag_s)
         if self.allow_abort_jobs:
-            self._background.append(asyncio.create_task(watch_aborts(pool, running, health), name="hasten-aborts"))
+            self._background.append(
+                asyncio.create_task(watch_aborts(pool, running, health, aborts), name="hasten-aborts")
+            )
         if self.recycle is not None:
             recycling = self.recycle.watch(running, self._drain.recycle)
             self._background.append(asyncio.create_task(recycling, name="hasten-recycle"))
@@ -248,7 +256,7 @@ class Worker(arq.worker.Worker):
         self._claimer = Claimer(
             pool, self.queue_name, self.worker_id, self.lease_ms,
             # registered as idle a little longer than one fallback poll, which renews it
-            idle_ttl_ms=int(self.poll_delay_s * 1000) + 1000,
+            idle_ttl_ms=int(self.poll_delay_s * 1000) + 1000, abort_set=aborts,
         )  # fmt: skip
         return Pickup(
             redis=pool, queue_name=self.queue_name, running=running, claimer=self._claimer, wake=self._wake,
@@ -261,10 +269,13 @@ class Worker(arq.worker.Worker):
         job this worker takes. Needs the running worker (``main()`` wires the parts that run jobs)."""
         if self._pickup is None:
             raise RuntimeError("start_jobs() needs the worker running: call it once main() has started")
-        for claimed in await claim_ids(self.pool, self.queue_name, job_ids, self.worker_id, self.lease_ms):
+        owner, lease_ms = self.worker_id, self.lease_ms
+        for claimed in await claim_ids(self.pool, self.queue_name, job_ids, owner, lease_ms, self._abort_set):
             self._pickup.start(claimed)
 
     async def _startup(self, ctx: dict[Any, Any]) -> None:
+        cluster = await check_layout(self.pool, self.queue_name)  # before any key is written
+        self._abort_set = abort_key(self.queue_name, cluster)
         loop = type(asyncio.get_running_loop())
         logger.info(
             "hasten worker on %s.%s: %d jobs, %d cron entries, queue %r, codec %s",

@@ -1,18 +1,21 @@
+#!lua
 -- Abort one job: a queued job is finished here as aborted; a running one is flagged for its worker to cancel.
--- KEYS[1] queue zset, KEYS[2] arq's abort zset
+-- KEYS[1] queue zset, KEYS[2] abort set (arq's, or the queue's own on a cluster: keyspace.py), then the job's keys:
+--   KEYS[3] in-progress, KEYS[4] result, KEYS[5] job, KEYS[6] try counter
 -- ARGV[1] job id, ARGV[2] now (ms), ARGV[3] result record of the abort, ARGV[4] result ttl (ms, 0: not kept)
 -- Returns 1: aborted before it started, 2: running (its worker cancels it), 0: no such job in the queue.
 local id = ARGV[1]
-if redis.call('SET', 'arq:in-progress:' .. id, '1', 'PX', 5000, 'NX') then
+local in_progress = KEYS[3]
+if redis.call('SET', in_progress, '1', 'PX', 5000, 'NX') then
   -- nobody runs it, and nobody will now: the in-progress key is ours
   if not redis.call('ZSCORE', KEYS[1], id) then
-    redis.call('DEL', 'arq:in-progress:' .. id)
+    redis.call('DEL', in_progress)
     return 0
   end
   if tonumber(ARGV[4]) ~= 0 then
-    redis.call('SET', 'arq:result:' .. id, ARGV[3], 'PX', ARGV[4])
+    redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
   end
-  redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id, 'arq:in-progress:' .. id)
+  redis.call('DEL', KEYS[5], KEYS[6], in_progress)
   redis.call('ZREM', KEYS[1], id)
   return 1
 end

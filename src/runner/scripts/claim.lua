@@ -1,5 +1,6 @@
+#!lua
 -- Claim up to ARGV[2] due jobs in one call (arq's 4 + 1 round trips per job become one call per batch).
--- KEYS[1] queue zset, KEYS[2] idle-worker zset, KEYS[3] this worker's own list (jobs handed to it)
+-- KEYS[1] queue zset, KEYS[2] idle-worker zset, KEYS[3] this worker's own list (jobs handed to it), KEYS[4] abort set
 -- ARGV[1] now (ms), ARGV[2] how many to claim, ARGV[3] in-progress ttl (ms),
 -- ARGV[4] cursor member ('' for none), ARGV[5] cursor score ('-inf' for none), ARGV[6] rows to scan at most,
 -- ARGV[7] this worker's idle member ('<id>|<hand-off lease ms>'), ARGV[8] idle registration ttl (ms),
@@ -31,7 +32,7 @@ local handed = redis.call('LPOP', KEYS[3], limit) or {}
 for _, packed in ipairs(handed) do
   -- '<len(id)>:<id>...': the hand-off lease becomes a full lease where it is still ours
   local digits = string.match(packed, '^(%d+):')
-  local ip_key = 'arq:in-progress:' .. string.sub(packed, #digits + 2, #digits + 1 + tonumber(digits))
+  local ip_key = IN_PROGRESS_KEY_PREFIX .. string.sub(packed, #digits + 2, #digits + 1 + tonumber(digits))
   if redis.call('GET', ip_key) == owner then
     redis.call('PEXPIRE', ip_key, ARGV[3])
   end
@@ -72,15 +73,15 @@ for i = 1, #rows, 2 do
   end
   last_id = id
   last_score = score
-  if not skip[id] and redis.call('SET', 'arq:in-progress:' .. id, owner, 'PX', ARGV[3], 'NX') then
-    local retry_key = 'arq:retry:' .. id
+  if not skip[id] and redis.call('SET', IN_PROGRESS_KEY_PREFIX .. id, owner, 'PX', ARGV[3], 'NX') then
+    local retry_key = RETRY_KEY_PREFIX .. id
     local try = redis.call('INCR', retry_key)
     redis.call('EXPIRE', retry_key, 88400)
     claimed[#claimed + 1] = id
     claimed[#claimed + 1] = score
-    claimed[#claimed + 1] = redis.call('GET', 'arq:job:' .. id) or ''
+    claimed[#claimed + 1] = redis.call('GET', JOB_KEY_PREFIX .. id) or ''
     claimed[#claimed + 1] = try
-    claimed[#claimed + 1] = redis.call('ZREM', 'arq:abort', id)
+    claimed[#claimed + 1] = redis.call('ZREM', KEYS[4], id)
     count = count + 1
     if count >= limit then
       more = 1

@@ -1,3 +1,4 @@
+#!lua
 -- Enqueue jobs in one call, with arq's keys and semantics, and wake or feed idle workers.
 -- One job (JobClient.enqueue) is a batch of one; enqueue_many sends up to a thousand at once; a cron tick is a
 -- batch of one with a tick marker, so that only one worker enqueues it.
@@ -23,7 +24,7 @@ if ARGV[3] ~= '0' then
     end
   end
   local previous = redis.call('HGET', state, 'last_job_id')
-  if ARGV[4] == '1' and previous and redis.call('EXISTS', 'arq:job:' .. previous) == 1 then
+  if ARGV[4] == '1' and previous and redis.call('EXISTS', JOB_KEY_PREFIX .. previous) == 1 then
     redis.call('HSET', state, 'last_skipped_tick', tick, 'last_skipped_because', previous)
     redis.call('HINCRBY', state, 'skipped_overlap', 1)
     return {2}
@@ -52,13 +53,13 @@ for j = 0, n - 1 do
       -- is claimed by another within seconds; the worker makes it a full lease when it takes the job.
       local member = redis.call('ZRANGEBYSCORE', idle, now, '+inf', 'LIMIT', 0, 1)[1]
       if member then
-        local sep = string.find(member, '|', 1, true)
-        local worker, lease = string.sub(member, 1, sep - 1), string.sub(member, sep + 1)
-        local list = 'jobs:worker:' .. worker
+        -- (a worker id carries its queue's hash tag, which may hold a '|': the lease follows the last one)
+        local worker, lease = string.match(member, '^(.*)|(%d+)$')
+        local list = WORKER_LIST_PREFIX .. worker
         redis.call('ZREM', idle, member)
-        redis.call('SET', 'arq:in-progress:' .. id, worker, 'PX', lease)
-        local try = redis.call('INCR', 'arq:retry:' .. id)
-        redis.call('EXPIRE', 'arq:retry:' .. id, 88400)
+        redis.call('SET', IN_PROGRESS_KEY_PREFIX .. id, worker, 'PX', lease)
+        local try = redis.call('INCR', RETRY_KEY_PREFIX .. id)
+        redis.call('EXPIRE', RETRY_KEY_PREFIX .. id, 88400)
         redis.call('LPUSH', list, #id .. ':' .. id .. score .. ':' .. try .. ':' .. payload)
         redis.call('PEXPIRE', list, lease)
       end

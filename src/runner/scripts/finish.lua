@@ -1,8 +1,9 @@
+#!lua
 -- Record the outcome of a batch of jobs in one call, each as arq's finish_job would.
 -- KEYS[1] queue zset, KEYS[2] wake-up list (a job put back wakes an idle worker with a token that is the earliest
 --   due time put back, so that the worker looks there even if its claim cursor is past it),
 -- KEYS[3] dead-letter zset, KEYS[4] this minute's outcome counts (a hash by kind), KEYS[5] this minute's try
---   durations (a hash of counts by '<function>|<log-scale bucket>', see durations.py)
+--   durations (a hash of counts by '<function>|<log-scale bucket>', see durations.py), KEYS[6] abort set
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), ARGV[4] owner (the
 --   worker's id, the value of the in-progress keys it holds), ARGV[5] outcome counts' retention (ms), ARGV[6]
 --   durations' retention (ms), ARGV[7] n: how many duration fields follow, ARGV[8 .. 7+2n]: field, count (the
@@ -31,39 +32,39 @@ local timed = tonumber(ARGV[7])
 for i = 8 + 2 * timed, #ARGV, 8 do
   local id = ARGV[i]
   local action = ARGV[i + 1]
-  local holder = redis.call('GET', 'arq:in-progress:' .. id)
-  local ours = holder == owner or (not holder and redis.call('EXISTS', 'arq:job:' .. id) == 1)
+  local holder = redis.call('GET', IN_PROGRESS_KEY_PREFIX .. id)
+  local ours = holder == owner or (not holder and redis.call('EXISTS', JOB_KEY_PREFIX .. id) == 1)
   if not ours then
     skipped[#skipped + 1] = id
   elseif action == 'done' then
     local ttl = tonumber(ARGV[i + 3])
     if ARGV[i + 2] ~= '' and ttl ~= 0 then
       if ttl < 0 then
-        redis.call('SET', 'arq:result:' .. id, ARGV[i + 2])
+        redis.call('SET', RESULT_KEY_PREFIX .. id, ARGV[i + 2])
       else
-        redis.call('SET', 'arq:result:' .. id, ARGV[i + 2], 'PX', ttl)
+        redis.call('SET', RESULT_KEY_PREFIX .. id, ARGV[i + 2], 'PX', ttl)
       end
     end
-    redis.call('DEL', 'arq:retry:' .. id, 'arq:in-progress:' .. id, 'arq:job:' .. id)
+    redis.call('DEL', RETRY_KEY_PREFIX .. id, IN_PROGRESS_KEY_PREFIX .. id, JOB_KEY_PREFIX .. id)
     redis.call('ZREM', queue, id)
-    redis.call('ZREM', 'arq:abort', id)
+    redis.call('ZREM', KEYS[6], id)
     if ARGV[i + 4] ~= '' then
-      redis.call('SET', 'jobs:dlq:entry:' .. id, ARGV[i + 4], 'PX', retention)
+      redis.call('SET', DLQ_ENTRY_KEY_PREFIX .. id, ARGV[i + 4], 'PX', retention)
       redis.call('ZADD', KEYS[3], now, id)
       dead = true
     end
   else
-    redis.call('DEL', 'arq:in-progress:' .. id)
+    redis.call('DEL', IN_PROGRESS_KEY_PREFIX .. id)
     redis.call('ZADD', queue, 'XX', ARGV[i + 3], id)
     if not again or tonumber(ARGV[i + 3]) < again then
       again = tonumber(ARGV[i + 3])
     end
     if ARGV[i + 2] ~= '' then
-      redis.call('RPUSH', 'jobs:errors:' .. id, ARGV[i + 2])
-      redis.call('PEXPIRE', 'jobs:errors:' .. id, 86400000)
+      redis.call('RPUSH', TRY_ERRORS_KEY_PREFIX .. id, ARGV[i + 2])
+      redis.call('PEXPIRE', TRY_ERRORS_KEY_PREFIX .. id, 86400000)
     end
-    if action == 'back' and tonumber(redis.call('GET', 'arq:retry:' .. id) or '0') > 0 then
-      redis.call('DECR', 'arq:retry:' .. id)
+    if action == 'back' and tonumber(redis.call('GET', RETRY_KEY_PREFIX .. id) or '0') > 0 then
+      redis.call('DECR', RETRY_KEY_PREFIX .. id)
     end
   end
   local kind = ARGV[i + 7]
@@ -71,10 +72,12 @@ for i = 8 + 2 * timed, #ARGV, 8 do
     counts[kind] = (counts[kind] or 0) + 1
   end
   if ours and ARGV[i + 5] ~= '' then
-    -- a cron job's id is cron:<entry name>:<tick or startup-time>; only an entry a worker registered is noted
-    -- (a job enqueued by hand with an id like 'cron:x' has no entry name: nothing to note)
-    local name = string.match(id, '^cron:(.*):[^:]*$')
-    local state = name and ('jobs:cron:state:' .. name)
+    -- a cron job's id is [queue's hash tag]cron:<entry name>:<tick or startup-time>, its entry's state
+    -- CRON_STATE_KEY_PREFIX [tag] <entry name>; only an entry a worker registered is noted (a job enqueued by hand
+    -- with an id like 'cron:x' has no entry name: nothing to note)
+    local tag = string.match(id, '^{[^}]+}') or ''
+    local name = string.match(string.sub(id, #tag + 1), '^cron:(.*):[^:]*$')
+    local state = name and (CRON_STATE_KEY_PREFIX .. tag .. name)
     if state and redis.call('EXISTS', state) == 1 then
       redis.call('HSET', state, 'last_status', ARGV[i + 5], 'last_duration_ms', ARGV[i + 6],
         'last_finished_ms', now, 'last_run_job_id', id)

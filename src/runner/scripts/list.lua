@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- One bounded step of a job listing (``hasten jobs list``, the dashboard): examine at most ARGV[6] rows of a queue
 -- in due order from a cursor, and return those that pass the filters, at most ARGV[7]. Bounded whatever the queue
 -- holds and however rare the matches: the caller gets the last row examined as its cursor and calls again.
@@ -65,11 +66,11 @@ for i = 1, #rows, 2 do
     local ok = prefix == '' or string.sub(id, 1, #prefix) == prefix
     local state
     if ok then
-      if redis.call('EXISTS', 'arq:in-progress:' .. id) == 1 then
+      if redis.call('EXISTS', IN_PROGRESS_KEY_PREFIX .. id) == 1 then
         state = 'running'
       elseif due <= now then
         state = 'queued'
-      elseif redis.call('EXISTS', 'arq:retry:' .. id) == 1 then
+      elseif redis.call('EXISTS', RETRY_KEY_PREFIX .. id) == 1 then
         state = 'retrying'
       else
         state = 'deferred'
@@ -78,7 +79,7 @@ for i = 1, #rows, 2 do
     end
     local payload = false
     if ok then
-      payload = redis.call('GET', 'arq:job:' .. id)
+      payload = redis.call('GET', JOB_KEY_PREFIX .. id)
       if token ~= '' and payload and string.sub(payload, 1, 1) == '{' then
         ok = string.find(payload, token, 1, true) ~= nil
       end
@@ -87,7 +88,7 @@ for i = 1, #rows, 2 do
       out[#out + 1] = id
       out[#out + 1] = score
       out[#out + 1] = state
-      out[#out + 1] = tonumber(redis.call('GET', 'arq:retry:' .. id) or '0')
+      out[#out + 1] = tonumber(redis.call('GET', RETRY_KEY_PREFIX .. id) or '0')
       out[#out + 1] = payload
       matched = matched + 1
       if matched >= want then

@@ -1,3 +1,4 @@
+#!lua
 -- Delete one page of a queue's jobs that are not running (``hasten purge``): their queue entry, definition and try
 -- counter. Running jobs (in-progress key present) stay, and are skipped by the next page.
 -- KEYS[1] queue zset; ARGV[1] rank to start at (the running jobs kept so far sit before it), ARGV[2] page size
@@ -7,9 +8,9 @@ local start = tonumber(ARGV[1])
 local ids = redis.call('ZRANGE', queue, start, start + tonumber(ARGV[2]) - 1)
 local deleted = 0
 for _, id in ipairs(ids) do
-  if redis.call('EXISTS', 'arq:in-progress:' .. id) == 0 then
+  if redis.call('EXISTS', IN_PROGRESS_KEY_PREFIX .. id) == 0 then
     redis.call('ZREM', queue, id)
-    redis.call('DEL', 'arq:job:' .. id, 'arq:retry:' .. id)
+    redis.call('DEL', JOB_KEY_PREFIX .. id, RETRY_KEY_PREFIX .. id)
     deleted = deleted + 1
   end
 end

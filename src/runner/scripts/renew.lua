@@ -1,3 +1,4 @@
+#!lua
 -- Compare-and-renew: extend the leases of this worker's running jobs, only where the lease is still its own.
 -- KEYS: the in-progress key of each job
 -- ARGV[1] owner (this worker's id: the value its in-progress keys hold), ARGV[2] lease (ms)

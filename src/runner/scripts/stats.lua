@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 -- A queue's counts for ``hasten status`` and the dashboard, read in one call and bounded at any queue size.
 -- KEYS[1] queue zset
 -- ARGV[1] now (ms), ARGV[2] rows examined at most per scan
@@ -17,7 +18,7 @@ local later = total - due
 local oldest = false
 local rows = redis.call('ZRANGEBYSCORE', queue, '-inf', now, 'WITHSCORES', 'LIMIT', 0, cap)
 for i = 1, #rows, 2 do
-  if redis.call('EXISTS', 'arq:in-progress:' .. rows[i]) == 0 then
+  if redis.call('EXISTS', IN_PROGRESS_KEY_PREFIX .. rows[i]) == 0 then
     oldest = rows[i + 1]
     break
   end
@@ -25,6 +26,6 @@ end
 local retrying = 0
 local sample = redis.call('ZRANGEBYSCORE', queue, '(' .. now, '+inf', 'LIMIT', 0, cap)
 for _, id in ipairs(sample) do
-  retrying = retrying + redis.call('EXISTS', 'arq:retry:' .. id)
+  retrying = retrying + redis.call('EXISTS', RETRY_KEY_PREFIX .. id)
 end
 return {total, due, later, retrying, #sample, oldest}

@@ -1,0 +1,67 @@
+"""Redis Cluster on loopback for the tests: real ``redis-server --cluster-enabled yes`` processes.
+
+:func:`start_single_node_cluster` is one node that serves every slot. It needs no cluster client, yet Redis
+applies the cluster's rules on it: a command or a script whose keys hash to more than one slot is refused
+(``CROSSSLOT``, "Script attempted to access keys that do not hash to the same slot"). A queue that runs there keeps
+all its keys in one slot, which is what a cluster of many nodes needs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from src.runner.redis_server import RedisServer, free_port
+
+#: how long a new cluster may take to report ``cluster_state:ok``
+_READY_TIMEOUT_S = 15.0
+
+
+def cluster_node(data_dir: Path) -> RedisServer:
+    """A cluster-enabled redis-server (not started), without persistence. Its bus port is a free one of its own:
+    the default (port + 10000) does not exist for the high ports the system hands out."""
+    options = {"cluster-enabled": "yes", "cluster-config-file": "nodes.conf", "cluster-port": str(free_port())}
+    return RedisServer(data_dir, options={**options, "save": "''", "appendonly": "no"})
+
+
+def cli(port: int, *args: str) -> str:
+    done = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
+def wait_cluster_ok(port: int) -> None:
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while "cluster_state:ok" not in cli(port, "CLUSTER", "INFO"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the cluster at port {port} is not ok after {_READY_TIMEOUT_S}s")
+        time.sleep(0.05)
+
+
+def start_single_node_cluster(data_dir: Path) -> RedisServer:
+    """One cluster node serving all 16384 slots."""
+    node = cluster_node(data_dir).start()
+    cli(node.port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+    wait_cluster_ok(node.port)
+    return node
+
+
+def start_cluster(data_dir: Path, masters: int = 3) -> list[RedisServer]:
+    """``masters`` cluster nodes on loopback, joined by ``redis-cli --cluster create`` (slots split evenly, no
+    replicas)."""
+    nodes = [cluster_node(data_dir / f"node{i}") for i in range(masters)]
+    try:
+        for node in nodes:
+            node.start()
+        cli(nodes[0].port, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-yes")
+        for node in nodes:
+            wait_cluster_ok(node.port)
+    except BaseException:
+        stop_cluster(nodes)
+        raise
+    return nodes
+
+
+def stop_cluster(nodes: list[RedisServer]) -> None:
+    for node in nodes:
+        node.stop()

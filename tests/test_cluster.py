@@ -1,0 +1,87 @@
+"""A real Redis Cluster of three masters on loopback, through redis-py's asyncio cluster client.
+
+The first step of the cluster half: the hot path's scripts (enqueue, claim, finish) run on queues placed on
+different masters, each script in its queue's slot. The worker itself does not run on a cluster yet (its pool,
+blocking wake-up connection and transactions are single-node), so this test claims and finishes with the worker's
+own parts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from arq.jobs import deserialize_result, serialize_result
+from redis.asyncio.cluster import RedisCluster
+
+from src.runner import Codec, JobClient
+from src.runner import constants as k
+from src.runner.claim import Claimer
+from src.runner.finish import Finisher, Outcome
+from src.runner.keyspace import abort_key, tagged_id
+from src.runner.layout import is_cluster
+from src.runner.redis_server import RedisServer
+from tests.clusters import start_cluster, stop_cluster
+from tests.sample_jobs import add
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RedisServer]]:
+    nodes = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield nodes
+    stop_cluster(nodes)
+
+
+@pytest.fixture
+async def redis(cluster: list[RedisServer]) -> AsyncIterator[RedisCluster]:
+    client = RedisCluster(host="127.0.0.1", port=cluster[0].port)
+    await client.initialize()
+    yield client
+    await client.aclose()
+
+
+def _queues_on_two_masters(redis: RedisCluster) -> tuple[str, str]:
+    """Two tagged queue names whose slots are served by different masters."""
+    first = "{q0}"
+    owner = _master_of(redis, first)
+    for i in range(1, 100):
+        other = f"{{q{i}}}"
+        if _master_of(redis, other) != owner:
+            return first, other
+    raise AssertionError("no second master found")
+
+
+def _master_of(redis: RedisCluster, key: str) -> str:
+    node = redis.get_node_from_key(key)
+    assert node is not None
+    return node.name
+
+
+async def test_jobs_run_on_two_queues_on_different_masters(redis: RedisCluster, codec: Codec) -> None:
+    assert await is_cluster(redis)  # type: ignore[arg-type]
+    for queue in _queues_on_two_masters(redis):
+        client = JobClient(redis, codec, queue_name=queue)  # type: ignore[arg-type]
+        handles = [await client.enqueue(add, i, 1) for i in range(10)]
+        assert all(h.enqueued and h.job_id.startswith(queue) for h in handles)
+        worker_id = tagged_id(queue, "w1")
+        aborts = abort_key(queue, cluster=True)
+        claimer = Claimer(redis, queue, worker_id, lease_ms=30_000, idle_ttl_ms=1_000, abort_set=aborts)  # type: ignore[arg-type]
+        batch = await claimer.claim(20)
+        assert sorted(j.job_id for j in batch.jobs) == sorted(h.job_id for h in handles)
+        finisher = Finisher(redis, queue, worker_id, dlq_retention_ms=60_000, abort_set=aborts)  # type: ignore[arg-type]
+        now_ms = int(time.time() * 1000)
+        for claimed in batch.jobs:
+            job = codec.loads(claimed.payload)
+            result = serialize_result(
+                "add", (), job["k"], claimed.job_try, job["et"], True, job["k"]["a"] + job["k"]["b"], now_ms, now_ms,
+                claimed.job_id, queue, worker_id, serializer=codec.dumps,
+            )  # fmt: skip
+            finisher.add(Outcome(claimed.raw_id, "done", result or b"", 60_000, succeeded=True))
+        await finisher.drain()
+        assert await redis.zcard(queue) == 0
+        for i, handle in enumerate(handles):
+            raw = await redis.get(k.result_key_prefix + handle.job_id)
+            assert deserialize_result(raw, deserializer=codec.loads).result == i + 1
