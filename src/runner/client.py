@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -15,6 +16,7 @@ from uuid import uuid4
 import orjson
 from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import Job, JobResult, JobStatus, deserialize_result, serialize_result
+from redis.exceptions import RedisError
 
 from . import constants as k
 from . import tracing
@@ -29,12 +31,15 @@ from .lean_pool import make_lean
 from .pools import create_pool
 from .preflight import check_redis_async
 from .redact import REDACT_KEY, mask_arguments, redacted_paths
+from .result_waiters import RECHECK_S, ResultWaiters
 from .scripts import script
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from .metrics import EnqueueCounter
+
+logger = logging.getLogger("hasten.client")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -84,6 +89,7 @@ class JobClient:
         queue_name: str = k.default_queue_name,
         max_payload_bytes: int = k.DEFAULT_MAX_PAYLOAD_BYTES,
         enqueue_counter: EnqueueCounter | None = None,
+        result_wakeups: bool = True,
     ) -> None:
         self.redis = redis
         self.codec = codec
@@ -95,6 +101,10 @@ class JobClient:
         self._abort = script(redis, "abort")
         #: whether Redis is a cluster (where each queue has its own abort set), asked at the first abort
         self._cluster: bool | None = None
+        #: ``result()`` is woken by the workers' announcements (result_waiters.py); False: it polls (a Redis proxy
+        #: without pub/sub)
+        self.result_wakeups = result_wakeups
+        self._waiters: ResultWaiters | None = None
 
     @classmethod
     async def connect(
@@ -117,6 +127,8 @@ class JobClient:
         )
 
     async def close(self) -> None:
+        if self._waiters is not None:
+            await self._waiters.close()
         await self.redis.aclose(close_connection_pool=True)
 
     async def __aenter__(self) -> JobClient:
@@ -286,9 +298,12 @@ class JobClient:
         """Where the job is; ``queue_name``: the queue it was enqueued in (default: the client's)."""
         return await self._arq_job(job_id, queue_name).status()
 
-    async def wait_result(self, job_id: str, timeout_s: float | None) -> JobResult:
-        """Poll for the stored outcome with a short, growing delay (most jobs take milliseconds)."""
+    async def wait_result(self, job_id: str, timeout_s: float | None, queue_name: str | None = None) -> JobResult:
+        """The stored outcome, once there. The wait is woken by the worker's announcement that the job ended, and
+        reads the result again at least every second (``result_waiters.py``); without wake-ups (``result_wakeups``
+        off, or the subscription failed) it polls with a short, growing delay."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        waiters = await self._result_waiters(queue_name or self.queue_name)
         delay_s = 0.001
         while True:
             # one atomic snapshot: a job finishing between two reads would look "not found"
@@ -300,10 +315,27 @@ class JobClient:
                 return deserialize_result(raw, deserializer=self.codec.loads)
             if not pending:
                 raise JobNotFound(f"job {job_id} not found (never enqueued, expired, or its result was not kept)")
-            if deadline is not None and time.monotonic() >= deadline:
+            remaining_s = None if deadline is None else deadline - time.monotonic()
+            if remaining_s is not None and remaining_s <= 0:
                 raise ResultNotReady(f"job {job_id} has no result after {timeout_s}s")
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, _RESULT_POLL_MAX_S)
+            if waiters is not None:
+                await waiters.wait(job_id, RECHECK_S if remaining_s is None else min(RECHECK_S, remaining_s))
+            else:
+                await asyncio.sleep(delay_s if remaining_s is None else min(delay_s, remaining_s))
+                delay_s = min(delay_s * 2, _RESULT_POLL_MAX_S)
+
+    async def _result_waiters(self, queue: str) -> ResultWaiters | None:
+        """This client's waiters, subscribed to ``queue``; None (poll) when wake-ups are off or cannot be had."""
+        if not self.result_wakeups:
+            return None
+        if self._waiters is None:
+            self._waiters = ResultWaiters(self.redis)
+        try:
+            await self._waiters.watch(queue)
+        except (RedisError, OSError) as e:
+            logger.debug("waiting for results by polling: %s: %s", type(e).__name__, e)
+            return None
+        return self._waiters
 
     async def abort(self, job_id: str, timeout_s: float = 5.0, queue_name: str | None = None) -> bool:
         """Abort a queued job at once, or ask its worker to cancel it if it runs; wait for the outcome.

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_SOCKET_TIMEOUT_S",
     "DLQ_ENTRY_KEY_PREFIX",
     "DLQ_KEY_PREFIX",
+    "DONE_CHANNEL_PREFIX",
     "DURATIONS_KEY_PREFIX",
     "DURATIONS_TTL_MS",
     "EXPIRES_EXTRA_MS",
@@ -101,6 +102,9 @@ EXPIRES_EXTRA_MS = 86_400_000
 #: abort set of a queue (``<prefix><queue name>``) in a Redis Cluster, where arq's one ``arq:abort`` cannot share a
 #: slot with every queue; a single node keeps arq's set (``keyspace.abort_key``)
 ABORT_KEY_PREFIX = "jobs:abort:"
+#: + queue name: the pub/sub channel the finish script announces jobs that ended on (ids, NUL-separated), read by
+#: clients waiting for results (result_waiters.py)
+DONE_CHANNEL_PREFIX = "jobs:done:"
 
 #: list an idle worker blocks on; every enqueue pushes one token (``<prefix><queue name>``)
 WAKE_KEY_PREFIX = "jobs:wake:"

@@ -111,7 +111,7 @@ class EagerClient(JobClient):
     async def status(self, job_id: str, queue_name: str | None = None) -> JobStatus:
         return JobStatus.complete if job_id in self._results else JobStatus.not_found
 
-    async def wait_result(self, job_id: str, timeout_s: float | None) -> JobResult:
+    async def wait_result(self, job_id: str, timeout_s: float | None, queue_name: str | None = None) -> JobResult:
         return self._outcome(job_id)
 
     async def info(self, job_id: str, queue_name: str | None = None) -> JobInfo:

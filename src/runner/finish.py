@@ -86,6 +86,8 @@ class Finisher:
         self._keys = [queue_name, k.WAKE_KEY_PREFIX + queue_name, k.DLQ_KEY_PREFIX + queue_name]
         #: finish.lua's KEYS[6], after each write's two per-minute hashes
         self._abort_set = abort_set
+        #: finish.lua's KEYS[7]: where ended jobs are announced to waiting clients (result_waiters.py)
+        self._done_channel = k.DONE_CHANNEL_PREFIX + queue_name
         self._outcomes_prefix = f"{k.OUTCOMES_KEY_PREFIX}{queue_name}:"
         self._durations_prefix = f"{k.DURATIONS_KEY_PREFIX}{queue_name}:"
         self._owner = owner
@@ -198,7 +200,8 @@ class Finisher:
         for o in batch:
             args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms, o.kind]
         minute = now_ms // 60_000
-        keys = [*self._keys, f"{self._outcomes_prefix}{minute}", f"{self._durations_prefix}{minute}", self._abort_set]
+        keys = [*self._keys, f"{self._outcomes_prefix}{minute}", f"{self._durations_prefix}{minute}", self._abort_set,
+                self._done_channel]  # fmt: skip
         for raw_id in await self._script(keys=keys, args=args):
             logger.info(
                 "job %s: outcome not written: its lease was lost, the job is another worker's now (or done)",

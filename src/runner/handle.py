@@ -81,7 +81,7 @@ class JobHandle(Generic[R]):
     async def result(self, timeout_s: float | None = None) -> R:
         """Wait for the job's result; raises :class:`JobFailed` if it failed, :class:`JobAborted` if it was
         aborted, :class:`ResultNotReady` on timeout."""
-        outcome = await self.client.wait_result(self.job_id, timeout_s)
+        outcome = await self.client.wait_result(self.job_id, timeout_s, self.queue_name)
         if outcome.success:
             return self.spec.decode_result(outcome.result)
         if isinstance(outcome.result, asyncio.CancelledError):

@@ -33,12 +33,14 @@ A job's timeout counts from the moment it is claimed, so the wait for a free chi
 from __future__ import annotations
 
 import asyncio
+import atexit
 import builtins
 import contextlib
 import contextvars
 import functools
 import importlib
 import multiprocessing
+import multiprocessing.util
 import os
 import queue
 import signal
@@ -189,11 +191,24 @@ class _Child:
         threading.Thread(target=self.process.join, args=(5,), name="hasten-reap", daemon=True).start()
 
 
+#: every pool of this process, for :func:`_kill_children` at exit
+_POOLS: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
+
+
+@atexit.register  # registered after multiprocessing's own exit handler, so it runs before it
+def _kill_children() -> None:
+    """Children ignore SIGTERM, which is how multiprocessing stops daemonic children at exit, and its join would
+    then wait for ever: kill them first."""
+    for pool in list(_POOLS):
+        pool.close()
+
+
 class ProcessPool:
     """Up to ``size`` children, started on demand (a fresh interpreter each: no state inherited from the worker),
     kept while they are well; one request at a time each."""
 
     def __init__(self, size: int) -> None:
+        _POOLS.add(self)
         self._slots = asyncio.Semaphore(size)
         self._idle: list[_Child] = []
         self._busy: set[_Child] = set()

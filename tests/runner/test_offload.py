@@ -278,3 +278,23 @@ async def test_the_process_wide_pools_serve_one_loop_after_another() -> None:
             assert [r["count"] for r in results] == [4, 4]
     finally:
         pools.close()
+
+
+def test_a_process_that_ran_process_jobs_exits_promptly() -> None:
+    """Children ignore SIGTERM — multiprocessing's way to stop daemonic children at exit — so the exit kills them
+    first; it would otherwise wait for them for ever."""
+    script = textwrap.dedent("""
+        import asyncio
+        from src.runner import EagerClient
+        from tests import offload_jobs
+
+        async def main():
+            handle = await EagerClient().enqueue(offload_jobs.primes_below, n=100)
+            print((await handle.result())["count"])
+
+        if __name__ == "__main__":
+            loop = asyncio.new_event_loop()  # kept, with its pool and idle child, until the interpreter exits
+            loop.run_until_complete(main())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip() == "25", done.stderr

@@ -3,7 +3,8 @@
 -- KEYS[1] queue zset, KEYS[2] wake-up list (a job put back wakes an idle worker with a token that is the earliest
 --   due time put back, so that the worker looks there even if its claim cursor is past it),
 -- KEYS[3] dead-letter zset, KEYS[4] this minute's outcome counts (a hash by kind), KEYS[5] this minute's try
---   durations (a hash of counts by '<function>|<log-scale bucket>', see durations.py), KEYS[6] abort set
+--   durations (a hash of counts by '<function>|<log-scale bucket>', see durations.py), KEYS[6] abort set,
+-- KEYS[7] the queue's channel for ended jobs (not a key: named here, with the queue's hash tag, for its slot)
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), ARGV[4] owner (the
 --   worker's id, the value of the in-progress keys it holds), ARGV[5] outcome counts' retention (ms), ARGV[6]
 --   durations' retention (ms), ARGV[7] n: how many duration fields follow, ARGV[8 .. 7+2n]: field, count (the
@@ -19,6 +20,8 @@
 -- Leases are owned: an outcome is written only while the job's in-progress key is the owner's, or gone with the
 -- job still there. A worker that lost its lease (another worker took the job over, or finished it) changes
 -- nothing of the job: the new owner's state is never clobbered and a result is recorded once.
+-- The ids of the jobs that ended (action 'done': a result, a dead letter, an abort) are published on KEYS[7] in
+-- one message, NUL-separated, for the clients waiting on them.
 -- Returns the ids whose outcome was not written for that reason.
 local queue = KEYS[1]
 local again = false
@@ -27,6 +30,7 @@ local retention = tonumber(ARGV[3])
 local dead = false
 local owner = ARGV[4]
 local skipped = {}
+local ended = {}
 local counts = {}
 local timed = tonumber(ARGV[7])
 for i = 8 + 2 * timed, #ARGV, 8 do
@@ -48,6 +52,7 @@ for i = 8 + 2 * timed, #ARGV, 8 do
     redis.call('DEL', RETRY_KEY_PREFIX .. id, IN_PROGRESS_KEY_PREFIX .. id, JOB_KEY_PREFIX .. id)
     redis.call('ZREM', queue, id)
     redis.call('ZREM', KEYS[6], id)
+    ended[#ended + 1] = id
     if ARGV[i + 4] ~= '' then
       redis.call('SET', DLQ_ENTRY_KEY_PREFIX .. id, ARGV[i + 4], 'PX', retention)
       redis.call('ZADD', KEYS[3], now, id)
@@ -105,5 +110,8 @@ if timed > 0 then
 end
 if dead then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
+end
+if #ended > 0 then
+  redis.call('PUBLISH', KEYS[7], table.concat(ended, '\0'))
 end
 return skipped

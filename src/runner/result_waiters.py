@@ -1,0 +1,95 @@
+"""Waiting for results without polling: one subscription per client to the channels its queues' workers announce
+ended jobs on, shared by all the client's waiters.
+
+The finish script publishes the ids of the jobs that ended (a result, a dead letter, an abort) on
+``jobs:done:<queue>``, one message per batch it writes. :class:`ResultWaiters` holds one pub/sub connection per
+client, subscribed to the queues someone waited on, and wakes the waiters of the ids it reads. The stored result
+stays the source of truth: a waiter subscribes, reads it, and only then waits — for its id, or at most
+:data:`RECHECK_S`, so a message that never comes (a reconnect, a job ended by something that does not announce
+it: a stock arq worker, an abort of a queued job) costs one more read a second, not a lost wake-up. A waiting
+request costs no Redis command until its job ends, where polling cost about twenty a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from . import constants as k
+
+logger = logging.getLogger("hasten.client")
+
+#: the longest a waiter goes without reading its result again (a missed announcement costs at most this)
+RECHECK_S = 1.0
+#: how long the listener waits after its connection failed before it listens again
+_RETRY_S = 0.5
+
+
+class ResultWaiters:
+    """Waiters of one client, keyed by job id, woken by the announcements of the queues they wait on."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pubsub: PubSub | None = None
+        self._channels: set[str] = set()
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribing = asyncio.Lock()
+
+    async def watch(self, queue: str) -> None:
+        """Subscribe to ``queue``'s announcements (once per client); the caller reads the result after this, so an
+        announcement between its read and its wait is not missed."""
+        channel = k.DONE_CHANNEL_PREFIX + queue
+        if channel in self._channels and self._listener is not None and not self._listener.done():
+            return
+        async with self._subscribing:
+            if self._pubsub is None:
+                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            if channel not in self._channels:
+                await self._pubsub.subscribe(channel)
+                self._channels.add(channel)
+            if self._listener is None or self._listener.done():
+                self._listener = asyncio.create_task(self._listen(self._pubsub), name="hasten-result-waiters")
+
+    async def wait(self, job_id: str, timeout_s: float) -> None:
+        """Until ``job_id`` is announced, or ``timeout_s``."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiting.setdefault(job_id, set())
+        waiters.add(future)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, timeout_s)
+        finally:
+            waiters.discard(future)
+            if not waiters:
+                self._waiting.pop(job_id, None)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        while True:
+            try:
+                message = await pubsub.get_message(timeout=None)
+            except (RedisError, OSError) as e:  # the connection broke: redis-py subscribes again on the next read
+                logger.debug("result announcements: %s: %s", type(e).__name__, e)
+                await asyncio.sleep(_RETRY_S)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            data = message["data"]
+            for raw_id in (data if isinstance(data, bytes) else str(data).encode()).split(b"\0"):
+                for future in self._waiting.get(raw_id.decode(errors="replace"), ()):
+                    if not future.done():
+                        future.set_result(None)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 5

@@ -1,0 +1,72 @@
+"""``result()`` without polling: woken by the worker's announcement that the job ended, reading the stored result
+again at most every second, on the real Redis with a real worker (and a stock arq one, which announces nothing)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from arq.connections import ArqRedis
+from arq.worker import Worker as ArqWorker
+
+from src.runner import Codec, JobClient
+from src.runner.result_waiters import RECHECK_S
+from src.runner.worker import Worker
+from tests import sample_jobs
+from tests.conftest import TEST_POLL_DELAY_S
+
+
+async def _snapshots(redis: ArqRedis) -> int:
+    """MULTIs Redis has run: the result's snapshot is the only one a waiting client sends."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_multi", {}).get("calls", 0))
+
+
+async def test_a_waiter_reads_again_only_when_woken_or_each_second(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([sample_jobs.nap])
+    handle = await client.enqueue(sample_jobs.nap, 1.5)
+    before = await _snapshots(redis)
+    assert await handle.result(timeout_s=10) == 1.5
+    reads = await _snapshots(redis) - before
+    assert reads <= 4, reads  # at the start, at each second's re-check, on the announcement (polling: ~40)
+
+
+async def test_a_polling_client_for_comparison(
+    redis: ArqRedis, codec: Codec, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([sample_jobs.nap])
+    polling = JobClient(redis, codec, result_wakeups=False)
+    handle = await polling.enqueue(sample_jobs.nap, 1.5)
+    before = await _snapshots(redis)
+    assert await handle.result(timeout_s=10) == 1.5
+    assert await _snapshots(redis) - before > 20
+
+
+async def test_a_thousand_waiters_share_one_subscription(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    handles = await client.enqueue_many([sample_jobs.echo.call(str(i)) for i in range(1000)])
+    waiting = [asyncio.create_task(h.result(timeout_s=60)) for h in handles]
+    await asyncio.sleep(0.1)  # all waiting before the worker starts
+    clients = await redis.client_list()
+    assert sum(1 for c in clients if c.get("cmd") in ("subscribe", "ssubscribe") or int(c.get("sub", 0))) == 1
+    running_worker([sample_jobs.echo])
+    assert await asyncio.gather(*waiting) == [str(i) for i in range(1000)]
+
+
+async def test_a_job_nobody_announces_is_read_within_the_recheck(
+    redis: ArqRedis, client: JobClient, codec: Codec
+) -> None:
+    handle = await client.enqueue(sample_jobs.echo, "stock")
+    waiting = asyncio.create_task(handle.result(timeout_s=10))
+    stock = ArqWorker(
+        [sample_jobs.echo.arq_function()], redis_pool=redis, burst=True, poll_delay=TEST_POLL_DELAY_S,
+        handle_signals=False, job_serializer=codec.dumps, job_deserializer=codec.loads,
+    )  # fmt: skip
+    await stock.main()  # finishes the job without announcing it
+    loop = asyncio.get_running_loop()
+    finished_at = loop.time()
+    assert await waiting == "stock"
+    assert loop.time() - finished_at <= RECHECK_S + 0.5
