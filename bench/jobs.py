@@ -113,12 +113,19 @@ async def soaked_io(ctx: JobContext, sleep_s: float) -> None:
     await ctx.redis.hincrby(DONE, ctx.job_id, 1)
 
 
+@job(name="ends_after", retry=NO_RETRY)
+async def ends_after(ctx: JobContext, seconds: float) -> float:
+    """Waits, then returns when it ended (the result waiters' latency is measured from it)."""
+    await asyncio.sleep(seconds)
+    return time.time()
+
+
 @job(name="stamp", retry=NO_RETRY)
 async def stamp(ctx: JobContext, enqueued_at: float) -> None:
     await _stamp(ctx.redis, enqueued_at)
 
 
-OURS = [noop, io, sleepy, tracked, soaked, soaked_io, stamp]
+OURS = [noop, io, ends_after, sleepy, tracked, soaked, soaked_io, stamp]
 
 
 # stock arq ----------------------------------------------------------------------------------------------------

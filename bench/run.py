@@ -35,6 +35,7 @@ from src.runner.redis_server import RedisServer, free_port
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 DRAIN_N = 10_000
+WAITERS_N = 1_000
 #: the observability workload's variants (``BENCH_TELEMETRY_VARIANTS`` to run some)
 TELEMETRY_VARIANTS = os.environ.get("BENCH_TELEMETRY_VARIANTS", "ours,ours+telemetry,ours+telemetry+all-traced").split(
     ","
@@ -255,6 +256,35 @@ class Bench:
         await self.run_filled(variant, "sleepy", SLEEP_N, 120, max_jobs=100)
         self.results.add("2000 x sleep 50ms, c=100 (s)", variant, await self.first_to_last_s())
 
+    async def waiters(self, variant: str) -> None:
+        """1,000 concurrent ``result()`` waiters on jobs that end one every 2 ms from 2 s on: Redis commands/s while
+        they all wait (from 0.5 to 1.5 s), and the latency from a job's end to its ``result()`` returning.
+        ``ours``: woken by the finish's announcement; ``ours+polling``: the client polls
+        (``result_wakeups=False``, how results were waited for before)."""
+        await self.redis.flushdb()
+        client = JobClient(self.ours.redis, self.ours.codec, result_wakeups=not variant.endswith("+polling"))
+        handles = await client.enqueue_many([jobs.ends_after.call(2.0 + i * 0.002) for i in range(WAITERS_N)])
+
+        async def wait(handle: Any) -> float:
+            """ms from the job's end to its result here"""
+            ended = float(await handle.result(timeout_s=60))
+            return (time.time() - ended) * 1000
+
+        waiting = [asyncio.create_task(wait(h)) for h in handles]
+        procs = self.start("ours", 0, max_jobs=WAITERS_N)
+        try:
+            await asyncio.sleep(0.5)  # started: all 1,000 running, none near its end
+            before = (await self.redis.info("stats"))["total_commands_processed"]
+            await asyncio.sleep(1.0)
+            after = (await self.redis.info("stats"))["total_commands_processed"]
+            latencies_ms = sorted(await asyncio.gather(*waiting))
+        finally:
+            self.stop(procs)
+        self.results.add("1000 result() waiters: Redis commands/s while waiting", variant, after - before)
+        self.results.add("1000 result() waiters: job end to result p50 (ms)", variant, latencies_ms[WAITERS_N // 2])
+        self.results.add("1000 result() waiters: job end to result p99 (ms)", variant,
+                         latencies_ms[int(WAITERS_N * 0.99) - 1])  # fmt: skip
+
     async def pickup(self, variant: str) -> None:
         await self.redis.flushdb()
         procs = self.start(variant, 0)
@@ -443,6 +473,7 @@ async def main() -> None:
             await each(RUNS, ["ours"], b.metrics_cost)
             await each(RUNS, VARIANTS, b.sleep_load)
             await each(RUNS, VARIANTS, b.pickup)
+            await each(RUNS, ["ours", "ours+polling"], b.waiters)
             await each(RUNS, ["ours"], b.deferred)
             await each(RUNS, ["ours", "arq-tuned"], b.fleet)
             await each(RUNS, ["ours", "arq-tuned"], b.redis_cpu)

@@ -356,7 +356,7 @@ class JobClient:
             self._cluster = await is_cluster(self.redis)
         keys = [
             queue, abort_key(queue, self._cluster), k.in_progress_key_prefix + job_id, k.result_key_prefix + job_id,
-            k.job_key_prefix + job_id, k.retry_key_prefix + job_id,
+            k.job_key_prefix + job_id, k.retry_key_prefix + job_id, k.DONE_CHANNEL_PREFIX + queue,
         ]  # fmt: skip
         state = await self._abort(keys=keys, args=[job_id, now_ms, record or b"", int(k.DEFAULT_KEEP_RESULT_S * 1000)])
         if state == 0:

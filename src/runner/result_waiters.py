@@ -2,12 +2,12 @@
 ended jobs on, shared by all the client's waiters.
 
 The finish script publishes the ids of the jobs that ended (a result, a dead letter, an abort) on
-``jobs:done:<queue>``, one message per batch it writes. :class:`ResultWaiters` holds one pub/sub connection per
-client, subscribed to the queues someone waited on, and wakes the waiters of the ids it reads. The stored result
-stays the source of truth: a waiter subscribes, reads it, and only then waits — for its id, or at most
-:data:`RECHECK_S`, so a message that never comes (a reconnect, a job ended by something that does not announce
-it: a stock arq worker, an abort of a queued job) costs one more read a second, not a lost wake-up. A waiting
-request costs no Redis command until its job ends, where polling cost about twenty a second.
+``jobs:done:<queue>``, one message per batch it writes; the abort script, a queued job it aborts.
+:class:`ResultWaiters` holds one pub/sub connection per client, subscribed to the queues someone waited on, and
+wakes the waiters of the ids it reads. The stored result stays the source of truth: a waiter subscribes, reads it,
+and only then waits — for its id, or at most :data:`RECHECK_S`, so a message that never comes (a reconnect, a job
+ended by something that does not announce it: a stock arq worker) costs a late result, not a lost one. A waiting
+request costs one read every :data:`RECHECK_S` until its job ends, where polling cost about twenty a second.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from . import constants as k
 
 logger = logging.getLogger("hasten.client")
 
-#: the longest a waiter goes without reading its result again (a missed announcement costs at most this)
-RECHECK_S = 1.0
+#: the longest a waiter goes without reading its result again: what a missed announcement costs at most, and
+#: what a waiter costs Redis meanwhile (one read)
+RECHECK_S = 5.0
 #: how long the listener waits after its connection failed before it listens again
 _RETRY_S = 0.5
 

@@ -1,7 +1,8 @@
 #!lua
 -- Abort one job: a queued job is finished here as aborted; a running one is flagged for its worker to cancel.
 -- KEYS[1] queue zset, KEYS[2] abort set (arq's, or the queue's own on a cluster: keyspace.py), then the job's keys:
---   KEYS[3] in-progress, KEYS[4] result, KEYS[5] job, KEYS[6] try counter
+--   KEYS[3] in-progress, KEYS[4] result, KEYS[5] job, KEYS[6] try counter, KEYS[7] the queue's channel for ended
+--   jobs (not a key: named for its slot), where a job aborted here is announced to the clients waiting on it
 -- ARGV[1] job id, ARGV[2] now (ms), ARGV[3] result record of the abort, ARGV[4] result ttl (ms, 0: not kept)
 -- Returns 1: aborted before it started, 2: running (its worker cancels it), 0: no such job in the queue.
 local id = ARGV[1]
@@ -17,6 +18,7 @@ if redis.call('SET', in_progress, '1', 'PX', 5000, 'NX') then
   end
   redis.call('DEL', KEYS[5], KEYS[6], in_progress)
   redis.call('ZREM', KEYS[1], id)
+  redis.call('PUBLISH', KEYS[7], id)
   return 1
 end
 -- arq's own signal: the worker running it cancels it (stock arq workers too, with allow_abort_jobs)
