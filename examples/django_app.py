@@ -11,9 +11,7 @@ Run it beside ``make run``'s worker::
 
 from __future__ import annotations
 
-import atexit
 import json
-import threading
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
@@ -22,7 +20,7 @@ from django.views.decorators.http import require_POST
 from pydantic import ValidationError
 
 from src.jobs.webhooks import Delivery, deliver_webhook
-from src.runner import SyncJobClient
+from src.runner.sync_client import OnePerProcess
 from src.settings import get_settings
 
 # settings (DJANGO_SETTINGS_MODULE=examples.django_app)
@@ -33,18 +31,8 @@ ROOT_URLCONF = __name__
 MIDDLEWARE: list[str] = []
 INSTALLED_APPS: list[str] = []
 
-_client: SyncJobClient | None = None
-_opening = threading.Lock()
-
-
-def jobs() -> SyncJobClient:
-    """The process's client, connected on first use."""
-    global _client
-    with _opening:
-        if _client is None:
-            _client = get_settings().open_sync_client()
-            atexit.register(_client.close)
-        return _client
+#: the process's client, shared by the request threads: connected on first use, closed at exit
+jobs = OnePerProcess(lambda: get_settings().open_sync_client())
 
 
 @csrf_exempt  # an API called by other services; a form view keeps Django's CSRF check

@@ -11,31 +11,20 @@ share it. Run it beside ``make run``'s worker::
 
 from __future__ import annotations
 
-import atexit
-import threading
 from typing import Any
 
 from flask import Flask, request
 from pydantic import ValidationError
 
 from src.jobs.webhooks import Delivery, deliver_webhook
-from src.runner import JobStatus, SyncJobClient
+from src.runner import JobStatus
+from src.runner.sync_client import OnePerProcess
 from src.settings import get_settings
 
 app = Flask(__name__)
 
-_client: SyncJobClient | None = None
-_opening = threading.Lock()
-
-
-def jobs() -> SyncJobClient:
-    """The process's client, connected on first use."""
-    global _client
-    with _opening:
-        if _client is None:
-            _client = get_settings().open_sync_client()
-            atexit.register(_client.close)
-        return _client
+#: the process's client, shared by the request threads: connected on first use, closed at exit
+jobs = OnePerProcess(lambda: get_settings().open_sync_client())
 
 
 @app.post("/webhooks")

@@ -14,8 +14,9 @@ Async code uses :class:`JobClient` instead.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import uvloop
@@ -136,6 +137,31 @@ class SyncJobHandle(Generic[R]):
         """Wait for the job's result, blocking this thread (:meth:`JobHandle.result`: ``JobFailed``, ``JobAborted``,
         ``ResultNotReady`` on timeout)."""
         return self._client.call(self.handle.result(timeout_s))
+
+
+class OnePerProcess:
+    """The client a process's threads share (a Django or Flask app's views): opened by ``opener`` on first use,
+    closed at exit. ``jobs = OnePerProcess(lambda: get_settings().open_sync_client())``, then
+    ``jobs().enqueue(...)``."""
+
+    def __init__(self, opener: Callable[[], SyncJobClient]) -> None:
+        self._opener = opener
+        self._client: SyncJobClient | None = None
+        self._lock = threading.Lock()
+        atexit.register(self.close)
+
+    def __call__(self) -> SyncJobClient:
+        with self._lock:
+            if self._client is None:
+                self._client = self._opener()
+            return self._client
+
+    def close(self) -> None:
+        """Close the client; the next call opens a new one."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:

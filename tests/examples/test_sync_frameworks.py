@@ -33,7 +33,7 @@ def test_flask_view_enqueues_a_job(env: pytest.MonkeyPatch, reader: SyncJobClien
         assert http.get("/jobs/nope").status_code == 404
         assert http.post("/webhooks", json={"url": "not a url"}).status_code == 422
     finally:
-        _close(flask_app)
+        flask_app.jobs.close()  # each test's Redis is its own
 
 
 def test_django_view_enqueues_a_job(env: pytest.MonkeyPatch, reader: SyncJobClient) -> None:
@@ -53,12 +53,4 @@ def test_django_view_enqueues_a_job(env: pytest.MonkeyPatch, reader: SyncJobClie
         assert http.post("/webhooks", {"url": 1}, content_type="application/json").status_code == 422
         assert http.get("/webhooks").status_code == 405
     finally:
-        _close(django_app)
-
-
-def _close(example: object) -> None:
-    """Each test's Redis is its own: the example's process-wide client goes with it."""
-    client = getattr(example, "_client", None)
-    if client is not None:
-        client.close()
-        example._client = None  # type: ignore[attr-defined]
+        django_app.jobs.close()
