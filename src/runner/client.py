@@ -306,23 +306,28 @@ class JobClient:
         waiters = await self._result_waiters(queue_name or self.queue_name)
         delay_s = 0.001
         while True:
-            # one atomic snapshot: a job finishing between two reads would look "not found"
-            async with self.redis.pipeline(transaction=True) as tr:
-                tr.get(k.result_key_prefix + job_id)
-                tr.exists(k.job_key_prefix + job_id)
-                raw, pending = await tr.execute()
-            if raw is not None:
-                return deserialize_result(raw, deserializer=self.codec.loads)
-            if not pending:
-                raise JobNotFound(f"job {job_id} not found (never enqueued, expired, or its result was not kept)")
-            remaining_s = None if deadline is None else deadline - time.monotonic()
-            if remaining_s is not None and remaining_s <= 0:
-                raise ResultNotReady(f"job {job_id} has no result after {timeout_s}s")
-            if waiters is not None:
-                await waiters.wait(job_id, RECHECK_S if remaining_s is None else min(RECHECK_S, remaining_s))
-            else:
-                await asyncio.sleep(delay_s if remaining_s is None else min(delay_s, remaining_s))
-                delay_s = min(delay_s * 2, _RESULT_POLL_MAX_S)
+            expected = None if waiters is None else waiters.expect(job_id)
+            try:
+                # one atomic snapshot: a job finishing between two reads would look "not found"
+                async with self.redis.pipeline(transaction=True) as tr:
+                    tr.get(k.result_key_prefix + job_id)
+                    tr.exists(k.job_key_prefix + job_id)
+                    raw, pending = await tr.execute()
+                if raw is not None:
+                    return deserialize_result(raw, deserializer=self.codec.loads)
+                if not pending:
+                    raise JobNotFound(f"job {job_id} not found (never enqueued, expired, or its result was not kept)")
+                remaining_s = None if deadline is None else deadline - time.monotonic()
+                if remaining_s is not None and remaining_s <= 0:
+                    raise ResultNotReady(f"job {job_id} has no result after {timeout_s}s")
+                if waiters is not None and expected is not None:
+                    await waiters.wait(expected, RECHECK_S if remaining_s is None else min(RECHECK_S, remaining_s))
+                else:
+                    await asyncio.sleep(delay_s if remaining_s is None else min(delay_s, remaining_s))
+                    delay_s = min(delay_s * 2, _RESULT_POLL_MAX_S)
+            finally:
+                if waiters is not None and expected is not None:
+                    waiters.forget(job_id, expected)
 
     async def _result_waiters(self, queue: str) -> ResultWaiters | None:
         """This client's waiters, subscribed to ``queue``; None (poll) when wake-ups are off or cannot be had."""

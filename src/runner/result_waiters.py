@@ -4,10 +4,11 @@ ended jobs on, shared by all the client's waiters.
 The finish script publishes the ids of the jobs that ended (a result, a dead letter, an abort) on
 ``jobs:done:<queue>``, one message per batch it writes; the abort script, a queued job it aborts.
 :class:`ResultWaiters` holds one pub/sub connection per client, subscribed to the queues someone waited on, and
-wakes the waiters of the ids it reads. The stored result stays the source of truth: a waiter subscribes, reads it,
-and only then waits — for its id, or at most :data:`RECHECK_S`, so a message that never comes (a reconnect, a job
-ended by something that does not announce it: a stock arq worker) costs a late result, not a lost one. A waiting
-request costs one read every :data:`RECHECK_S` until its job ends, where polling cost about twenty a second.
+wakes the waiters of the ids it reads. The stored result stays the source of truth: a waiter subscribes, says which
+id it expects, reads it, and only then waits — for its id, or at most :data:`RECHECK_S`, so a message that never
+comes (a reconnect, a job ended by something that does not announce it: a stock arq worker) costs a late result, not
+a lost one. A waiting request costs one read every :data:`RECHECK_S` until its job ends, where polling cost about
+twenty a second.
 """
 
 from __future__ import annotations
@@ -57,18 +58,25 @@ class ResultWaiters:
             if self._listener is None or self._listener.done():
                 self._listener = asyncio.create_task(self._listen(self._pubsub), name="hasten-result-waiters")
 
-    async def wait(self, job_id: str, timeout_s: float) -> None:
-        """Until ``job_id`` is announced, or ``timeout_s``."""
+    def expect(self, job_id: str) -> asyncio.Future[None]:
+        """A future done when ``job_id`` is announced. Made *before* the caller reads the result: an announcement
+        read by the listener between that read's reply and the caller's wait would otherwise wake nobody."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._waiting.setdefault(job_id, set())
-        waiters.add(future)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, timeout_s)
-        finally:
+        self._waiting.setdefault(job_id, set()).add(future)
+        return future
+
+    def forget(self, job_id: str, future: asyncio.Future[None]) -> None:
+        waiters = self._waiting.get(job_id)
+        if waiters is not None:
             waiters.discard(future)
             if not waiters:
-                self._waiting.pop(job_id, None)
+                del self._waiting[job_id]
+
+    @staticmethod
+    async def wait(future: asyncio.Future[None], timeout_s: float) -> None:
+        """Until ``future``'s announcement, or ``timeout_s``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(future, timeout_s)
 
     async def _listen(self, pubsub: PubSub) -> None:
         while True:

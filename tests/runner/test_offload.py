@@ -30,18 +30,21 @@ class _LagProbe:
     """The event loop's worst lateness while it runs: a timer of 1 ms, measured each time it fires."""
 
     def __init__(self) -> None:
-        self.worst_s = 0.0
+        self.lateness_s: list[float] = []
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         while True:
             before = time.perf_counter()
             await asyncio.sleep(0.001)
-            self.worst_s = max(self.worst_s, time.perf_counter() - before - 0.001)
+            self.lateness_s.append(time.perf_counter() - before - 0.001)
 
     def stop(self) -> float:
+        """The 90th percentile of the lateness: a sleep on the loop makes most looks ~50 ms late, a loaded machine
+        only a few."""
         self._task.cancel()
-        return self.worst_s
+        ordered = sorted(self.lateness_s)
+        return ordered[int(len(ordered) * 0.9)]
 
 
 async def test_sync_jobs_run_in_the_workers_threads_and_the_loop_stays_free(
@@ -52,10 +55,10 @@ async def test_sync_jobs_run_in_the_workers_threads_and_the_loop_stays_free(
     started = time.perf_counter()
     handles = await client.enqueue_many([offload_jobs.nap.call(0.05) for _ in range(100)])
     assert [await h.result(timeout_s=30) for h in handles] == [0.05] * 100
-    elapsed_s, worst_lag_s = time.perf_counter() - started, probe.stop()
-    measured = f"100 x sleep(0.05) at 20 threads: {elapsed_s:.3f} s, worst loop lag {worst_lag_s * 1000:.1f} ms"
+    elapsed_s, lag_p90_s = time.perf_counter() - started, probe.stop()
+    measured = f"100 x sleep(0.05) at 20 threads: {elapsed_s:.3f} s, loop lag p90 {lag_p90_s * 1000:.1f} ms"
     assert 0.25 <= elapsed_s < 2.5 * SLOW_FACTOR, measured  # five rounds of 20 at best; one by one: 5 s
-    assert worst_lag_s < 0.045, measured  # a sleep on the loop would show as ≥ 50 ms
+    assert lag_p90_s < 0.03, measured  # sleeps on the loop would make most looks ≥ 50 ms late
 
 
 def test_a_sync_job_stuck_past_its_timeout_does_not_hold_the_workers_exit(redis_server: RedisServer) -> None:

@@ -4,10 +4,11 @@ again at most every second, on the real Redis with a real worker (and a stock ar
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
-from arq.connections import ArqRedis
+from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker as ArqWorker
 
 from src.runner import Codec, JobAborted, JobClient
@@ -83,3 +84,23 @@ async def test_a_job_nobody_announces_is_read_within_the_recheck(
     finished_at = loop.time()
     assert await waiting == "stock"
     assert loop.time() - finished_at <= RECHECK_S + 1.0
+
+
+async def test_jobs_that_end_at_once_wake_their_waiters(
+    redis_settings: RedisSettings, codec: Codec, running_worker: Callable[..., Worker]
+) -> None:
+    """A job can end between the waiter's read and its wait: the announcement must still wake it (a miss would
+    show as a result RECHECK_S late). The client is connected as an application's is."""
+    connected = await JobClient.connect(redis_settings, codec)
+    running_worker([sample_jobs.nap])
+    late: list[tuple[int, float]] = []
+    try:
+        for i in range(300):
+            started = time.perf_counter()
+            handle = await connected.enqueue(sample_jobs.nap, 0.001 * (i % 3))  # a third end at once
+            await handle.result(timeout_s=30)
+            if (took_s := time.perf_counter() - started) > RECHECK_S / 2:
+                late.append((i, took_s))
+    finally:
+        await connected.close()
+    assert late == []
