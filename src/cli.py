@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from src import cli_dlq, cli_outbox, cli_queue
+from src import cli_dlq, cli_outbox, cli_pause, cli_queue
 from src.runner.errors import JobsError, RedisUnreachable
 
 T = TypeVar("T")
@@ -164,6 +164,7 @@ def check(
 
 app.add_typer(cli_dlq.dlq_app, name="dlq")
 app.registered_commands += cli_queue.queue_app.registered_commands
+app.registered_commands += cli_pause.pause_app.registered_commands
 app.add_typer(cli_queue.jobs_app, name="jobs")
 
 app.add_typer(cli_dlq.cron_app, name="cron")

@@ -285,8 +285,9 @@ def _status_view(all_stats: list[QueueStats], timings: dict[str, dict[str, Funct
     for s in all_stats:
         approx = "~" if s.estimated else ""
         rate = s.failure_rate()
+        name = escape(s.queue) + (" [bold yellow](paused)[/]" if s.paused_since_ms is not None else "")
         queues.add_row(
-            escape(s.queue), str(s.queued), str(s.running), f"{approx}{s.deferred}", f"{approx}{s.retrying}",
+            name, str(s.queued), str(s.running), f"{approx}{s.deferred}", f"{approx}{s.retrying}",
             str(s.dead), "-" if s.oldest_due_age_s is None else cli_output.duration(s.oldest_due_age_s),
             _rate(s.throughput_per_s()), "-" if rate is None else f"{rate:.1%}",
         )  # fmt: skip

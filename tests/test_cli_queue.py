@@ -215,3 +215,19 @@ async def test_status_watch_refreshes_in_place_until_ctrl_c(
         _, errors = proc.communicate()
     stderr = errors.decode()
     assert code == 0 and "Traceback" not in stderr, stderr
+
+
+async def test_pause_and_resume_a_queue(redis_server: RedisServer, redis: ArqRedis) -> None:
+    code, out, err = await _run(redis_server, "pause")
+    assert code == 0 and "paused arq:queue" in err, err
+    assert await redis.exists(k.PAUSED_KEY_PREFIX + "arq:queue")
+    code, out, err = await _run(redis_server, "pause")
+    assert code == 0 and "already paused: arq:queue" in err
+    code, out, _ = await _run(redis_server, "status", "--json")
+    [row] = [q for q in json.loads(out) if q["queue"] == "arq:queue"]
+    assert row["paused_since_ms"] is not None
+    code, _, err = await _run(redis_server, "resume")
+    assert code == 0 and "resumed arq:queue" in err
+    assert not await redis.exists(k.PAUSED_KEY_PREFIX + "arq:queue")
+    code, _, err = await _run(redis_server, "resume", "other")
+    assert code == 0 and "not paused: other" in err

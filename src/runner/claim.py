@@ -64,7 +64,10 @@ class Claimer:
         abort_set: str = k.abort_jobs_ss,
     ) -> None:  # fmt: skip
         self._script = script(redis, "claim")
-        self._keys = [queue_name, k.IDLE_KEY_PREFIX + queue_name, k.WORKER_LIST_PREFIX + worker_id, abort_set]
+        self._keys = [
+            queue_name, k.IDLE_KEY_PREFIX + queue_name, k.WORKER_LIST_PREFIX + worker_id, abort_set,
+            k.PAUSED_KEY_PREFIX + queue_name,
+        ]  # fmt: skip
         self._owner = worker_id
         self._lease_ms = lease_ms
         # a job handed over holds the hand-off lease until this worker takes it: never longer than a lease

@@ -52,6 +52,7 @@ __all__ = [
     "MAX_WRITES_IN_FLIGHT",
     "OUTCOMES_KEY_PREFIX",
     "OUTCOMES_TTL_MS",
+    "PAUSED_KEY_PREFIX",
     "PROGRESS_KEY_PREFIX",
     "QUEUES_KEY",
     "SHUTDOWN_WRITE_BOUND_S",
@@ -113,6 +114,8 @@ MAX_WAKE_TOKENS = 16
 
 #: idle workers of a queue (``<prefix><queue name>``), scored by when their registration expires
 IDLE_KEY_PREFIX = "jobs:idle:"
+#: + queue name: set while the queue is paused (its value: when, ms); no worker claims from it (pausing.py)
+PAUSED_KEY_PREFIX = "jobs:paused:"
 #: a worker's own list (``<prefix><worker id>``): jobs handed to it already claimed, by enqueue.lua
 WORKER_LIST_PREFIX = "jobs:worker:"
 #: the lease (and list lifetime) of a job handed to an idle worker until the worker takes it: a worker that died

@@ -33,8 +33,9 @@ def stats_row(stats: QueueStats, durations: dict[str, FunctionDurations] | None 
     return {
         "queue": stats.queue, "queued": stats.queued, "running": stats.running, "deferred": stats.deferred,
         "retrying": stats.retrying, "dead": stats.dead, "oldest_due_age_s": stats.oldest_due_age_s,
-        "counts_estimated": stats.estimated, "throughput_per_s": stats.throughput_per_s(),
-        "failure_rate": stats.failure_rate(), "minutes": [asdict(m) for m in stats.minutes],
+        "paused_since_ms": stats.paused_since_ms, "counts_estimated": stats.estimated,
+        "throughput_per_s": stats.throughput_per_s(), "failure_rate": stats.failure_rate(),
+        "minutes": [asdict(m) for m in stats.minutes],
         "workers": [worker_row(w) for w in stats.workers],
         "durations": {function: d._asdict() for function, d in (durations or {}).items()},
     }  # fmt: skip

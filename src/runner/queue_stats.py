@@ -59,6 +59,8 @@ class QueueStats:
     workers: list[WorkerRecord] = field(default_factory=list)
     #: when these counts were read (epoch ms)
     read_ms: int = 0
+    #: when the queue was paused (epoch ms; pausing.py), None if it is not
+    paused_since_ms: int | None = None
 
     def throughput_per_s(self, minutes: int = 5) -> float:
         """Final outcomes per second over the last ``minutes`` whole minutes and the current one so far (so a
@@ -84,15 +86,16 @@ async def queue_stats(redis: Redis, queue: str = k.default_queue_name, minutes: 
     async with redis.pipeline(transaction=False) as pipe:
         await script(redis, "stats")(keys=[queue], args=[now_ms, SCAN_ROWS], client=pipe)
         pipe.zcard(k.DLQ_KEY_PREFIX + queue)
+        pipe.get(k.PAUSED_KEY_PREFIX + queue)
         for minute in spans:
             pipe.hgetall(f"{k.OUTCOMES_KEY_PREFIX}{queue}:{minute}")
         replies = await pipe.execute()
-    (_total, due, later, retrying_seen, sample, oldest), dead = replies[0], replies[1]
+    (_total, due, later, retrying_seen, sample, oldest), dead, paused = replies[0], replies[1], replies[2]
     workers = await live_workers(redis, queue)
     running = min(due, sum(w.running for w in workers))
     retrying = retrying_seen if sample >= later else round(later * retrying_seen / sample)
     history = []
-    for minute, counts in zip(spans, replies[2:], strict=True):
+    for minute, counts in zip(spans, replies[3:], strict=True):
         row = Minute(minute * 60_000)
         for kind, n in counts.items():
             if (name := kind.decode()) in OUTCOME_KINDS:
@@ -102,4 +105,5 @@ async def queue_stats(redis: Redis, queue: str = k.default_queue_name, minutes: 
         queue=queue, queued=due - running, running=running, deferred=later - retrying, retrying=retrying,
         dead=dead, oldest_due_age_s=None if oldest is None else max(0.0, (now_ms - float(oldest)) / 1000),
         estimated=sample < later, minutes=history, workers=workers, read_ms=now_ms,
+        paused_since_ms=None if paused is None else int(paused),
     )  # fmt: skip

@@ -1,6 +1,8 @@
 #!lua
 -- Claim up to ARGV[2] due jobs in one call (arq's 4 + 1 round trips per job become one call per batch).
--- KEYS[1] queue zset, KEYS[2] idle-worker zset, KEYS[3] this worker's own list (jobs handed to it), KEYS[4] abort set
+-- KEYS[1] queue zset, KEYS[2] idle-worker zset, KEYS[3] this worker's own list (jobs handed to it), KEYS[4] abort set,
+-- KEYS[5] the queue's paused flag (pausing.py): while it is set, nothing is claimed and the worker does not
+--   register as idle (so no enqueue hands it a job); jobs handed to it before the pause are still taken
 -- ARGV[1] now (ms), ARGV[2] how many to claim, ARGV[3] in-progress ttl (ms),
 -- ARGV[4] cursor member ('' for none), ARGV[5] cursor score ('-inf' for none), ARGV[6] rows to scan at most,
 -- ARGV[7] this worker's idle member ('<id>|<hand-off lease ms>'), ARGV[8] idle registration ttl (ms),
@@ -40,6 +42,9 @@ end
 limit = limit - #handed
 if limit <= 0 then
   return {{}, ARGV[4], ARGV[5], 1, false, handed}
+end
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  return {{}, ARGV[4], ARGV[5], 0, false, handed}
 end
 local rank = false
 if ARGV[4] ~= '' and redis.call('ZSCORE', queue, ARGV[4]) == ARGV[5] then
