@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from arq.connections import ArqRedis
 
-from src.runner import JobClient, json_rows
+from src.runner import JobClient, json_rows, pausing
 from src.runner import constants as k
 from src.runner.dashboard.bulk import STALLED_MS, BulkOp
 from src.runner.dlq import PAGE_ROWS, DeadLetters
@@ -397,3 +397,21 @@ async def test_no_secret_is_ever_shown(env, client: JobClient) -> None:
     for text in texts:
         for secret in ("signing-secret-value", "dashboard-token-value", settings.redis_target(), "pw@", "token=abc"):
             assert secret not in text
+
+
+async def test_pause_and_resume_a_queue_from_the_jobs_page(client: JobClient, redis: ArqRedis, dash: Dash) -> None:
+    _, http = dash()
+    page = await http.get("/jobs?queue=arq:queue", headers=HTML)
+    assert 'data-action="pause"' in page.text and "is paused" not in page.text
+    paused = await http.post("/queues/arq:queue/pause", data={"csrf": http.cookies["hasten_csrf"]})
+    assert paused.status_code == 303 and await pausing.paused_since_ms(redis, "arq:queue") is not None
+    page = await http.get("/jobs?queue=arq:queue", headers=HTML)
+    assert "is paused since" in page.text and 'data-action="resume"' in page.text
+    overview = await http.get("/api/queues")
+    assert [q["paused_since_ms"] is not None for q in overview.json() if q["queue"] == "arq:queue"] == [True]
+    token = {"X-CSRF-Token": http.cookies["hasten_csrf"]}
+    resumed = await http.post("/api/queues/arq:queue/resume", headers=token)
+    assert resumed.json() == {"queue": "arq:queue", "paused": False, "changed": True}
+    assert await pausing.paused_since_ms(redis, "arq:queue") is None
+    _, read_only = dash(read_only=True)
+    assert 'data-action="pause"' not in (await read_only.get("/jobs", headers=HTML)).text

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from .. import json_rows
+from .. import json_rows, pausing
 from ..cron_state import cron_states
 from ..dlq import DeadLetters
 from ..errors import JobsError
@@ -131,6 +131,14 @@ async def abort(request: Request, job_id: str, queue: str = "", wait_s: float = 
     """Abort a job (``hasten abort``): ``aborted`` is false when it was not queued or running, or did not stop."""
     client = await reads.state_of(request).on_queue(queue or None)
     return {"job_id": job_id, "aborted": await client.abort(job_id, timeout_s=wait_s)}
+
+
+@actions.post("/queues/{queue}/{switch}")
+async def pause_or_resume(request: Request, queue: str, switch: Literal["pause", "resume"]) -> Row:
+    """Pause or resume a queue (``hasten pause|resume``): ``changed`` is false when it already was so."""
+    redis = (await reads.state_of(request).client()).redis
+    changed = await (pausing.pause if switch == "pause" else pausing.resume)(redis, queue)
+    return {"queue": queue, "paused": switch == "pause", "changed": changed}
 
 
 @actions.post("/dead-letters/{job_id}/{action}")

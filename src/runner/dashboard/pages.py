@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from .. import json_rows
+from .. import json_rows, pausing
 from ..cron_state import cron_states
 from ..dlq import DeadLetters
 from ..errors import JobsError
@@ -65,11 +65,20 @@ async def jobs(request: Request, filters: Annotated[reads.JobFilters, Depends()]
     state = reads.state_of(request)
     found = await reads.jobs_page(state, filters, reads.PAGE_ROWS)
     shown = replace(filters, queue=filters.queue or (await state.client()).queue_name)
+    paused_since_ms = await pausing.paused_since_ms((await state.client()).redis, shown.queue)
     return page(
         request, "jobs.html", nav="jobs", rows=found.jobs, next_cursor=found.cursor, scanned=found.scanned,
-        queues=await state.queues(), states=JOB_STATES, filters=shown,
+        queues=await state.queues(), states=JOB_STATES, filters=shown, paused_since_ms=paused_since_ms,
         functions=[spec.name for spec in state.options.jobs],
     )  # fmt: skip
+
+
+@actions.post("/queues/{queue}/{switch}")
+async def pause_or_resume(request: Request, queue: str, switch: Literal["pause", "resume"]) -> RedirectResponse:
+    """Pause or resume a queue (``hasten pause|resume``), back to its jobs page."""
+    redis = (await reads.state_of(request).client()).redis
+    await (pausing.pause if switch == "pause" else pausing.resume)(redis, queue)
+    return _back(request, "/jobs", queue=queue)
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
