@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from src import cli_output
+from src.runner import constants as k
 from src.runner import human, json_rows
 from src.runner.client import JobClient
 from src.runner.durations import FunctionDurations, durations
@@ -123,6 +124,13 @@ def enqueue(
     job_id: str | None = typer.Option(
         None, "--job-id", help="Your own id (a job with this id already queued is not enqueued twice)."
     ),
+    priority: int | None = typer.Option(
+        None,
+        "--priority",
+        min=0,
+        max=k.PRIORITY_MAX,
+        help="A head start of this many minutes over priority-0 jobs (default: the job's own); not with --defer-by.",
+    ),
     queue: str | None = _QUEUE,
 ) -> None:
     """Enqueue a registered job, its arguments validated as the client validates them."""
@@ -133,8 +141,11 @@ def enqueue(
         raise UsageError(f"--kwargs is not JSON: {e}") from None
     if not isinstance(arguments, dict):
         raise UsageError("--kwargs must be a JSON object of arguments by name")
-    options: dict[str, Any] = {"job_id": job_id, "defer_by": defer_by_s}
+    options: dict[str, Any] = {"job_id": job_id, "defer_by": defer_by_s, "priority": priority}
     spec = spec.options(**{key: value for key, value in options.items() if value is not None})
+    if defer_by_s and spec.enqueue_options.priority:
+        raise UsageError(f"--defer-by: {name} has priority {spec.enqueue_options.priority}, a head start for a job "
+                         "due now; add --priority 0 to defer it")  # fmt: skip
 
     async def send(client: JobClient) -> str:
         handle = await client.enqueue(spec, **arguments)

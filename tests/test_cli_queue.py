@@ -92,7 +92,16 @@ async def test_enqueue_validates_like_the_client(redis_server: RedisServer, redi
     assert code == 1 and "registered:" in err and "send_email" in err
     code, _, err = await _run(redis_server, "enqueue", "record_queue_health", "--kwargs", "[1]")
     assert code == 1 and "JSON object" in err
+    code, _, err = await _run(redis_server, "enqueue", "record_queue_health", "--priority", "2", "--defer-by", "5")
+    assert code == 1 and "head start for a job due now" in err and len(err.strip().splitlines()) == 1
     assert await redis.zcard(k.default_queue_name) == 1  # nothing else was enqueued
+
+    code, out, err = await _run(
+        redis_server, "enqueue", "record_queue_health", "--priority", "2", "--job-id", "health-urgent"
+    )
+    assert code == 0, err
+    score = await redis.zscore(k.default_queue_name, "health-urgent")
+    assert score is not None and score < (await redis.time())[0] * 1000 - 2 * k.PRIORITY_STEP_MS + 5_000
 
 
 async def test_abort_a_queued_job(redis_server: RedisServer, client: JobClient) -> None:

@@ -246,7 +246,7 @@ class JobClient:
     async def _run_enqueue(
         self, queue: str, jobs: list[_Prepared], cron: list[int] = _NOT_CRON, cron_keys: Sequence[str] = ()
     ) -> list[int]:
-        keys = [queue, k.WAKE_KEY_PREFIX + queue, k.IDLE_KEY_PREFIX + queue]
+        keys = [queue, k.WAKE_KEY_PREFIX + queue, k.IDLE_KEY_PREFIX + queue, k.REWIND_KEY_PREFIX + queue]
         args: list[bytes | str | int] = [k.MAX_WAKE_TOKENS, int(time.time() * 1000), *cron]
         for job in jobs:
             keys += [k.job_key_prefix + job.job_id, k.result_key_prefix + job.job_id]
@@ -268,6 +268,14 @@ class JobClient:
         elif opts.defer_by is not None:
             score_ms = now_ms + _ms(opts.defer_by)
         ttl_ms = _ms(opts.expires) if opts.expires is not None else max(score_ms - now_ms, 0) + k.EXPIRES_EXTRA_MS
+        if opts.priority:
+            if score_ms > now_ms:
+                # a head start on a later due time would start the job early
+                raise ValueError(
+                    f"job {spec.name!r}: priority={opts.priority} is a head start for a job due now; a job deferred to "
+                    "a later time runs at that time (enqueue it with priority=0)"
+                )
+            score_ms -= opts.priority * k.PRIORITY_STEP_MS
         queue = opts.queue_name or self.queue_name
         # a tagged queue's job ids begin with its tag, so that the job's keys share the queue's slot (keyspace.py)
         job_id = tagged_id(queue, opts.job_id or uuid4().hex)

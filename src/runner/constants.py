@@ -53,8 +53,11 @@ __all__ = [
     "OUTCOMES_KEY_PREFIX",
     "OUTCOMES_TTL_MS",
     "PAUSED_KEY_PREFIX",
+    "PRIORITY_MAX",
+    "PRIORITY_STEP_MS",
     "PROGRESS_KEY_PREFIX",
     "QUEUES_KEY",
+    "REWIND_KEY_PREFIX",
     "SHUTDOWN_WRITE_BOUND_S",
     "TRY_ERRORS_KEY_PREFIX",
     "WAKE_KEY_PREFIX",
@@ -116,6 +119,14 @@ MAX_WAKE_TOKENS = 16
 IDLE_KEY_PREFIX = "jobs:idle:"
 #: + queue name: set while the queue is paused (its value: when, ms); no worker claims from it (pausing.py)
 PAUSED_KEY_PREFIX = "jobs:paused:"
+#: + queue name: the lowest due time of a job enqueued behind the present (a priority's head start), set by
+#: enqueue.lua when no idle worker took it; the next claim scans from there, since the workers' cursors are past it
+REWIND_KEY_PREFIX = "jobs:rewind:"
+#: a job of priority p counts as enqueued p times this much earlier: it is scored so in the queue (readable by
+#: any arq worker), which is also the ageing rule — a job that waited longer than that runs before it
+PRIORITY_STEP_MS = 60_000
+#: the highest priority (a head start of about 16 hours)
+PRIORITY_MAX = 1000
 #: a worker's own list (``<prefix><worker id>``): jobs handed to it already claimed, by enqueue.lua
 WORKER_LIST_PREFIX = "jobs:worker:"
 #: the lease (and list lifetime) of a job handed to an idle worker until the worker takes it: a worker that died

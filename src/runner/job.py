@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create
 
 from . import offload as offloading
 from . import redact as redaction
-from .constants import DEFAULT_JOB_TIMEOUT_S
+from .constants import DEFAULT_JOB_TIMEOUT_S, PRIORITY_MAX
 from .context import CTX_DEFAULT_TIMEOUT_S, JobContext
 from .errors import ArgumentsInvalid, JobTimeout, ResultInvalid
 from .retry import Backoff
@@ -44,10 +44,19 @@ class EnqueueOptions:
     defer_until: datetime | None = None
     expires: timedelta | float | None = None
     queue_name: str | None = None
+    #: a head start of ``priority`` times ``PRIORITY_STEP_MS`` (one minute) over jobs of priority 0 (README
+    #: "Limits and priorities"); only for a job due now
+    priority: int = 0
 
     def __post_init__(self) -> None:
         if self.defer_by is not None and self.defer_until is not None:
             raise ValueError("use either defer_by or defer_until, not both")
+        _check_priority(self.priority)
+
+
+def _check_priority(priority: object) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= PRIORITY_MAX:
+        raise ValueError(f"priority must be a whole number from 0 to {PRIORITY_MAX}, not {priority!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +241,7 @@ def job(
     keep_result_s: float | None = None,
     redact: Sequence[str] = (),
     process: bool = False,
+    priority: int = 0,
 ) -> _Decorator: ...
 
 
@@ -245,15 +255,18 @@ def job(
     keep_result_s: float | None = None,
     redact: Sequence[str] = (),
     process: bool = False,
+    priority: int = 0,
 ) -> JobSpec[Any, Any] | _Decorator:
     """Declare a job. ``timeout_s=None`` takes the worker's default; ``retry`` defaults to ``Backoff()``;
-    ``redact``: arguments (top-level names or dotted paths into models) whose values are never shown.
+    ``redact``: arguments (top-level names or dotted paths into models) whose values are never shown;
+    ``priority``: the default priority of its runs (``spec.options(priority=…)`` per call).
 
     An ``async def`` runs on the worker's event loop; a plain ``def`` in the worker's thread pool; a plain ``def``
     with ``process=True`` in its process pool, for CPU-bound work (defined at a module's top level, so a fresh
     interpreter can import it by name). See ``offload.py`` for what a timeout or an abort does to each."""
     if isinstance(redact, str):  # redact="password" would mask "p", "a", "s" …
         raise TypeError("redact takes a list of argument names, e.g. redact=['password']")
+    options = EnqueueOptions(priority=priority)
 
     def wrap(f: Callable[..., Any]) -> JobSpec[Any, Any]:
         runs_in: Literal["loop", "thread", "process"] = "loop"
@@ -268,7 +281,7 @@ def job(
             runs_in = "process"
         else:
             runs_in = "thread"
-        return JobSpec(f, name or f.__name__, timeout_s, retry or Backoff(), keep_result_s, redact=tuple(redact),
-                       runs_in=runs_in)  # fmt: skip
+        return JobSpec(f, name or f.__name__, timeout_s, retry or Backoff(), keep_result_s, options,
+                       redact=tuple(redact), runs_in=runs_in)  # fmt: skip
 
     return cast(_Decorator, wrap) if fn is None else wrap(fn)

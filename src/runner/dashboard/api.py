@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from .. import json_rows, pausing
+from ..constants import PRIORITY_MAX
 from ..cron_state import cron_states
 from ..dlq import DeadLetters
 from ..errors import JobsError
@@ -97,6 +98,7 @@ class EnqueueRequest(BaseModel):
     queue: str | None = None
     job_id: str | None = None
     defer_by_s: float | None = Field(default=None, ge=0)
+    priority: int | None = Field(default=None, ge=0, le=PRIORITY_MAX, description="a head start in minutes")
 
 
 class Enqueued(BaseModel):
@@ -110,12 +112,12 @@ async def enqueue_job(state: DashboardState, wanted: EnqueueRequest) -> Enqueued
     specs = {spec.name: spec for spec in state.options.jobs}
     if wanted.function not in specs:
         raise HTTPException(404, f"no job named {wanted.function!r}; registered: {', '.join(sorted(specs)) or 'none'}")
-    options: dict[str, Any] = {"job_id": wanted.job_id, "defer_by": wanted.defer_by_s}
+    options: dict[str, Any] = {"job_id": wanted.job_id, "defer_by": wanted.defer_by_s, "priority": wanted.priority}
     spec = specs[wanted.function].options(**{key: value for key, value in options.items() if value is not None})
     client = await state.on_queue(wanted.queue)
     try:
         handle = await client.enqueue(spec, **wanted.arguments)
-    except JobsError as e:
+    except (JobsError, ValueError) as e:  # ValueError: options that cannot go together (priority on a deferred job)
         raise HTTPException(422, str(e)) from None
     return Enqueued(job_id=handle.job_id, queue=handle.queue_name, enqueued=handle.enqueued)
 

@@ -3,6 +3,8 @@
 -- KEYS[1] queue zset, KEYS[2] idle-worker zset, KEYS[3] this worker's own list (jobs handed to it), KEYS[4] abort set,
 -- KEYS[5] the queue's paused flag (pausing.py): while it is set, nothing is claimed and the worker does not
 --   register as idle (so no enqueue hands it a job); jobs handed to it before the pause are still taken
+-- KEYS[6] the queue's rewind marker: the lowest due time of a job enqueued behind the workers' cursors (a
+--   priority's head start, see enqueue.lua); the claim that reads it scans from there and clears it
 -- ARGV[1] now (ms), ARGV[2] how many to claim, ARGV[3] in-progress ttl (ms),
 -- ARGV[4] cursor member ('' for none), ARGV[5] cursor score ('-inf' for none), ARGV[6] rows to scan at most,
 -- ARGV[7] this worker's idle member ('<id>|<hand-off lease ms>'), ARGV[8] idle registration ttl (ms),
@@ -47,7 +49,17 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
   return {{}, ARGV[4], ARGV[5], 0, false, handed}
 end
 local rank = false
-if ARGV[4] ~= '' and redis.call('ZSCORE', queue, ARGV[4]) == ARGV[5] then
+local from = ARGV[5]
+local behind = redis.call('GET', KEYS[6])
+if behind then
+  redis.call('DEL', KEYS[6])
+  if from ~= '-inf' and tonumber(behind) < tonumber(from) then
+    from = tostring(tonumber(behind) - 1)
+  end
+end
+if from ~= ARGV[5] then
+  -- scan from the marker: the cursor is past a job enqueued there
+elseif ARGV[4] ~= '' and redis.call('ZSCORE', queue, ARGV[4]) == ARGV[5] then
   -- the cursor's job is still where it was (not finished, nor put back at another time)
   rank = redis.call('ZRANK', queue, ARGV[4])
 end
@@ -55,7 +67,7 @@ local rows
 if rank then
   rows = redis.call('ZRANGE', queue, rank + 1, rank + scan, 'WITHSCORES')
 else
-  rows = redis.call('ZRANGEBYSCORE', queue, ARGV[5], ARGV[1], 'WITHSCORES', 'LIMIT', 0, scan)
+  rows = redis.call('ZRANGEBYSCORE', queue, from, ARGV[1], 'WITHSCORES', 'LIMIT', 0, scan)
 end
 local more = 0
 if #rows == 2 * scan then

@@ -2,7 +2,7 @@
 -- Enqueue jobs in one call, with arq's keys and semantics, and wake or feed idle workers.
 -- One job (JobClient.enqueue) is a batch of one; enqueue_many sends up to a thousand at once; a cron tick is a
 -- batch of one with a tick marker, so that only one worker enqueues it.
--- KEYS[1] queue zset, KEYS[2] wake-up list, KEYS[3] idle-worker zset,
+-- KEYS[1] queue zset, KEYS[2] wake-up list, KEYS[3] idle-worker zset, KEYS[4] the queue's rewind marker (below),
 --   then per job: job key, result key; then, for a cron tick: the tick marker and the entry's state hash
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] tick marker ttl (ms, '0': not a cron tick),
 --   ARGV[4] '1': skip the tick while the entry's previous run is unfinished, ARGV[5] tick (ms, '0' for a
@@ -10,12 +10,12 @@
 --   ttl (ms)
 -- Returns one 1 (written) or 0 (a job or result with that id exists, or the tick was taken) per job; 2 for a
 -- tick skipped because the previous run is unfinished.
-local queue, wake, idle = KEYS[1], KEYS[2], KEYS[3]
+local queue, wake, idle, rewind = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = tonumber(ARGV[2])
 local n = (#ARGV - 6) / 4
 if ARGV[3] ~= '0' then
-  local state, id, tick = KEYS[5 + 2 * n], ARGV[7], ARGV[5]
-  if not redis.call('SET', KEYS[4 + 2 * n], id, 'NX', 'PX', ARGV[3]) then
+  local state, id, tick = KEYS[6 + 2 * n], ARGV[7], ARGV[5]
+  if not redis.call('SET', KEYS[5 + 2 * n], id, 'NX', 'PX', ARGV[3]) then
     return {0}
   end
   if tick ~= '0' then
@@ -34,10 +34,11 @@ if ARGV[3] ~= '0' then
 end
 local written = {}
 local tokens = {}
+local behind = false
 for j = 0, n - 1 do
   local a = 7 + 4 * j
   local id, payload, score, ttl = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local job_key, result_key = KEYS[4 + 2 * j], KEYS[5 + 2 * j]
+  local job_key, result_key = KEYS[5 + 2 * j], KEYS[6 + 2 * j]
   if redis.call('EXISTS', job_key, result_key) > 0 then
     written[#written + 1] = 0
   else
@@ -62,11 +63,23 @@ for j = 0, n - 1 do
         redis.call('EXPIRE', RETRY_KEY_PREFIX .. id, 88400)
         redis.call('LPUSH', list, #id .. ':' .. id .. score .. ':' .. try .. ':' .. payload)
         redis.call('PEXPIRE', list, lease)
+      elseif tonumber(score) < now - 1000 then
+        -- due well before now (a priority's head start, or a late due time): every worker's claim cursor may
+        -- be past it, so the next claim scans from here (claim.lua)
+        if not behind or tonumber(score) < behind then
+          behind = tonumber(score)
+        end
       end
     else
       -- a deferred job: wake a blocked worker so it plans its wait for this due time (a token is a due time)
       tokens[#tokens + 1] = score
     end
+  end
+end
+if behind then
+  local marked = redis.call('GET', rewind)
+  if not marked or behind < tonumber(marked) then
+    redis.call('SET', rewind, behind)
   end
 end
 -- a token wakes one blocked worker; a short list bounds stale tokens
