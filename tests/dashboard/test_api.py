@@ -246,6 +246,13 @@ async def test_enqueue_form_validates_like_the_client(redis: ArqRedis, dash: Das
     api = await http.post("/api/jobs", json={"function": "add", "arguments": {"a": 1}}, headers={"x-csrf-token": token})
     assert api.status_code == 201 and api.json()["enqueued"] is True
     assert await redis.zcard("arq:queue") == 2
+    urgent = {"csrf": token, "function": "add", "kwargs": '{"a": 3}', "job_id": "j2", "priority": "2"}
+    assert (await http.post("/enqueue", data=urgent)).status_code == 303
+    assert await redis.zscore("arq:queue", "j2") < await redis.zscore("arq:queue", "j1") - 100_000
+    both = await http.post("/enqueue", data={**urgent, "job_id": "j3", "defer_by_s": "5"})
+    assert both.status_code == 422 and "head start for a job due now" in both.text
+    assert (await http.post("/enqueue", data={**urgent, "job_id": "j4", "priority": "-1"})).status_code == 422
+    assert await redis.zcard("arq:queue") == 3
 
 
 async def test_hostile_values_are_escaped_and_huge_ones_cut(client: JobClient, dash: Dash) -> None:

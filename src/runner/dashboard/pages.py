@@ -129,9 +129,10 @@ async def enqueue(request: Request) -> Response:
         return await _enqueue_page(request, fields, f"arguments are not JSON: {e}", 422)
     try:
         defer_by_s = float(fields["defer_by_s"]) if fields.get("defer_by_s") else None
+        priority = int(fields["priority"]) if fields.get("priority") else None
         wanted = EnqueueRequest(
             function=fields.get("function", ""), arguments=kwargs, queue=fields.get("queue") or None,
-            job_id=fields.get("job_id") or None, defer_by_s=defer_by_s,
+            job_id=fields.get("job_id") or None, defer_by_s=defer_by_s, priority=priority,
         )  # fmt: skip
         sent = await enqueue_job(reads.state_of(request), wanted)
     except (JobsError, ValueError, HTTPException) as e:
