@@ -4,6 +4,7 @@ another worker takes the step over after its lease, each step's result is record
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
@@ -20,12 +21,15 @@ pytestmark = pytest.mark.timeout(90)
 SETTINGS = "tests.workflow_jobs.WorkerSettings"
 
 
-async def _statuses(handle: WorkflowHandle[object]) -> list[str]:
+async def _statuses(handle: WorkflowHandle[Any]) -> list[str]:
     return [step.status for step in (await handle.info()).steps]
 
 
 async def _hung_in(redis: ArqRedis) -> int:
-    pid = await wait_for(lambda: redis.lindex("hung", 0), 30, message="the hanging step never started")
+    async def hung() -> bytes | None:
+        return await redis.lindex("hung", 0)  # type: ignore[no-any-return]
+
+    pid = await wait_for(hung, 30, message="the hanging step never started")
     return int(pid)
 
 
