@@ -9,7 +9,7 @@ from typing import assert_type
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import ArgumentsInvalid, JobClient, WorkflowFailed, WorkflowHandle, chain, chord, group
+from src.runner import ArgumentsInvalid, EagerClient, JobClient, WorkflowFailed, WorkflowHandle, chain, chord, group
 from src.runner import constants as k
 from src.runner.worker import Worker
 from src.runner.workflow_ids import state_key, step_id
@@ -103,7 +103,7 @@ async def test_a_step_failing_for_good_fails_the_workflow_once_naming_it(
 async def test_a_failed_member_cancels_its_running_siblings(
     client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
 ) -> None:
-    running_worker(ALL, allow_abort_jobs=True)
+    running_worker(ALL)
     handle = await client.enqueue_workflow(chord(group([slow.s(1), slow.s(2), refuse.s(3)]), total.s()))
     with pytest.raises(WorkflowFailed, match="refuse"):
         await handle.result(timeout_s=10)
@@ -119,7 +119,7 @@ async def test_a_failed_member_cancels_its_running_siblings(
 async def test_on_failure_continue_lets_running_members_finish(
     client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
 ) -> None:
-    running_worker(ALL, allow_abort_jobs=True)
+    running_worker(ALL)
     flow = chord(group([add.s(1, 1), refuse.s(3), add.s(2, 2)]), total.s())
     handle = await client.enqueue_workflow(flow, on_failure="continue")
     with pytest.raises(WorkflowFailed, match="refuse"):
@@ -178,3 +178,8 @@ async def test_a_workflow_in_a_tagged_queue_keeps_every_key_in_its_slot(
     assert await handle.result(timeout_s=10) == 5
     assert handle.workflow_id.startswith("{flows}wf:")
     assert all(s.job_id.startswith("{flows}") for s in (await handle.info()).steps)
+
+
+async def test_eager_mode_refuses_workflows() -> None:
+    with pytest.raises(TypeError, match="does not run workflows"):
+        await EagerClient().enqueue_workflow(chain(plus_one.s(1)))
