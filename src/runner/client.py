@@ -271,12 +271,13 @@ class JobClient:
 
     def _prepare(
         self, spec: JobSpec[Any, Any], encoded_kwargs: dict[str, Any], trace_context: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None, options: EnqueueOptions | None = None,
     ) -> _Prepared:  # fmt: skip
         """Payload, id and due time of one job, for already validated arguments (and the enqueue's trace context,
         when tracing: inside the job dict, so the signature covers it and stock arq ignores it; ``extra``: more
-        keys of the job dict, such as a workflow step's input)."""
-        opts: EnqueueOptions = spec.enqueue_options
+        keys of the job dict, such as a workflow step's input; ``options``: instead of the spec's, without the cost
+        of a copy of the spec, which builds its models again)."""
+        opts: EnqueueOptions = options or spec.enqueue_options
         now_ms = int(time.time() * 1000)
         score_ms = now_ms
         if opts.defer_until is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 import orjson
@@ -55,9 +55,10 @@ async def enqueue_workflow(
     prepared: list[_Prepared] = []
     for step in laid.steps:
         _refuse_options(step)
-        spec = step.spec.options(job_id=step_id(workflow_id, step.index), queue_name=queue)
+        options = replace(step.spec.enqueue_options, job_id=step_id(workflow_id, step.index), queue_name=queue)
         wire = step.wire()
-        prepared.append(client._prepare(spec, step.kwargs, extra=None if wire is None else {WORKFLOW_INPUT_KEY: wire}))
+        extra = None if wire is None else {WORKFLOW_INPUT_KEY: wire}
+        prepared.append(client._prepare(step.spec, step.kwargs, extra=extra, options=options))
     keep_ms = int(keep_s * 1000)
     fields: dict[str, str | int] = {
         "status": "running", "on_failure": on_failure, "steps": len(laid.steps), "left": len(laid.final),
@@ -77,6 +78,9 @@ async def enqueue_workflow(
         args += [job.job_id, job.payload, job.ttl_ms, 0 if step.inputs else 1]
     keys = [queue, k.WAKE_KEY_PREFIX + queue, state_key(workflow_id)]
     await script(client.redis, "workflow")(keys=keys, args=args)
+    if client.enqueue_counter is not None:  # every step's job is written now, held or queued
+        for step in laid.steps:
+            client.enqueue_counter.add(queue, step.spec.name, 1)
     return WorkflowHandle(client, workflow_id, queue, [laid.steps[i].spec for i in laid.final], laid.final_is_list)
 
 
