@@ -50,7 +50,7 @@ CPU_N = 5_000
 REMOTE_N = 2_000
 REMOTE_PICKUP_N = 50
 #: the workflow workload: chains of three steps drained, and chains run one at a time
-CHAINS_N = 300
+CHAINS_N = 1000
 CHAIN_ROUNDS = 30
 VARIANTS = ["ours", "arq-tuned", "arq"]
 #: run only these workloads (comma-separated method names, e.g. ``BENCH_ONLY=enqueue,sleep_load``)
