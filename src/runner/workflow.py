@@ -50,7 +50,7 @@ async def enqueue_workflow(
     if keep_s <= 0:
         raise ValueError("keep_result_s must be above 0: a workflow's result is read from its state")
     laid = plan(flow)
-    queue = _queue_of(laid, queue_name or client.queue_name)
+    queue = _queue_of(laid, queue_name, client.queue_name)
     workflow_id = new_workflow_id(queue)
     prepared: list[_Prepared] = []
     for step in laid.steps:
@@ -84,11 +84,12 @@ async def enqueue_workflow(
     return WorkflowHandle(client, workflow_id, queue, [laid.steps[i].spec for i in laid.final], laid.final_is_list)
 
 
-def _queue_of(laid: Plan, default: str) -> str:
-    """The one queue all steps run in: the one their jobs are set for, else ``default``."""
-    chosen = {s.spec.enqueue_options.queue_name for s in laid.steps} - {None}
+def _queue_of(laid: Plan, explicit: str | None, default: str) -> str:
+    """The one queue all steps run in: ``explicit``, else the one their jobs are set for, else ``default``."""
+    chosen = {s.spec.enqueue_options.queue_name for s in laid.steps} | {explicit}
+    chosen.discard(None)
     if len(chosen) > 1:
-        raise ValueError(f"a workflow runs in one queue, but its steps are set for {sorted(map(str, chosen))}")
+        raise ValueError(f"a workflow runs in one queue, but it and its steps are set for {sorted(map(str, chosen))}")
     return str(chosen.pop()) if chosen else default
 
 

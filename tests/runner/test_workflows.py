@@ -162,10 +162,21 @@ async def test_options_a_workflow_does_not_honour_are_refused(client: JobClient)
         await client.enqueue_workflow(
             group([plus_one.options(queue_name="a").s(1), plus_one.options(queue_name="b").s(1)])
         )
+    with pytest.raises(ValueError, match="one queue"):
+        await client.enqueue_workflow(chain(plus_one.options(queue_name="a").s(1)), queue_name="b")
     with pytest.raises(ValueError, match="on_failure"):
         await client.enqueue_workflow(chain(plus_one.s(1)), on_failure="ignore")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="must end in one step"):
         group([group([plus_one.s(1)])])
+
+
+async def test_a_workflow_runs_in_the_queue_its_jobs_are_set_for(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker(ALL, queue_name="{set}")
+    flow = chain(plus_one.options(queue_name="{set}").s(1), plus_one.s())
+    handle = await client.enqueue_workflow(flow)
+    assert handle.queue_name == "{set}" and await handle.result(timeout_s=10) == 3
 
 
 async def test_a_workflow_in_a_tagged_queue_keeps_every_key_in_its_slot(
