@@ -18,7 +18,7 @@ from tests.workflow_jobs import add, hang_once, plus_one, total
 
 pytestmark = pytest.mark.timeout(90)
 
-SETTINGS = "tests.workflow_jobs.WorkerSettings"
+SETTINGS = "tests.workflow_settings.WorkerSettings"
 
 
 async def _statuses(handle: WorkflowHandle[Any]) -> list[str]:

@@ -1,16 +1,12 @@
 """Jobs the workflow tests chain, group and fan in; each counts its runs in Redis (hash ``runs``, by job id), so a
-test can tell how often a step ran. ``arq tests.workflow_jobs.WorkerSettings`` runs them in a worker process."""
+test can tell how often a step ran. ``arq tests.workflow_settings.WorkerSettings`` runs them in a worker process."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 
-from arq.connections import RedisSettings
-
-from src.runner import Backoff, JobContext, Permanent, job, launch
-
-launch.install()
+from src.runner import Backoff, JobContext, Permanent, job
 
 
 async def _count(ctx: JobContext) -> None:
@@ -77,10 +73,3 @@ async def hang_once(ctx: JobContext, x: int) -> int:
 
 
 ALL = [plus_one, add, total, text, refuse, flaky_once, slow, hang_once]
-
-
-class WorkerSettings:
-    functions = ALL
-    redis_settings = RedisSettings.from_dsn(os.environ.get("JOBS_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    lease_s = float(os.environ.get("JOBS_LEASE_S", "1"))
-    poll_delay = 0.2
