@@ -1,9 +1,9 @@
 """A real Redis Cluster of three masters on loopback, through redis-py's asyncio cluster client.
 
 The first step of the cluster half: the hot path's scripts (enqueue, claim, finish, and a workflow's enqueue and
-advance) run on queues placed on different masters, each script in its queue's slot. The worker itself does not run on a cluster yet (its pool,
-blocking wake-up connection and transactions are single-node), so this test claims and finishes with the worker's
-own parts.
+advance) run on queues placed on different masters, each script in its queue's slot. The worker itself does not run
+on a cluster yet (its pool, blocking wake-up connection and transactions are single-node), so this test claims and
+finishes with the worker's own parts.
 """
 
 from __future__ import annotations
