@@ -109,7 +109,7 @@ async def test_a_workflow_advances_within_its_queues_slot(redis: RedisCluster, c
                 kwargs = await workflow_steps.with_input(redis, claimed.job_id, job["wf"], kwargs)  # type: ignore[arg-type]
             value = kwargs["a"] + kwargs["b"] if job["f"] == "add" else sum(kwargs["xs"])
             outcome = Outcome(claimed.raw_id, "done", b"", 0, succeeded=True)
-            outcome.workflow = workflow_steps.note(outcome, value, job["f"])
+            outcome.workflow = workflow_steps.note(outcome, value)
             finisher.add(outcome)
             ran.append(job["f"])
         await finisher.drain()

@@ -124,7 +124,7 @@ class Executor:
         if job.called_s and outcome.action != "back":  # per-minute durations (durations.py); a shutdown's cut is not
             outcome.function, outcome.duration_s = job.function, time.perf_counter() - job.called_s
         if outcome.action == "done" and step_of(claimed.job_id) is not None:  # advances its workflow (finish.lua)
-            outcome.workflow = workflow_steps.note(outcome, job.value, job.function)
+            outcome.workflow = workflow_steps.note(outcome, job.value)
         if without_tag(claimed.job_id).startswith("cron:"):  # the entry's state notes how its runs end
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms

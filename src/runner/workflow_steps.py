@@ -36,16 +36,12 @@ async def with_input(redis: Redis, job_id: str, wire: dict[str, Any], kwargs: di
     return {**kwargs, str(wire["arg"]): decoded if wire["list"] else decoded[0]}
 
 
-def note(outcome: Outcome, value: Any, function: str) -> bytes:
-    """What the finish script records for a step's final outcome: its value as JSON when it completed, else one line
-    naming the step and its error (the workflow's error)."""
+def note(outcome: Outcome, value: Any) -> bytes:
+    """What the finish script records for a step's final outcome: its value as JSON when it completed, else how it
+    ended (the script names the step, its function and job id before it: the workflow's error)."""
     if outcome.succeeded:
         return orjson.dumps(value)
-    job_id = outcome.raw_id.decode(errors="backslashreplace")
-    found = step_of(job_id)
-    step = f"step {found[1]} {function}() (job {job_id})" if found else f"job {job_id} {function}()"
     if outcome.failure is not None:
         error = outcome.failure.error
-        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        return f"{step} failed for good: {reason}".encode()
-    return f"{step} was aborted".encode()
+        return f"failed for good: {type(error).__name__}: {error}".removesuffix(": ").encode()
+    return b"was aborted"

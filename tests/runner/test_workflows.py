@@ -9,7 +9,17 @@ from typing import assert_type
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import ArgumentsInvalid, EagerClient, JobClient, WorkflowFailed, WorkflowHandle, chain, chord, group
+from src.runner import (
+    ArgumentsInvalid,
+    Codec,
+    EagerClient,
+    JobClient,
+    WorkflowFailed,
+    WorkflowHandle,
+    chain,
+    chord,
+    group,
+)
 from src.runner import constants as k
 from src.runner.worker import Worker
 from src.runner.workflow_ids import state_key, step_id
@@ -194,3 +204,19 @@ async def test_a_workflow_in_a_tagged_queue_keeps_every_key_in_its_slot(
 async def test_eager_mode_refuses_workflows() -> None:
     with pytest.raises(TypeError, match="does not run workflows"):
         await EagerClient().enqueue_workflow(chain(plus_one.s(1)))
+
+
+async def test_signed_steps_run_and_a_copied_payload_is_refused(
+    redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    """With a signing secret every step's payload is signed for its own id: one copied onto another step's id is
+    refused (dead-lettered), which fails the workflow naming that step."""
+    signed = JobClient(redis, Codec("s3cret"))
+    handle = await signed.enqueue_workflow(chain(plus_one.s(1), plus_one.s(), plus_one.s()))
+    first, second = (k.job_key_prefix + step_id(handle.workflow_id, i) for i in (0, 1))
+    await redis.set(second, await redis.get(first))  # step 1 now holds step 0's payload (signed for step 0's id)
+    running_worker(ALL, codec=Codec("s3cret"))
+    with pytest.raises(WorkflowFailed, match=r"step 1 plus_one\(\) \(job .*:1\) failed for good: DeserializationError"):
+        await handle.result(timeout_s=10)
+    ok = await signed.enqueue_workflow(chain(plus_one.s(1), plus_one.s()))
+    assert await ok.result(timeout_s=10) == 3

@@ -11,7 +11,7 @@
 --   batch's tries counted up by the caller), then groups of nine: job id, action, result bytes ('' for none), number, dead-letter record ('' for none), run status
 --   ('' unless a cron job: its entry's state records the status and duration), duration (ms), kind (how the try
 --   ended, counted per minute: complete, failed, retried, aborted, dead), workflow note ('' unless the final
---   outcome of a workflow step: its result's value as JSON when it completed, else its error; see below)
+--   outcome of a workflow step: its result's value as JSON when it completed, else how it ended; see below)
 --   action 'done':  store the result for `number` ms (-1: forever, 0: not kept), then delete the job,
 --                   its try counter and in-progress key, and remove it from the queue and the abort set
 --   action 'again': release the in-progress key and put the job back in the queue due at `number` (ms);
@@ -42,8 +42,8 @@ local queue = KEYS[1]
 local function workflow_step(id, kind, note, now)
   local wf, step = string.match(id, '^(.*):(%d+)$')
   local state = WORKFLOW_KEY_PREFIX .. wf
-  local status, successors, on_failure, steps = unpack(redis.call('HMGET', state, 'status', 'n:' .. step,
-    'on_failure', 'steps'))
+  local status, successors, on_failure, steps, fn = unpack(redis.call('HMGET', state, 'status', 'n:' .. step,
+    'on_failure', 'steps', 'f:' .. step))
   if not status then
     return 0, false  -- expired, or never enqueued as a workflow
   end
@@ -70,7 +70,8 @@ local function workflow_step(id, kind, note, now)
     end
     redis.call('HSET', state, 'status', 'complete', 'ended_ms', now)
   else
-    redis.call('HSET', state, 'status', 'failed', 'error', note, 'failed_step', step, 'ended_ms', now)
+    local error = 'step ' .. step .. ' ' .. (fn or '?') .. '() (job ' .. id .. ') ' .. note
+    redis.call('HSET', state, 'status', 'failed', 'error', error, 'failed_step', step, 'ended_ms', now)
     for i = 0, tonumber(steps) - 1 do
       local other = wf .. ':' .. i
       local other_st = redis.call('HGET', state, 'st:' .. i)
