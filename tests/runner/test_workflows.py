@@ -153,6 +153,16 @@ async def test_a_retried_step_runs_its_successor_once(
     assert runs == {step_id(handle.workflow_id, 0): 2, step_id(handle.workflow_id, 1): 1}
 
 
+async def test_a_retried_member_runs_the_fan_in_once(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker(ALL)
+    handle = await client.enqueue_workflow(chord(group([flaky_once.s(1), plus_one.s(1), flaky_once.s(2)]), total.s()))
+    assert await handle.result(timeout_s=10) == 2 + 2 + 4
+    runs = await _runs(redis)
+    assert [runs[step_id(handle.workflow_id, i)] for i in range(4)] == [2, 1, 2, 1]
+
+
 async def test_arguments_are_validated_at_enqueue_and_nothing_is_written(client: JobClient, redis: ArqRedis) -> None:
     with pytest.raises(ArgumentsInvalid, match=r"add\(\)"):
         await client.enqueue_workflow(chain(plus_one.s(1), add.s("not a number")))  # type: ignore[call-overload]
