@@ -125,7 +125,14 @@ async def stamp(ctx: JobContext, enqueued_at: float) -> None:
     await _stamp(ctx.redis, enqueued_at)
 
 
-OURS = [noop, io, ends_after, sleepy, tracked, soaked, soaked_io, stamp]
+@job(name="chained", retry=NO_RETRY)
+async def chained(ctx: JobContext, x: int) -> int:
+    """A workflow step: counts, and hands ``x + 1`` on (the workflow workload)."""
+    await ctx.redis.incr(COUNT)
+    return x + 1
+
+
+OURS = [noop, io, ends_after, sleepy, tracked, soaked, soaked_io, stamp, chained]
 
 
 # stock arq ----------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from arq.jobs import serialize_job
 
 from bench import jobs
 from src.cli import stop_processes
-from src.runner import Codec, JobClient, tracing
+from src.runner import Codec, JobClient, chain, tracing
 from src.runner.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,9 @@ BACKLOG_WINDOW = 20_000
 CPU_N = 5_000
 REMOTE_N = 2_000
 REMOTE_PICKUP_N = 50
+#: the workflow workload: chains of three steps drained, and chains run one at a time
+CHAINS_N = 1000
+CHAIN_ROUNDS = 30
 VARIANTS = ["ours", "arq-tuned", "arq"]
 #: run only these workloads (comma-separated method names, e.g. ``BENCH_ONLY=enqueue,sleep_load``)
 ONLY = {name for name in os.environ.get("BENCH_ONLY", "").split(",") if name}
@@ -329,6 +332,39 @@ class Bench:
             await monitor.wait()
         return sent / seconds
 
+    async def workflows(self, variant: str) -> None:
+        """A 3-step chain against three independent jobs of the same body, one worker: ``CHAINS_N`` of them drained
+        (enqueued at once), then ``CHAIN_ROUNDS`` run one at a time, end to end (``independent``: each job enqueued
+        when the one before returned, its result awaited — what a caller does without workflows)."""
+        await self.redis.flushdb()
+        procs = self.start("ours", 0)
+        try:
+            await asyncio.sleep(2)  # started and idle
+            started = time.perf_counter()
+            if variant == "chain":
+                flow = chain(jobs.chained.s(0), jobs.chained.s(), jobs.chained.s())
+                for _ in range(CHAINS_N):  # one round trip each (side by side, they would open a connection each)
+                    await self.ours.enqueue_workflow(flow)
+            else:
+                await self.ours.enqueue_many([jobs.chained.call(0) for _ in range(3 * CHAINS_N)])
+            await self.wait_count(3 * CHAINS_N, 120)
+            self.results.add("3 jobs: chained vs independent, drain (jobs/s)", variant,
+                             3 * CHAINS_N / (time.perf_counter() - started))  # fmt: skip
+            rounds_ms: list[float] = []
+            for _ in range(CHAIN_ROUNDS):
+                started = time.perf_counter()
+                if variant == "chain":
+                    handle = await self.ours.enqueue_workflow(flow)
+                    assert await handle.result(timeout_s=10) == 3
+                else:
+                    x = 0
+                    for _ in range(3):
+                        x = await (await self.ours.enqueue(jobs.chained, x)).result(timeout_s=10)
+                rounds_ms.append((time.perf_counter() - started) * 1000)
+        finally:
+            self.stop(procs)
+        self.results.add("3 jobs one after another, end to end p50 (ms)", variant, statistics.median(rounds_ms))
+
     async def deferred(self, variant: str) -> None:
         """How late deferred jobs start after their due time (ours only: the poll floor decides it for arq)."""
         await self.redis.flushdb()
@@ -475,6 +511,7 @@ async def main() -> None:
             await each(RUNS, VARIANTS, b.pickup)
             await each(RUNS, ["ours", "ours+polling"], b.waiters)
             await each(RUNS, ["ours"], b.deferred)
+            await each(RUNS, ["independent", "chain"], b.workflows)
             await each(RUNS, ["ours", "arq-tuned"], b.fleet)
             await each(RUNS, ["ours", "arq-tuned"], b.redis_cpu)
             await each(RUNS, ["ours", "arq-tuned"], b.remote)

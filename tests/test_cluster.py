@@ -1,9 +1,9 @@
 """A real Redis Cluster of three masters on loopback, through redis-py's asyncio cluster client.
 
-The first step of the cluster half: the hot path's scripts (enqueue, claim, finish) run on queues placed on
-different masters, each script in its queue's slot. The worker itself does not run on a cluster yet (its pool,
-blocking wake-up connection and transactions are single-node), so this test claims and finishes with the worker's
-own parts.
+The first step of the cluster half: the hot path's scripts (enqueue, claim, finish, and a workflow's enqueue and
+advance) run on queues placed on different masters, each script in its queue's slot. The worker itself does not run
+on a cluster yet (its pool, blocking wake-up connection and transactions are single-node), so this test claims and
+finishes with the worker's own parts.
 """
 
 from __future__ import annotations
@@ -15,15 +15,17 @@ import pytest
 from arq.jobs import deserialize_result, serialize_result
 from redis.asyncio.cluster import RedisCluster
 
-from src.runner import Codec, JobClient
+from src.runner import Codec, JobClient, chord, group, workflow_steps
 from src.runner import constants as k
 from src.runner.claim import Claimer
 from src.runner.finish import Finisher, Outcome
 from src.runner.keyspace import abort_key, tagged_id
 from src.runner.layout import is_cluster
 from src.runner.redis_server import RedisServer
+from src.runner.workflow_ids import state_key
 from tests.clusters import start_cluster, stop_cluster
 from tests.sample_jobs import add
+from tests.workflow_jobs import total
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,3 +87,32 @@ async def test_jobs_run_on_two_queues_on_different_masters(redis: RedisCluster, 
         for i, handle in enumerate(handles):
             raw = await redis.get(k.result_key_prefix + handle.job_id)
             assert deserialize_result(raw, deserializer=codec.loads).result == i + 1
+
+
+async def test_a_workflow_advances_within_its_queues_slot(redis: RedisCluster, codec: Codec) -> None:
+    """Enqueue (workflow.lua) and the finish script's advance of a chord run on a cluster: every key they touch is in
+    the queue's slot (a script touching another slot is refused there)."""
+    queue = _queues_on_two_masters(redis)[1]
+    client = JobClient(redis, codec, queue_name=queue)  # type: ignore[arg-type]
+    handle = await client.enqueue_workflow(chord(group([add.s(i, 1) for i in range(3)]), total.s()))
+    worker_id = tagged_id(queue, "w1")
+    aborts = abort_key(queue, cluster=True)
+    claimer = Claimer(redis, queue, worker_id, lease_ms=30_000, idle_ttl_ms=1_000, abort_set=aborts)  # type: ignore[arg-type]
+    finisher = Finisher(redis, queue, worker_id, dlq_retention_ms=60_000, abort_set=aborts)  # type: ignore[arg-type]
+    ran: list[str] = []
+    for _ in range(2):  # the members, then the callback the last member's outcome queued
+        claimer.reset()
+        for claimed in (await claimer.claim(20)).jobs:
+            job = codec.loads(claimed.payload)
+            kwargs = job["k"]
+            if "wf" in job:  # the callback: its input from the workflow's state, as the worker reads it
+                kwargs = await workflow_steps.with_input(redis, claimed.job_id, job["wf"], kwargs)  # type: ignore[arg-type]
+            value = kwargs["a"] + kwargs["b"] if job["f"] == "add" else sum(kwargs["xs"])
+            outcome = Outcome(claimed.raw_id, "done", b"", 0, succeeded=True)
+            outcome.workflow = workflow_steps.note(outcome, value)
+            finisher.add(outcome)
+            ran.append(job["f"])
+        await finisher.drain()
+    assert ran == ["add", "add", "add", "total"]
+    assert (await handle.info()).status == "complete"
+    assert await redis.hget(state_key(handle.workflow_id), "r:3") == b"6"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from arq.jobs import JobStatus
 
+from .canvas import Chain, Group, Signature, chain, chord, group
 from .client import JobClient
 from .codec import Codec
 from .context import JobContext
@@ -27,6 +28,7 @@ from .errors import (
     SettingsInvalid,
     SignatureError,
     UnknownJob,
+    WorkflowFailed,
 )
 from .failures import JobFailure
 from .handle import JobHandle, JobInfo
@@ -34,11 +36,13 @@ from .job import EnqueueOptions, JobSpec, job
 from .offload import JobProcessDied, JobProcessError
 from .retry import NO_RETRY, Backoff, Permanent, Retry
 from .sync_client import SyncJobClient, SyncJobHandle
+from .workflow import StepInfo, WorkflowHandle, WorkflowInfo
 
 __all__ = [
     "NO_RETRY",
     "ArgumentsInvalid",
     "Backoff",
+    "Chain",
     "Codec",
     "CronEntry",
     "CronEntryError",
@@ -47,6 +51,7 @@ __all__ = [
     "DeadLetters",
     "EagerClient",
     "EnqueueOptions",
+    "Group",
     "JobAborted",
     "JobClient",
     "JobContext",
@@ -69,11 +74,19 @@ __all__ = [
     "ResultNotReady",
     "Retry",
     "SettingsInvalid",
+    "Signature",
     "SignatureError",
+    "StepInfo",
     "SyncJobClient",
     "SyncJobHandle",
     "UnknownJob",
+    "WorkflowFailed",
+    "WorkflowHandle",
+    "WorkflowInfo",
+    "chain",
+    "chord",
     "cron",
     "cron_states",
+    "group",
     "job",
 ]

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from . import constants as k
 from . import tracing
+from .canvas import Flow
 from .codec import Codec
 from .cron import CronEntry
 from .errors import JobNotFound, PayloadTooLarge, ResultNotReady
@@ -33,6 +34,7 @@ from .preflight import check_redis_async
 from .redact import REDACT_KEY, mask_arguments, redacted_paths
 from .result_waiters import RECHECK_S, ResultWaiters
 from .scripts import script
+from .workflow import OnFailure, WorkflowHandle, enqueue_workflow
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -154,6 +156,18 @@ class JobClient:
             self.enqueue_counter.add(job.queue, spec.name, written)
         return JobHandle(self, spec, job.job_id, enqueued=bool(written), queue_name=job.queue)
 
+    async def enqueue_workflow(
+        self, flow: Flow[R], /, *, queue_name: str | None = None, on_failure: OnFailure = "cancel",
+        keep_result_s: float | None = None,
+    ) -> WorkflowHandle[R]:  # fmt: skip
+        """Validate every step of ``flow`` (``chain``, ``group``, ``chord`` of ``spec.s(...)`` steps), then write it
+        in one round trip; the steps run in ``queue_name`` (default: the one their jobs are set for, else the
+        client's). ``on_failure``: when a step fails for good, ``cancel`` the steps still queued or running, or let
+        them ``continue``; ``keep_result_s``: how long the workflow's state and result are kept after its end."""
+        return await enqueue_workflow(
+            self, flow, queue_name=queue_name, on_failure=on_failure, keep_result_s=keep_result_s
+        )
+
     async def enqueue_many(self, calls: Sequence[JobCall[R]]) -> list[JobHandle[R]]:
         """Enqueue validated calls (``spec.call(...)``): one Lua call per queue and thousand jobs."""
         for call in calls:
@@ -256,11 +270,14 @@ class JobClient:
         return written
 
     def _prepare(
-        self, spec: JobSpec[Any, Any], encoded_kwargs: dict[str, Any], trace_context: dict[str, str] | None = None
-    ) -> _Prepared:
+        self, spec: JobSpec[Any, Any], encoded_kwargs: dict[str, Any], trace_context: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None, options: EnqueueOptions | None = None,
+    ) -> _Prepared:  # fmt: skip
         """Payload, id and due time of one job, for already validated arguments (and the enqueue's trace context,
-        when tracing: inside the job dict, so the signature covers it and stock arq ignores it)."""
-        opts: EnqueueOptions = spec.enqueue_options
+        when tracing: inside the job dict, so the signature covers it and stock arq ignores it; ``extra``: more
+        keys of the job dict, such as a workflow step's input; ``options``: instead of the spec's, without the cost
+        of a copy of the spec, which builds its models again)."""
+        opts: EnqueueOptions = options or spec.enqueue_options
         now_ms = int(time.time() * 1000)
         score_ms = now_ms
         if opts.defer_until is not None:
@@ -282,6 +299,8 @@ class JobClient:
         data: dict[str, Any] = {"t": None, "f": spec.name, "a": [], "k": encoded_kwargs, "et": now_ms}
         if trace_context:
             data[tracing.TRACE_CONTEXT_KEY] = trace_context
+        if extra:
+            data.update(extra)
         if spec.redact:  # readers that never imported the job still know what to hide
             data[REDACT_KEY] = list(spec.redact)
         payload = self.codec.dumps_job(data, job_id, queue)  # signed for this id and queue

@@ -64,6 +64,7 @@ __all__ = [
     "WIRE_VERSION",
     "WORKERS_KEY_PREFIX",
     "WORKER_LIST_PREFIX",
+    "WORKFLOW_KEY_PREFIX",
     "abort_jobs_ss",
     "default_queue_name",
     "in_progress_key_prefix",
@@ -183,3 +184,8 @@ CRON_STARTUP_WINDOW_MS = 60_000
 DEFAULT_CRON_MAX_DRIFT_S = 3600.0
 #: missed-run policy ``all``: at most this many missed ticks run (the most recent ones)
 DEFAULT_CRON_MAX_MISSED_RUNS = 100
+
+#: a workflow's state (``<prefix><workflow id>``, a hash: each step's function, status, successors, pending
+#: predecessors and result; the workflow's status and error), written when it is enqueued (``workflow.lua``) and
+#: advanced by the finish script; the workflow id carries its queue's hash tag (``workflow_ids.py``)
+WORKFLOW_KEY_PREFIX = "jobs:workflow:"

@@ -18,6 +18,7 @@ from arq.utils import ms_to_datetime
 from arq.worker import Retry
 
 from . import constants as k
+from .canvas import Flow
 from .client import JobClient, require_spec
 from .codec import Codec
 from .context import CTX_DEFAULT_TIMEOUT_S, STATE_KEY
@@ -25,6 +26,7 @@ from .errors import JobNotFound
 from .handle import JobHandle, JobInfo
 from .job import JobCall, JobSpec
 from .redact import mask_arguments
+from .workflow import WorkflowHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,6 +64,13 @@ class EagerClient(JobClient):
 
     async def enqueue_many(self, calls: Sequence[JobCall[R]]) -> list[JobHandle[R]]:
         return [await self._submit(call) for call in calls]
+
+    async def enqueue_workflow(self, flow: Flow[R], /, **options: Any) -> WorkflowHandle[R]:
+        """Refused: a workflow is advanced by the finish script in Redis, which eager mode has none of."""
+        raise TypeError(
+            "EagerClient does not run workflows (their steps are advanced in Redis): test a workflow against a "
+            "redis-server and a worker, or its jobs one by one with enqueue()"
+        )
 
     async def _submit(self, call: JobCall[R]) -> JobHandle[R]:
         job = self._prepare(call.spec, call.kwargs)

@@ -14,6 +14,7 @@
      ├── JobTimeout              the job ran past its ``timeout_s``
  ├── JobAborted              the job was aborted (``JobHandle.abort``) before it finished
  ├── JobCancelled            the job raised ``CancelledError`` itself (a failed try, retried like any error)
+     ├── WorkflowFailed          a workflow's step failed for good (re-raised by ``WorkflowHandle.result``)
      ├── JobNotFound             no job, and no result, with that id
      ├── ResultNotReady          ``JobHandle.result`` gave up waiting
      ├── RedisUnreachable        cannot connect to Redis (the message names the URL, password hidden)
@@ -72,6 +73,15 @@ class JobAborted(JobsError):
 class JobCancelled(JobsError):
     """A job raised ``asyncio.CancelledError`` although the worker did not cancel it (a library turning its own
     timeout into one, a cancelled future): a failed try like any exception, retried by the job's policy."""
+
+
+class WorkflowFailed(JobsError):
+    """A step of a workflow failed for good (or was aborted), which failed the workflow; the message names the step
+    (its index, function and job id) and its error."""
+
+    def __init__(self, workflow_id: str, message: str) -> None:
+        super().__init__(f"workflow {workflow_id}: {message}")
+        self.workflow_id = workflow_id
 
 
 class JobNotFound(JobsError):

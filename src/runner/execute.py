@@ -24,7 +24,7 @@ from arq.utils import ms_to_datetime, truncate
 from arq.worker import Function, JobExecutionFailed, Retry, RetryJob
 
 from . import constants as k
-from . import current_job, failures, tracing
+from . import current_job, failures, tracing, workflow_steps
 from .claim import Claimed
 from .codec import Codec, describe_exception
 from .context import STATE_KEY, JobContext
@@ -38,6 +38,7 @@ from .offload import Offload
 from .policy import Counters, ResultPolicy
 from .redact import mask_arguments, redacted_paths
 from .running import RunningJobs
+from .workflow_ids import WORKFLOW_INPUT_KEY, step_of
 
 if TYPE_CHECKING:
     from .metrics import JobMetrics, Meter
@@ -61,6 +62,10 @@ class _Job:
     started_s: float = 0.0
     #: when its function was called (perf_counter), 0.0 if it never was: the try's duration is recorded
     called_s: float = 0.0
+    #: a workflow step after others: where its input comes from (``workflow_steps.with_input``)
+    workflow_input: dict[str, Any] | None = None
+    #: what it returned (JSON form), for a workflow step's note
+    value: Any = None
 
 
 def _now_ms() -> int:
@@ -118,6 +123,8 @@ class Executor:
             meter.finished(outcome, time.perf_counter() - job.started_s if job.started_s else 0.0)
         if job.called_s and outcome.action != "back":  # per-minute durations (durations.py); a shutdown's cut is not
             outcome.function, outcome.duration_s = job.function, time.perf_counter() - job.called_s
+        if outcome.action == "done" and step_of(claimed.job_id) is not None:  # advances its workflow (finish.lua)
+            outcome.workflow = workflow_steps.note(outcome, job.value)
         if without_tag(claimed.job_id).startswith("cron:"):  # the entry's state notes how its runs end
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms
@@ -154,6 +161,7 @@ class Executor:
             logger.warning("job %s: %s: %s", claimed.job_id, type(e).__name__, e)
             return self._done(claimed, job, start_ms, error, dead="payload refused"), None
         job.job_try = max(job.job_try, int(data.get("t") or 0))
+        job.workflow_input = data.get(WORKFLOW_INPUT_KEY)
         job.redact = redacted_paths(job.function, data)
         current_job.bind(claimed.job_id, job.function, job.job_try, self.queue_name)  # every line it logs names it
         if tracing.active is not None:  # a CONSUMER span around the try (tracing.py)
@@ -205,6 +213,8 @@ class Executor:
         logger.debug("→ %s %s try=%d", job_id, job.function, job.job_try)
         job.called_s = time.perf_counter()
         try:
+            if job.workflow_input is not None:  # the results of the steps before it (a failed read fails the try)
+                job.kwargs = await workflow_steps.with_input(self.ctx["redis"], job_id, job.workflow_input, job.kwargs)
             if spec is not None:
                 result = await spec.invoke(self._context(job_id, job, spec), job.args, job.kwargs, self.offload)
             else:
@@ -224,6 +234,7 @@ class Executor:
         if logger.isEnabledFor(logging.DEBUG):
             shown = f" ● {truncate(repr(result))}" if self.policy.log_results and result is not None else ""
             logger.debug("← %s %s%s", job_id, job.function, shown)
+        job.value = result
         return self._done(claimed, job, start_ms, result, success=True)
 
     def _cancelled(

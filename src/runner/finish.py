@@ -66,6 +66,9 @@ class Outcome:
     duration_s: float | None = None
     #: a failed try or a dead letter, for the failure hooks and the trace (not written)
     failure: JobFailure | None = None
+    #: the final outcome of a workflow step: its value as JSON, or its error (``workflow_steps.py``); the finish
+    #: script advances the workflow with it
+    workflow: bytes = b""
 
     @property
     def kind(self) -> str:
@@ -198,7 +201,7 @@ class Finisher:
             len(timed), *(item for pair in timed.items() for item in pair),
         ]  # fmt: skip
         for o in batch:
-            args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms, o.kind]
+            args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms, o.kind, o.workflow]
         minute = now_ms // 60_000
         keys = [*self._keys, f"{self._outcomes_prefix}{minute}", f"{self._durations_prefix}{minute}", self._abort_set,
                 self._done_channel]  # fmt: skip

@@ -14,11 +14,12 @@ import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 from arq.typing import WorkerCoroutine
 from arq.worker import Function, Retry
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic.fields import FieldInfo
 
 from . import offload as offloading
 from . import redact as redaction
@@ -27,8 +28,13 @@ from .context import CTX_DEFAULT_TIMEOUT_S, JobContext
 from .errors import ArgumentsInvalid, JobTimeout, ResultInvalid
 from .retry import Backoff
 
+if TYPE_CHECKING:
+    from .canvas import Signature
+
 P = ParamSpec("P")
+Q = ParamSpec("Q")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 #: arq's own timeout is a backstop a little behind ours, so ours (which records why) fires first
@@ -100,6 +106,27 @@ class JobSpec(Generic[P, R]):
     def call(self, *args: P.args, **kwargs: P.kwargs) -> JobCall[R]:
         """Validated arguments for one run, for :meth:`JobClient.enqueue_many`."""
         return JobCall(self, self.encode_args(args, kwargs))
+
+    @overload
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]: ...
+    @overload
+    def s(self: JobSpec[Concatenate[T, Q], R], *args: Q.args, **kwargs: Q.kwargs) -> Signature[R]: ...
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """A workflow step running this job (``canvas.py``): every argument for a first step; after another step,
+        every argument but the first, which is the previous step's result. Validated at enqueue."""
+        from .canvas import Signature
+
+        return Signature(self, args, kwargs)
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The job's parameter names after ``ctx``, in order."""
+        return self._params
+
+    @property
+    def argument_fields(self) -> dict[str, FieldInfo]:
+        """The job's parameters as the fields of its argument model (type, default, constraints)."""
+        return dict(self._args_model.model_fields)
 
     def options(self, **kwargs: Any) -> JobSpec[P, R]:
         """A copy of this spec that enqueues with these :class:`EnqueueOptions` (job_id, defer_by …)."""

@@ -10,6 +10,8 @@ def test_exports_are_exactly_these() -> None:
         "JobStatus", "JobTimeout", "JobsError", "PayloadError", "PayloadTooLarge", "Permanent", "RedisUnreachable",
         "ResultInvalid", "ResultNotReady", "Retry", "SettingsInvalid", "SignatureError", "UnknownJob", "cron",
         "cron_states", "job", "JobProcessDied", "JobProcessError", "SyncJobClient", "SyncJobHandle",
+        "Chain", "Group", "Signature", "StepInfo", "WorkflowFailed", "WorkflowHandle", "WorkflowInfo", "chain",
+        "chord", "group",
     }  # fmt: skip
     for name in src.runner.__all__:
         assert hasattr(src.runner, name)

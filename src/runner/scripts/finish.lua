@@ -8,9 +8,10 @@
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), ARGV[4] owner (the
 --   worker's id, the value of the in-progress keys it holds), ARGV[5] outcome counts' retention (ms), ARGV[6]
 --   durations' retention (ms), ARGV[7] n: how many duration fields follow, ARGV[8 .. 7+2n]: field, count (the
---   batch's tries counted up by the caller), then groups of eight: job id, action, result bytes ('' for none), number, dead-letter record ('' for none), run status
+--   batch's tries counted up by the caller), then groups of nine: job id, action, result bytes ('' for none), number, dead-letter record ('' for none), run status
 --   ('' unless a cron job: its entry's state records the status and duration), duration (ms), kind (how the try
---   ended, counted per minute: complete, failed, retried, aborted, dead)
+--   ended, counted per minute: complete, failed, retried, aborted, dead), workflow note ('' unless the final
+--   outcome of a workflow step: its result's value as JSON when it completed, else how it ended; see below)
 --   action 'done':  store the result for `number` ms (-1: forever, 0: not kept), then delete the job,
 --                   its try counter and in-progress key, and remove it from the queue and the abort set
 --   action 'again': release the in-progress key and put the job back in the queue due at `number` (ms);
@@ -24,6 +25,76 @@
 -- one message, NUL-separated, for the clients waiting on them.
 -- Returns the ids whose outcome was not written for that reason.
 local queue = KEYS[1]
+
+-- Workflows (workflow.py) ------------------------------------------------------------------------------------------
+-- A step's final outcome ('done' with a workflow note) advances its workflow in this same call, so a crash never
+-- leaves a step done and its successor unqueued, and a step that is retried ('again') or whose lease was lost
+-- advances nothing. A job outside any workflow has no note and costs nothing here.
+-- The step's job id is '<workflow id>:<step>'; the state hash WORKFLOW_KEY_PREFIX .. <workflow id> holds 'status'
+-- (running, complete, failed), 'on_failure' (cancel, continue), 'steps' (how many), 'left' (final steps not yet
+-- done) and per step i: 'st:i' (held, queued, done, failed, aborted, cancelled), 'n:i' (its successors, comma-
+-- separated), 'p:i' (inputs not yet done), 'r:i' (its result's value).
+-- A completed step records its value; each successor whose last input it was goes into the queue (its job key was
+-- written when the workflow was enqueued), due now. A step that failed for good (or was aborted) fails the workflow
+-- once, with its error: held steps never run; with on_failure 'cancel', steps in the queue leave it and running
+-- ones are asked to abort (the abort set). Outcomes after the end are recorded, and advance nothing.
+-- Returns how many steps it queued, and the workflow id when the workflow ended (announced with the jobs).
+local function workflow_step(id, kind, note, now)
+  local wf, step = string.match(id, '^(.*):(%d+)$')
+  local state = WORKFLOW_KEY_PREFIX .. wf
+  local status, successors, on_failure, steps, fn = unpack(redis.call('HMGET', state, 'status', 'n:' .. step,
+    'on_failure', 'steps', 'f:' .. step))
+  if not status then
+    return 0, false  -- expired, or never enqueued as a workflow
+  end
+  local complete = kind == 'complete'
+  local st = complete and 'done' or (kind == 'aborted' and 'aborted' or 'failed')
+  redis.call('HSET', state, 'st:' .. step, st)
+  if complete then
+    redis.call('HSET', state, 'r:' .. step, note)
+  end
+  if status ~= 'running' then
+    return 0, false
+  end
+  local queued = 0
+  if complete then
+    for next_step in string.gmatch(successors or '', '%d+') do
+      if redis.call('HINCRBY', state, 'p:' .. next_step, -1) == 0 then
+        redis.call('ZADD', queue, now, wf .. ':' .. next_step)
+        redis.call('HSET', state, 'st:' .. next_step, 'queued')
+        queued = queued + 1
+      end
+    end
+    if (successors or '') ~= '' or redis.call('HINCRBY', state, 'left', -1) > 0 then
+      return queued, false
+    end
+    redis.call('HSET', state, 'status', 'complete', 'ended_ms', now)
+  else
+    local error = 'step ' .. step .. ' ' .. (fn or '?') .. '() (job ' .. id .. ') ' .. note
+    redis.call('HSET', state, 'status', 'failed', 'error', error, 'failed_step', step, 'ended_ms', now)
+    for i = 0, tonumber(steps) - 1 do
+      local other = wf .. ':' .. i
+      local other_st = redis.call('HGET', state, 'st:' .. i)
+      if other_st == 'held' then
+        redis.call('DEL', JOB_KEY_PREFIX .. other)
+        redis.call('HSET', state, 'st:' .. i, 'cancelled')
+      elseif other_st == 'queued' and on_failure == 'cancel' then
+        if redis.call('EXISTS', IN_PROGRESS_KEY_PREFIX .. other) == 1 then
+          redis.call('ZADD', KEYS[6], now, other)  -- running: its worker cancels it; its outcome is recorded
+        else
+          redis.call('ZREM', queue, other)
+          redis.call('DEL', JOB_KEY_PREFIX .. other, RETRY_KEY_PREFIX .. other)
+          redis.call('HSET', state, 'st:' .. i, 'cancelled')
+        end
+      end
+    end
+  end
+  redis.call('PEXPIRE', state, redis.call('HGET', state, 'keep_ms'))
+  return queued, wf
+end
+local workflow_queued = 0
+-- ------------------------------------------------------------------------------------------------------------------
+
 local again = false
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
@@ -33,7 +104,7 @@ local skipped = {}
 local ended = {}
 local counts = {}
 local timed = tonumber(ARGV[7])
-for i = 8 + 2 * timed, #ARGV, 8 do
+for i = 8 + 2 * timed, #ARGV, 9 do
   local id = ARGV[i]
   local action = ARGV[i + 1]
   local holder = redis.call('GET', IN_PROGRESS_KEY_PREFIX .. id)
@@ -53,6 +124,13 @@ for i = 8 + 2 * timed, #ARGV, 8 do
     redis.call('ZREM', queue, id)
     redis.call('ZREM', KEYS[6], id)
     ended[#ended + 1] = id
+    if ARGV[i + 8] ~= '' then  -- a workflow step's final outcome (see 'Workflows' above)
+      local queued, wf = workflow_step(id, ARGV[i + 7], ARGV[i + 8], now)
+      workflow_queued = workflow_queued + queued
+      if wf then
+        ended[#ended + 1] = wf
+      end
+    end
     if ARGV[i + 4] ~= '' then
       redis.call('SET', DLQ_ENTRY_KEY_PREFIX .. id, ARGV[i + 4], 'PX', retention)
       redis.call('ZADD', KEYS[3], now, id)
@@ -94,6 +172,12 @@ for i = 8 + 2 * timed, #ARGV, 8 do
 end
 if again then
   redis.call('LPUSH', KEYS[2], string.format('%d', again))
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[1]) - 1)
+end
+if workflow_queued > 0 then  -- steps a workflow queued: a token (due now) for each, as many as are kept
+  for _ = 1, math.min(workflow_queued, tonumber(ARGV[1])) do
+    redis.call('LPUSH', KEYS[2], string.format('%d', now))
+  end
   redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[1]) - 1)
 end
 if next(counts) then
