@@ -22,7 +22,8 @@ from src.runner.finish import Finisher, Outcome
 from src.runner.keyspace import abort_key, tagged_id
 from src.runner.layout import is_cluster
 from src.runner.redis_server import RedisServer
-from src.runner.workflow_ids import state_key
+from src.runner.scripts import script
+from src.runner.workflow_ids import step_id
 from tests.clusters import start_cluster, stop_cluster
 from tests.sample_jobs import add
 from tests.workflow_jobs import total
@@ -93,7 +94,7 @@ async def test_a_workflow_advances_within_its_queues_slot(redis: RedisCluster, c
     """Enqueue (workflow.lua) and the finish script's advance of a chord run on a cluster: every key they touch is in
     the queue's slot (a script touching another slot is refused there)."""
     queue = _queues_on_two_masters(redis)[1]
-    client = JobClient(redis, codec, queue_name=queue)  # type: ignore[arg-type]
+    client = JobClient(redis, codec, queue_name=queue, result_wakeups=False)  # type: ignore[arg-type]
     handle = await client.enqueue_workflow(chord(group([add.s(i, 1) for i in range(3)]), total.s()))
     worker_id = tagged_id(queue, "w1")
     aborts = abort_key(queue, cluster=True)
@@ -106,13 +107,20 @@ async def test_a_workflow_advances_within_its_queues_slot(redis: RedisCluster, c
             job = codec.loads(claimed.payload)
             kwargs = job["k"]
             if "wf" in job:  # the callback: its input from the workflow's state, as the worker reads it
-                kwargs = await workflow_steps.with_input(redis, claimed.job_id, job["wf"], kwargs)  # type: ignore[arg-type]
+                kwargs = await workflow_steps.with_input(redis, codec, queue, claimed.job_id, job["wf"], kwargs)  # type: ignore[arg-type]
             value = kwargs["a"] + kwargs["b"] if job["f"] == "add" else sum(kwargs["xs"])
             outcome = Outcome(claimed.raw_id, "done", b"", 0, succeeded=True)
-            outcome.workflow = workflow_steps.note(outcome, value)
+            outcome.workflow = workflow_steps.encode_result(codec, claimed.job_id, queue, value)
             finisher.add(outcome)
             ran.append(job["f"])
         await finisher.drain()
     assert ran == ["add", "add", "add", "total"]
     assert (await handle.info()).status == "complete"
-    assert await redis.hget(state_key(handle.workflow_id), "r:3") == b"6"
+    assert await handle.result(timeout_s=5) == 6
+    # an abort by hand of a held step (abort.lua) fails its workflow, in the same slot
+    held = await client.enqueue_workflow(chord(group([add.s(1, 1)]), total.s()))
+    fan_in = step_id(held.workflow_id, 1)
+    job_keys = (k.in_progress_key_prefix, k.result_key_prefix, k.job_key_prefix, k.retry_key_prefix)
+    keys = [queue, aborts, *(prefix + fan_in for prefix in job_keys), k.DONE_CHANNEL_PREFIX + queue]
+    assert await script(redis, "abort")(keys=keys, args=[fan_in, int(time.time() * 1000), b"", 0]) == 1  # type: ignore[arg-type]
+    assert (await held.info()).status == "failed"

@@ -72,4 +72,17 @@ async def hang_once(ctx: JobContext, x: int) -> int:
     return x * 10
 
 
-ALL = [plus_one, add, total, text, refuse, flaky_once, slow, hang_once]
+@job(keep_result_s=0)
+async def blob(ctx: JobContext, n: int) -> str:
+    """A result of ``n`` bytes that is not kept as a job result (only the workflow's state holds it)."""
+    await _count(ctx)
+    return "x" * n
+
+
+@job
+async def length(ctx: JobContext, s: str) -> int:
+    await _count(ctx)
+    return len(s)
+
+
+ALL = [plus_one, add, total, text, refuse, flaky_once, slow, hang_once, blob, length]

@@ -22,8 +22,10 @@ from redis.asyncio import Redis
 
 from . import constants as k
 from .codec import describe_exception
+from .errors import RequeueRefused
 from .redact import mask_arguments, redact_text, redact_value
 from .scripts import script
+from .workflow_ids import step_of
 
 if TYPE_CHECKING:
     from .claim import Claimed
@@ -94,6 +96,16 @@ def dead_letter(claimed: Claimed, job: Any, queue: str, start_ms: int, error: Ba
     }, default=repr)  # fmt: skip
 
 
+def _refuse_step(job_id: str) -> None:
+    found = step_of(job_id)
+    if found is not None:
+        workflow_id, index = found
+        raise RequeueRefused(
+            f"job {job_id} is step {index} of workflow {workflow_id}, which failed when this step died: requeued "
+            "alone it would run without advancing the workflow; enqueue the workflow again (and purge this job)"
+        )
+
+
 class DeadLetters:
     """List, show, requeue and purge the dead jobs of one queue."""
 
@@ -119,7 +131,9 @@ class DeadLetters:
         return None if raw is None else DeadJob.from_json(raw, job_id)
 
     async def requeue(self, job_id: str) -> bool:
-        """Put the job back in its queue as it was first enqueued (tries start again from 1)."""
+        """Put the job back in its queue as it was first enqueued (tries start again from 1). A workflow's step is
+        refused (:class:`RequeueRefused`): it stays dead, for a purge."""
+        _refuse_step(job_id)
         dead = await self.get(job_id)
         if dead is None or not dead.payload_b64:  # an unreadable record has nothing to put back
             return False
@@ -142,7 +156,7 @@ class DeadLetters:
         async def requeue_page(page: list[DeadJob]) -> int:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for dead in page:
-                    if not dead.payload_b64:  # unreadable: stays, for a purge
+                    if not dead.payload_b64 or step_of(dead.job_id) is not None:  # stays, for a purge
                         continue
                     await self._requeue(
                         keys=self._requeue_keys(dead.job_id), args=self._requeue_args(dead), client=pipe

@@ -15,6 +15,7 @@
  ├── JobAborted              the job was aborted (``JobHandle.abort``) before it finished
  ├── JobCancelled            the job raised ``CancelledError`` itself (a failed try, retried like any error)
      ├── WorkflowFailed          a workflow's step failed for good (re-raised by ``WorkflowHandle.result``)
+     ├── RequeueRefused          a dead job that cannot be requeued alone (a step of a failed workflow)
      ├── JobNotFound             no job, and no result, with that id
      ├── ResultNotReady          ``JobHandle.result`` gave up waiting
      ├── RedisUnreachable        cannot connect to Redis (the message names the URL, password hidden)
@@ -82,6 +83,10 @@ class WorkflowFailed(JobsError):
     def __init__(self, workflow_id: str, message: str) -> None:
         super().__init__(f"workflow {workflow_id}: {message}")
         self.workflow_id = workflow_id
+
+
+class RequeueRefused(JobsError):
+    """A dead job cannot be put back on its own: it is a step of a workflow, which failed when the step died."""
 
 
 class JobNotFound(JobsError):

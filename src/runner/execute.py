@@ -64,8 +64,6 @@ class _Job:
     called_s: float = 0.0
     #: a workflow step after others: where its input comes from (``workflow_steps.with_input``)
     workflow_input: dict[str, Any] | None = None
-    #: what it returned (JSON form), for a workflow step's note
-    value: Any = None
 
 
 def _now_ms() -> int:
@@ -123,8 +121,8 @@ class Executor:
             meter.finished(outcome, time.perf_counter() - job.started_s if job.started_s else 0.0)
         if job.called_s and outcome.action != "back":  # per-minute durations (durations.py); a shutdown's cut is not
             outcome.function, outcome.duration_s = job.function, time.perf_counter() - job.called_s
-        if outcome.action == "done" and step_of(claimed.job_id) is not None:  # advances its workflow (finish.lua)
-            outcome.workflow = workflow_steps.note(outcome, job.value)
+        if outcome.action == "done" and not outcome.succeeded and step_of(claimed.job_id) is not None:
+            outcome.workflow = workflow_steps.failure_note(outcome)  # fails its workflow (finish.lua)
         if without_tag(claimed.job_id).startswith("cron:"):  # the entry's state notes how its runs end
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms
@@ -214,7 +212,9 @@ class Executor:
         job.called_s = time.perf_counter()
         try:
             if job.workflow_input is not None:  # the results of the steps before it (a failed read fails the try)
-                job.kwargs = await workflow_steps.with_input(self.ctx["redis"], job_id, job.workflow_input, job.kwargs)
+                job.kwargs = await workflow_steps.with_input(
+                    self.ctx["redis"], self.codec, self.queue_name, job_id, job.workflow_input, job.kwargs
+                )
             if spec is not None:
                 result = await spec.invoke(self._context(job_id, job, spec), job.args, job.kwargs, self.offload)
             else:
@@ -234,7 +234,6 @@ class Executor:
         if logger.isEnabledFor(logging.DEBUG):
             shown = f" ● {truncate(repr(result))}" if self.policy.log_results and result is not None else ""
             logger.debug("← %s %s%s", job_id, job.function, shown)
-        job.value = result
         return self._done(claimed, job, start_ms, result, success=True)
 
     def _cancelled(
@@ -322,19 +321,32 @@ class Executor:
                 serializer=self.codec.dumps,
             ) or b""  # fmt: skip
             if success and len(data) > self.policy.max_result_bytes:
-                too_large = PayloadTooLarge(
-                    f"result of {job.function}() is {len(data)} bytes, over the limit of "
-                    f"{self.policy.max_result_bytes} (max_result_bytes); store it elsewhere and return a reference"
-                )
-                return self._failed_for_good(claimed, job, None, start_ms, too_large, "result too large")
+                return self._too_large(claimed, job, start_ms, len(data))
+        step_result = b""
+        if success and step_of(claimed.job_id) is not None:
+            # what its workflow's state keeps (read by the next steps), kept or not as a job result: held to the
+            # same limit
+            try:
+                step_result = workflow_steps.encode_result(self.codec, claimed.job_id, self.queue_name, result)
+            except PayloadError as e:
+                return self._failed_for_good(claimed, job, None, start_ms, e, "result refused")
+            if len(step_result) > self.policy.max_result_bytes:
+                return self._too_large(claimed, job, start_ms, len(step_result))
         if success:
             self.counters.complete += 1
         else:
             self.counters.failed += 1
         if not dead:
-            return Outcome(claimed.raw_id, "done", data, keep_ms, succeeded=success)
+            return Outcome(claimed.raw_id, "done", data, keep_ms, succeeded=success, workflow=step_result)
         record = dead_letter(claimed, job, self.queue_name, start_ms, result, dead)
         return Outcome(claimed.raw_id, "done", data, keep_ms, record, failure=self._failure(claimed, job, result, dead))
+
+    def _too_large(self, claimed: Claimed, job: _Job, start_ms: int, size: int) -> Outcome:
+        too_large = PayloadTooLarge(
+            f"result of {job.function}() is {size} bytes, over the limit of {self.policy.max_result_bytes} "
+            "(max_result_bytes); store it elsewhere and return a reference"
+        )
+        return self._failed_for_good(claimed, job, None, start_ms, too_large, "result too large")
 
     def _failure(
         self, claimed: Claimed, job: _Job, error: BaseException, dead: str = "", retry_in_s: float | None = None

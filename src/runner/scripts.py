@@ -3,6 +3,7 @@
 Key prefixes reach the scripts from ``constants.py``: each script gets a one-line prelude declaring them as Lua
 locals (``JOB_KEY_PREFIX`` …), right after its ``#!lua`` line. That line declares the script's flags, so that on a
 Redis Cluster the server refuses a script touching keys of two slots instead of running it until a reshard.
+A line ``--#include <file>.lua`` is replaced by that file's text: Lua shared by two scripts (``workflow_step.lua``).
 """
 
 from __future__ import annotations
@@ -37,14 +38,26 @@ def _prelude() -> str:
     return f"local {', '.join(_PREFIXES)} = {', '.join(repr(p) for p in _PREFIXES.values())}\n"
 
 
+_INCLUDE = "--#include "
+
+
+def _read(file: str) -> str:
+    return files(__package__).joinpath("scripts", file).read_text()
+
+
+def _with_includes(text: str) -> str:
+    lines = text.splitlines(keepends=True)
+    return "".join(_read(line.removeprefix(_INCLUDE).strip()) if line.startswith(_INCLUDE) else line for line in lines)
+
+
 @cache
 def source(name: str) -> str:
-    """The text of ``scripts/<name>.lua`` as sent to Redis: its ``#!lua`` line, the prelude, its body."""
-    text = files(__package__).joinpath("scripts", f"{name}.lua").read_text()
-    shebang, _, body = text.partition("\n")
+    """The text of ``scripts/<name>.lua`` as sent to Redis: its ``#!lua`` line, the prelude, its body (with the files
+    it includes)."""
+    shebang, _, body = _read(f"{name}.lua").partition("\n")
     if not shebang.startswith("#!lua"):
         raise ValueError(f"scripts/{name}.lua must begin with a '#!lua' line declaring its flags")
-    return f"{shebang}\n{_prelude()}{body}"
+    return f"{shebang}\n{_prelude()}{_with_includes(body)}"
 
 
 def script(redis: Redis, name: str) -> AsyncScript:

@@ -14,8 +14,6 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
-import orjson
-
 from . import constants as k
 from .canvas import Flow
 from .errors import JobNotFound, ResultNotReady, WorkflowFailed
@@ -23,6 +21,7 @@ from .result_waiters import RECHECK_S
 from .scripts import script
 from .workflow_ids import WORKFLOW_INPUT_KEY, new_workflow_id, state_key, step_id
 from .workflow_plan import Plan, Step, plan
+from .workflow_steps import decode_result
 
 if TYPE_CHECKING:
     from .client import JobClient, _Prepared
@@ -101,6 +100,12 @@ def _refuse_options(step: Step) -> None:
                 f"step {step.index} {step.spec.name}(): {name} is not honoured in a workflow (a step's id is made "
                 "from the workflow's, and it runs as soon as the steps before it are done); set it on a plain job"
             )
+    if options.priority:
+        # a successor is queued by the finish script, due when its last input is done, with no head start
+        raise ValueError(
+            f"step {step.index} {step.spec.name}(): priority is not honoured in a workflow (its steps are queued "
+            f"as the steps before them end, due then); use {step.spec.name}.options(priority=0).s(...)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +191,14 @@ class WorkflowHandle(Generic[R]):
         if any(value is None for value in raw):
             raise JobNotFound(f"workflow {self.workflow_id}: a final step's result is gone (its state expired?)")
         values = [
-            spec.decode_result(orjson.loads(value or b"")) for spec, value in zip(self._final_specs, raw, strict=True)
+            spec.decode_result(self._step_result(i, value or b""))
+            for i, spec, value in zip(indices, self._final_specs, raw, strict=True)
         ]
         return cast(R, values if self._final_is_list else values[0])
+
+    def _step_result(self, index: int, raw: bytes) -> Any:
+        """Step ``index``'s recorded result (verified for that step when the client's codec has a secret)."""
+        return decode_result(self.client.codec, raw, step_id(self.workflow_id, index), self.queue_name)
 
     async def status(self) -> str:
         """running, complete or failed."""
@@ -219,7 +229,7 @@ class WorkflowHandle(Generic[R]):
             status = state.get(f"st:{i}", "held")
             if status == "queued" and running[i]:
                 status = "running"
-            result = state.get(f"r:{i}")
+            result = raw_state.get(f"r:{i}".encode())
             steps.append(StepInfo(i, ids[i], state.get(f"f:{i}", "?"), status, tuple(after[i]),
-                                  None if result is None else orjson.loads(result)))  # fmt: skip
+                                  None if result is None else self._step_result(i, result)))  # fmt: skip
         return WorkflowInfo(self.workflow_id, state["status"], state.get("error"), tuple(steps))

@@ -27,71 +27,12 @@
 local queue = KEYS[1]
 
 -- Workflows (workflow.py) ------------------------------------------------------------------------------------------
--- A step's final outcome ('done' with a workflow note) advances its workflow in this same call, so a crash never
--- leaves a step done and its successor unqueued, and a step that is retried ('again') or whose lease was lost
--- advances nothing. A job outside any workflow has no note and costs nothing here.
--- The step's job id is '<workflow id>:<step>'; the state hash WORKFLOW_KEY_PREFIX .. <workflow id> holds 'status'
--- (running, complete, failed), 'on_failure' (cancel, continue), 'steps' (how many), 'left' (final steps not yet
--- done) and per step i: 'st:i' (held, queued, done, failed, aborted, cancelled), 'n:i' (its successors, comma-
--- separated), 'p:i' (inputs not yet done), 'r:i' (its result's value).
--- A completed step records its value; each successor whose last input it was goes into the queue (its job key was
--- written when the workflow was enqueued), due now. A step that failed for good (or was aborted) fails the workflow
--- once, with its error: held steps never run; with on_failure 'cancel', steps in the queue leave it and running
--- ones are asked to abort (the abort set). Outcomes after the end are recorded, and advance nothing.
--- Returns how many steps it queued, and the workflow id when the workflow ended (announced with the jobs).
-local function workflow_step(id, kind, note, now)
-  local wf, step = string.match(id, '^(.*):(%d+)$')
-  local state = WORKFLOW_KEY_PREFIX .. wf
-  local status, successors, on_failure, steps, fn = unpack(redis.call('HMGET', state, 'status', 'n:' .. step,
-    'on_failure', 'steps', 'f:' .. step))
-  if not status then
-    return 0, false  -- expired, or never enqueued as a workflow
-  end
-  local complete = kind == 'complete'
-  local st = complete and 'done' or (kind == 'aborted' and 'aborted' or 'failed')
-  redis.call('HSET', state, 'st:' .. step, st)
-  if complete then
-    redis.call('HSET', state, 'r:' .. step, note)
-  end
-  if status ~= 'running' then
-    return 0, false
-  end
-  local queued = 0
-  if complete then
-    for next_step in string.gmatch(successors or '', '%d+') do
-      if redis.call('HINCRBY', state, 'p:' .. next_step, -1) == 0 then
-        redis.call('ZADD', queue, now, wf .. ':' .. next_step)
-        redis.call('HSET', state, 'st:' .. next_step, 'queued')
-        queued = queued + 1
-      end
-    end
-    if (successors or '') ~= '' or redis.call('HINCRBY', state, 'left', -1) > 0 then
-      return queued, false
-    end
-    redis.call('HSET', state, 'status', 'complete', 'ended_ms', now)
-  else
-    local error = 'step ' .. step .. ' ' .. (fn or '?') .. '() (job ' .. id .. ') ' .. note
-    redis.call('HSET', state, 'status', 'failed', 'error', error, 'failed_step', step, 'ended_ms', now)
-    for i = 0, tonumber(steps) - 1 do
-      local other = wf .. ':' .. i
-      local other_st = redis.call('HGET', state, 'st:' .. i)
-      if other_st == 'held' then
-        redis.call('DEL', JOB_KEY_PREFIX .. other)
-        redis.call('HSET', state, 'st:' .. i, 'cancelled')
-      elseif other_st == 'queued' and on_failure == 'cancel' then
-        if redis.call('EXISTS', IN_PROGRESS_KEY_PREFIX .. other) == 1 then
-          redis.call('ZADD', KEYS[6], now, other)  -- running: its worker cancels it; its outcome is recorded
-        else
-          redis.call('ZREM', queue, other)
-          redis.call('DEL', JOB_KEY_PREFIX .. other, RETRY_KEY_PREFIX .. other)
-          redis.call('HSET', state, 'st:' .. i, 'cancelled')
-        end
-      end
-    end
-  end
-  redis.call('PEXPIRE', state, redis.call('HGET', state, 'keep_ms'))
-  return queued, wf
-end
+-- A step's final outcome ('done' with a workflow note) advances its workflow in this same call (workflow_step, in
+-- workflow_step.lua, shared with abort.lua), so a crash never leaves a step done and its successor unqueued, and a
+-- step that is retried ('again') or whose lease was lost advances nothing. A job outside any workflow has no note
+-- and costs nothing here.
+local abort_set = KEYS[6]
+--#include workflow_step.lua
 local workflow_queued = 0
 -- ------------------------------------------------------------------------------------------------------------------
 

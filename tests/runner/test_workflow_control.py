@@ -1,0 +1,128 @@
+"""Workflows under an operator's hand and at their edges: aborting a queued or held step fails the workflow once (as
+a step failing for good does), a dead step's requeue is refused, a step's result is checked for size and signed
+like any result, and an option a workflow cannot honour is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from arq.connections import ArqRedis
+
+from src.runner import Codec, DeadLetters, JobClient, WorkflowFailed, chain, chord, group
+from src.runner import constants as k
+from src.runner.errors import RequeueRefused
+from src.runner.worker import Worker
+from src.runner.workflow_ids import state_key, step_id
+from tests.waiting import wait_for
+from tests.workflow_jobs import ALL, blob, length, plus_one, refuse, total
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def _statuses(client: JobClient, workflow_id: str) -> list[str]:
+    fields = await client.redis.hgetall(state_key(workflow_id))
+    return [fields[f"st:{i}".encode()].decode() for i in range(int(fields[b"steps"]))]
+
+
+@pytest.mark.parametrize("aborted", [0, 1], ids=["queued", "held"])
+async def test_aborting_a_step_by_hand_fails_its_workflow_once(
+    client: JobClient, redis: ArqRedis, aborted: int
+) -> None:
+    """No worker: step 0 is queued, steps 1 and 2 are held. Aborting either fails the workflow at once, naming it;
+    nothing of it is left to run."""
+    handle = await client.enqueue_workflow(chain(plus_one.s(1), plus_one.s(), plus_one.s()))
+    target = step_id(handle.workflow_id, aborted)
+    assert await client.abort(target, timeout_s=5) is True
+    with pytest.raises(WorkflowFailed, match=rf"step {aborted} plus_one\(\) \(job .*:{aborted}\) was aborted"):
+        await handle.result(timeout_s=5)
+    expected = ["aborted", "cancelled", "cancelled"] if aborted == 0 else ["cancelled", "aborted", "cancelled"]
+    assert await _statuses(client, handle.workflow_id) == expected
+    assert await redis.zcard(client.queue_name) == 0
+    for i in range(3):
+        assert not await redis.exists(k.job_key_prefix + step_id(handle.workflow_id, i))
+    error = await redis.hget(state_key(handle.workflow_id), "error")
+    assert await client.abort(target, timeout_s=1) is False  # once: a second abort finds nothing
+    assert await redis.hget(state_key(handle.workflow_id), "error") == error
+
+
+async def test_aborting_a_held_step_of_a_running_workflow(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    """The fan-in of a chord is held while its members run; aborting it fails the workflow once the abort is
+    written, and the members that finish later advance nothing."""
+    handle = await client.enqueue_workflow(chord(group([plus_one.s(1), plus_one.s(2)]), total.s()))
+    fan_in = step_id(handle.workflow_id, 2)
+    assert await client.abort(fan_in, timeout_s=5) is True
+    running_worker(ALL)
+    with pytest.raises(WorkflowFailed, match=r"step 2 total\(\) .* was aborted"):
+        await handle.result(timeout_s=5)
+    assert not await redis.exists(k.job_key_prefix + fan_in)
+    assert not await redis.hexists("runs", fan_in)
+
+
+async def test_aborting_a_job_outside_any_workflow_is_unchanged(client: JobClient, redis: ArqRedis) -> None:
+    handle = await client.enqueue(plus_one, 1)
+    assert await handle.abort(timeout_s=5) is True
+    assert await client.abort("wf:" + "0" * 32 + ":1", timeout_s=1) is False  # looks like a step, is nothing
+
+
+async def test_requeueing_a_dead_step_is_refused_and_it_stays_dead(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker(ALL)
+    handle = await client.enqueue_workflow(chain(refuse.s(1), plus_one.s()))
+    with pytest.raises(WorkflowFailed):
+        await handle.result(timeout_s=10)
+    dead = DeadLetters(redis, client.queue_name)
+    first = step_id(handle.workflow_id, 0)
+    await wait_for(lambda: dead.get(first), 5)
+    with pytest.raises(RequeueRefused, match=rf"{handle.workflow_id}.*failed.*enqueue the workflow again"):
+        await dead.requeue(first)
+    assert await dead.requeue_all() == 0  # a bulk requeue leaves it too
+    assert await dead.get(first) is not None and await redis.zcard(client.queue_name) == 0
+    assert await handle.status() == "failed"
+
+
+async def test_a_step_result_over_the_limit_fails_the_workflow_even_when_not_kept(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    """``blob`` keeps no job result (keep_result_s=0): its value goes only into the workflow's state, and is held to
+    the same max_result_bytes as a kept result."""
+    running_worker(ALL, max_result_bytes=1000)
+    ok = await client.enqueue_workflow(chain(blob.s(100), length.s()))
+    assert await ok.result(timeout_s=10) == 100
+    handle = await client.enqueue_workflow(chain(blob.s(5000), length.s()))
+    with pytest.raises(WorkflowFailed, match=r"step 0 blob\(\) .* failed for good: PayloadTooLarge: result of blob"):
+        await handle.result(timeout_s=10)
+    assert await redis.hget(state_key(handle.workflow_id), "r:0") is None
+
+
+async def test_a_step_priority_is_refused(client: JobClient, redis: ArqRedis) -> None:
+    """A step is queued by the finish script when its inputs are done, at no priority: refused, not ignored."""
+    with pytest.raises(ValueError, match=r"step 1 plus_one\(\): priority is not honoured in a workflow"):
+        await client.enqueue_workflow(chain(plus_one.s(1), plus_one.options(priority=3).s()))
+    assert await redis.dbsize() == 0
+
+
+async def test_a_signed_step_refuses_an_input_altered_in_the_workflow_state(
+    redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    """With a signing secret a step's result is signed for its step: an input written into the state by anyone
+    else (here: as if step 0 had returned 100) is refused, which fails the workflow naming the step that read it."""
+    signed = JobClient(redis, Codec("s3cret"))
+    handle = await signed.enqueue_workflow(chain(plus_one.s(1), plus_one.s(), plus_one.s()))
+    first, second = step_id(handle.workflow_id, 0), step_id(handle.workflow_id, 1)
+    # step 0 "done" by hand: its result forged, step 1 queued as the finish script would
+    await redis.hset(state_key(handle.workflow_id), mapping={"r:0": b"100", "st:0": "done", "p:1": 0, "st:1": "queued"})
+    await redis.zrem(signed.queue_name, first)
+    await redis.delete(k.job_key_prefix + first)
+    await redis.zadd(signed.queue_name, {second: 0})
+    running_worker(ALL, codec=Codec("s3cret"))
+    with pytest.raises(WorkflowFailed, match=r"step 1 plus_one\(\) .* failed for good: InputRefused: .*step 0"):
+        await handle.result(timeout_s=10)
+    assert not await redis.hexists("runs", second)
+
+    ok = await signed.enqueue_workflow(chain(plus_one.s(1), plus_one.s()))
+    assert await ok.result(timeout_s=10) == 3
+    assert (await ok.info()).steps[0].result == 2
