@@ -23,6 +23,7 @@ from .errors import (
     PayloadError,
     PayloadTooLarge,
     RedisUnreachable,
+    RequeueRefused,
     ResultInvalid,
     ResultNotReady,
     SettingsInvalid,
@@ -35,7 +36,7 @@ from .handle import JobHandle, JobInfo
 from .job import EnqueueOptions, JobSpec, job
 from .offload import JobProcessDied, JobProcessError
 from .retry import NO_RETRY, Backoff, Permanent, Retry
-from .sync_client import SyncJobClient, SyncJobHandle
+from .sync_client import SyncJobClient, SyncJobHandle, SyncWorkflowHandle
 from .workflow import StepInfo, WorkflowHandle, WorkflowInfo
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "PayloadTooLarge",
     "Permanent",
     "RedisUnreachable",
+    "RequeueRefused",
     "ResultInvalid",
     "ResultNotReady",
     "Retry",
@@ -79,6 +81,7 @@ __all__ = [
     "StepInfo",
     "SyncJobClient",
     "SyncJobHandle",
+    "SyncWorkflowHandle",
     "UnknownJob",
     "WorkflowFailed",
     "WorkflowHandle",

@@ -23,11 +23,13 @@ import uvloop
 from arq.connections import RedisSettings
 from arq.jobs import JobStatus
 
+from .canvas import Flow
 from .client import JobClient
 from .codec import Codec
 from .constants import DEFAULT_MAX_PAYLOAD_BYTES, default_queue_name
 from .handle import JobHandle, JobInfo
 from .job import JobCall, JobSpec
+from .workflow import OnFailure, WorkflowHandle, WorkflowInfo
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -84,6 +86,16 @@ class SyncJobClient:
         """Enqueue validated calls (``spec.call(...)``) in one round trip per queue (:meth:`JobClient.enqueue_many`)."""
         return [SyncJobHandle(self, handle) for handle in self.call(self._client.enqueue_many(calls))]
 
+    def enqueue_workflow(
+        self, flow: Flow[R], /, *, queue_name: str | None = None, on_failure: OnFailure = "cancel",
+        keep_result_s: float | None = None,
+    ) -> SyncWorkflowHandle[R]:  # fmt: skip
+        """Validate every step of ``flow`` and write it in one round trip (:meth:`JobClient.enqueue_workflow`)."""
+        enqueueing = self._client.enqueue_workflow(
+            flow, queue_name=queue_name, on_failure=on_failure, keep_result_s=keep_result_s
+        )
+        return SyncWorkflowHandle(self, self.call(enqueueing))
+
     def handle(self, spec: JobSpec[Any, R], job_id: str, queue_name: str | None = None) -> SyncJobHandle[R]:
         """A handle for a job enqueued elsewhere (by id)."""
         return SyncJobHandle(self, self._client.handle(spec, job_id, queue_name))
@@ -136,6 +148,33 @@ class SyncJobHandle(Generic[R]):
     def result(self, timeout_s: float | None = None) -> R:
         """Wait for the job's result, blocking this thread (:meth:`JobHandle.result`: ``JobFailed``, ``JobAborted``,
         ``ResultNotReady`` on timeout)."""
+        return self._client.call(self.handle.result(timeout_s))
+
+
+class SyncWorkflowHandle(Generic[R]):
+    """:class:`WorkflowHandle` for sync code: the same calls, each waited for in the caller's thread."""
+
+    def __init__(self, client: SyncJobClient, handle: WorkflowHandle[R]) -> None:
+        self._client = client
+        self.handle = handle
+
+    def __repr__(self) -> str:
+        return f"<SyncWorkflowHandle {self.workflow_id}>"
+
+    @property
+    def workflow_id(self) -> str:
+        return self.handle.workflow_id
+
+    def status(self) -> str:
+        """running, complete or failed."""
+        return self._client.call(self.handle.status())
+
+    def info(self) -> WorkflowInfo:
+        return self._client.call(self.handle.info())
+
+    def result(self, timeout_s: float | None = None) -> R:
+        """Wait for the workflow's result, blocking this thread (:meth:`WorkflowHandle.result`: ``WorkflowFailed``
+        naming the step, ``ResultNotReady`` on timeout)."""
         return self._client.call(self.handle.result(timeout_s))
 
 

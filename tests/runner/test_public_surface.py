@@ -10,6 +10,7 @@ def test_exports_are_exactly_these() -> None:
         "JobStatus", "JobTimeout", "JobsError", "PayloadError", "PayloadTooLarge", "Permanent", "RedisUnreachable",
         "ResultInvalid", "ResultNotReady", "Retry", "SettingsInvalid", "SignatureError", "UnknownJob", "cron",
         "cron_states", "job", "JobProcessDied", "JobProcessError", "SyncJobClient", "SyncJobHandle",
+        "SyncWorkflowHandle", "RequeueRefused",
         "Chain", "Group", "Signature", "StepInfo", "WorkflowFailed", "WorkflowHandle", "WorkflowInfo", "chain",
         "chord", "group",
     }  # fmt: skip

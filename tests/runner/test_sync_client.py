@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from arq.connections import RedisSettings
 
-from src.runner import JobFailed, JobStatus, ResultNotReady, SyncJobClient
+from src.runner import JobFailed, JobStatus, ResultNotReady, SyncJobClient, WorkflowFailed, chain, chord, group
 from src.runner.redis_server import RedisServer
 from src.settings import get_settings
-from tests import telemetry_jobs
+from tests import telemetry_jobs, workflow_jobs
 from tests.spawn import Spawner
 
 SETTINGS = "tests.telemetry_jobs.TelemetrySettings"
@@ -62,6 +62,19 @@ def test_a_result_not_ready_in_time(sync_client: SyncJobClient) -> None:
         handle.result(timeout_s=0.2)
     assert handle.status() is JobStatus.queued
     assert handle.abort(timeout_s=2)
+
+
+def test_a_workflow_from_sync_code(sync_client: SyncJobClient, redis_server: RedisServer, spawn: Spawner) -> None:
+    """``enqueue_workflow`` as the async client's, run by a worker process; a failed one raises naming the step."""
+    env = {**os.environ, "JOBS_REDIS_URL": redis_server.url}
+    spawn([sys.executable, "-m", "arq", "tests.workflow_settings.WorkerSettings"], name="worker", env=env)
+    handle = sync_client.enqueue_workflow(chord(group([workflow_jobs.add.s(i, i) for i in range(4)]),
+                                                workflow_jobs.total.s()))  # fmt: skip
+    assert handle.result(timeout_s=30) == 12
+    assert handle.status() == "complete" and [s.status for s in handle.info().steps] == ["done"] * 5
+    failing = sync_client.enqueue_workflow(chain(workflow_jobs.plus_one.s(1), workflow_jobs.refuse.s()))
+    with pytest.raises(WorkflowFailed, match=r"step 1 refuse\(\)"):
+        failing.result(timeout_s=30)
 
 
 def test_refuses_its_own_loop_and_a_closed_client(redis_server: RedisServer) -> None:

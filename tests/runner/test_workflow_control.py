@@ -9,9 +9,8 @@ from collections.abc import Callable
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import Codec, DeadLetters, JobClient, WorkflowFailed, chain, chord, group
+from src.runner import Codec, DeadLetters, JobClient, RequeueRefused, WorkflowFailed, chain, chord, group
 from src.runner import constants as k
-from src.runner.errors import RequeueRefused
 from src.runner.worker import Worker
 from src.runner.workflow_ids import state_key, step_id
 from tests.waiting import wait_for

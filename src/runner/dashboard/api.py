@@ -11,7 +11,7 @@ from .. import json_rows, pausing
 from ..constants import PRIORITY_MAX
 from ..cron_state import cron_states
 from ..dlq import DeadLetters
-from ..errors import JobsError
+from ..errors import JobsError, RequeueRefused
 from ..queue_stats import queue_stats
 from . import reads
 from .auth import require_access, require_same_origin
@@ -148,7 +148,10 @@ async def dead_letter_act(request: Request, job_id: str, action: Action, queue: 
     """Requeue or delete one dead job (``hasten dlq requeue|purge <id>``)."""
     client = await reads.state_of(request).on_queue(queue or None)
     dlq = DeadLetters(client.redis, client.queue_name)
-    done = await (dlq.requeue(job_id) if action == "requeue" else dlq.purge(job_id))
+    try:
+        done = await (dlq.requeue(job_id) if action == "requeue" else dlq.purge(job_id))
+    except RequeueRefused as e:
+        raise HTTPException(409, str(e)) from None
     if not done:
         raise HTTPException(404, f"no dead job {job_id!r}")
     return {"job_id": job_id, "action": action, "done": True}

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from .. import json_rows, pausing
 from ..cron_state import cron_states
 from ..dlq import DeadLetters
-from ..errors import JobsError
+from ..errors import JobsError, RequeueRefused
 from ..queue_admin import JOB_STATES
 from ..worker_registry import HEARTBEAT_S
 from . import reads
@@ -171,10 +171,15 @@ async def dead_letters_act(request: Request, action: str) -> RedirectResponse:
     # a row's own button names its job ("one"); the buttons below the table act on the rows ticked
     ids = [i for i in (fields.get("one") or fields.get("job_id", [])) if i]
     done = 0
+    refused: list[str] = []
     for job_id in ids:
-        done += await (dlq.requeue(job_id) if action == "requeue" else dlq.purge(job_id))
+        try:
+            done += await (dlq.requeue(job_id) if action == "requeue" else dlq.purge(job_id))
+        except RequeueRefused as e:  # a workflow's step: said why, the others go on
+            refused.append(str(e))
     verb = "requeued" if action == "requeue" else "deleted"
-    return _back(request, "/dead-letters", queue=client.queue_name, message=f"{verb} {done} of {len(ids)} dead job(s)")
+    message = " ".join([f"{verb} {done} of {len(ids)} dead job(s)", *refused[:1]])
+    return _back(request, "/dead-letters", queue=client.queue_name, message=message)
 
 
 @router.get("/dead-letters/ops/{op_id}", response_class=HTMLResponse)
