@@ -1,6 +1,6 @@
 """``hasten``: run the worker, the embedded Redis, or the whole local stack (``hasten run``, behind ``make run``),
-see and steer queues (``cli_queue.py``: status, inspect, enqueue, abort, purge, jobs list), and look after the
-dead-letter queue and the cron entries.
+see and steer queues (``cli_queue.py``: status, inspect, enqueue, abort, purge, jobs list), look after the
+dead-letter queue and the cron entries, and show a workflow's graph (``cli_workflow.py``).
 
 Every listing has ``--json`` for scripts; tables never cut job ids or entry names. Errors of ours (Redis not
 reachable, a bad setting, a bad cron entry) are one line and exit code 1.
@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from src import cli_dlq, cli_outbox, cli_pause, cli_queue
+from src import cli_dlq, cli_outbox, cli_pause, cli_queue, cli_workflow
 from src.runner.errors import JobsError, RedisUnreachable
 
 T = TypeVar("T")
@@ -165,6 +165,7 @@ def check(
 app.add_typer(cli_dlq.dlq_app, name="dlq")
 app.registered_commands += cli_queue.queue_app.registered_commands
 app.registered_commands += cli_pause.pause_app.registered_commands
+app.registered_commands += cli_workflow.workflow_app.registered_commands
 app.add_typer(cli_queue.jobs_app, name="jobs")
 
 app.add_typer(cli_dlq.cron_app, name="cron")

@@ -25,6 +25,8 @@ from .queue_admin import QueuedJob
 from .queue_stats import QueueStats
 from .redact import redact_text, redact_value
 from .worker_registry import WorkerRecord, live_workers
+from .workflow_ids import step_of
+from .workflow_info import WorkflowInfo, read_workflow
 
 
 def stats_row(stats: QueueStats, durations: dict[str, FunctionDurations] | None = None) -> dict[str, Any]:
@@ -65,6 +67,20 @@ def cron_row(state: CronState) -> dict[str, Any]:
     return {key: plain(value) for key, value in asdict(state).items()}
 
 
+def workflow_row(info: WorkflowInfo) -> dict[str, Any]:
+    """A workflow's graph: its status and error, and each step's function, status, job id, inputs (``after``: the
+    steps it takes its input from) and result (``hasten workflow --json``)."""
+    steps = [{**asdict(step), "after": list(step.after)} for step in info.steps]
+    return {**{field: plain(value) for field, value in asdict(info).items()}, "steps": steps}
+
+
+async def read_workflow_row(client: JobClient, workflow_id: str) -> dict[str, Any]:
+    """:func:`workflow_row` of ``workflow_id`` (:class:`JobNotFound` if its state is gone); a result this client
+    cannot verify is left out, with why."""
+    info = await read_workflow(client.redis, client.codec, workflow_id, client.queue_name, strict=False)
+    return workflow_row(info)
+
+
 async def job_record(client: JobClient, job_id: str) -> dict[str, Any]:
     """Everything known about one job in the client's queue, with the worker holding it and its lease
     (``hasten inspect --json``); ``status`` is ``not_found`` and ``function`` None when there is no such job.
@@ -95,6 +111,8 @@ async def job_record(client: JobClient, job_id: str) -> dict[str, Any]:
         for w in await live_workers(client.redis, client.queue_name):
             if w.worker_id == holder:
                 record["worker_host"], record["worker_pid"] = w.host, w.pid
+    step = step_of(job_id)
+    record["workflow_id"], record["workflow_step"] = step if step is not None else (None, None)
     return record
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from . import constants as k
@@ -20,6 +20,7 @@ from .errors import JobNotFound, ResultNotReady, WorkflowFailed
 from .result_waiters import RECHECK_S
 from .scripts import script
 from .workflow_ids import WORKFLOW_INPUT_KEY, new_workflow_id, state_key, step_id
+from .workflow_info import StepInfo, WorkflowInfo, read_workflow
 from .workflow_plan import Plan, Step, plan
 from .workflow_steps import decode_result
 
@@ -62,7 +63,7 @@ async def enqueue_workflow(
     fields: dict[str, str | int] = {
         "status": "running", "on_failure": on_failure, "steps": len(laid.steps), "left": len(laid.final),
         "final": ",".join(map(str, laid.final)), "final_list": int(laid.final_is_list), "keep_ms": keep_ms,
-        "enqueued_ms": int(time.time() * 1000),
+        "enqueued_ms": int(time.time() * 1000), "queue": queue,
     }  # fmt: skip
     for step in laid.steps:
         fields[f"f:{step.index}"] = step.spec.name
@@ -106,31 +107,6 @@ def _refuse_options(step: Step) -> None:
             f"step {step.index} {step.spec.name}(): priority is not honoured in a workflow (its steps are queued "
             f"as the steps before them end, due then); use {step.spec.name}.options(priority=0).s(...)"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class StepInfo:
-    """One step of a workflow: ``status`` is held (waits for others), queued, running, done, failed, aborted or
-    cancelled."""
-
-    index: int
-    job_id: str
-    function: str
-    status: str
-    #: the steps it takes its input from
-    after: tuple[int, ...]
-    #: its result (JSON form), once done
-    result: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowInfo:
-    """A snapshot of a workflow: ``status`` is running, complete or failed; ``error`` names the failed step."""
-
-    workflow_id: str
-    status: str
-    error: str | None
-    steps: tuple[StepInfo, ...]
 
 
 def _hmget(client: JobClient, workflow_id: str, fields: list[str]) -> Awaitable[list[bytes | None]]:
@@ -208,28 +184,5 @@ class WorkflowHandle(Generic[R]):
         return str(status.decode())
 
     async def info(self) -> WorkflowInfo:
-        """The workflow's status and error, and each step's function, status and job id."""
-        reading = self.client.redis.hgetall(state_key(self.workflow_id))
-        raw_state = await cast("Awaitable[dict[bytes, bytes]]", reading)
-        state = {key.decode(): value.decode() for key, value in raw_state.items()}
-        if not state:
-            raise JobNotFound(f"workflow {self.workflow_id} not found (never enqueued, or its state expired)")
-        count = int(state["steps"])
-        ids = [step_id(self.workflow_id, i) for i in range(count)]
-        async with self.client.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.exists(k.in_progress_key_prefix + job_id)
-            running = await pipe.execute()
-        after: dict[int, list[int]] = {i: [] for i in range(count)}
-        for i in range(count):
-            for successor in filter(None, state.get(f"n:{i}", "").split(",")):
-                after[int(successor)].append(i)
-        steps = []
-        for i in range(count):
-            status = state.get(f"st:{i}", "held")
-            if status == "queued" and running[i]:
-                status = "running"
-            result = raw_state.get(f"r:{i}".encode())
-            steps.append(StepInfo(i, ids[i], state.get(f"f:{i}", "?"), status, tuple(after[i]),
-                                  None if result is None else self._step_result(i, result)))  # fmt: skip
-        return WorkflowInfo(self.workflow_id, state["status"], state.get("error"), tuple(steps))
+        """The workflow's status and error, and each step's function, status, job id, inputs and result."""
+        return await read_workflow(self.client.redis, self.client.codec, self.workflow_id, self.queue_name)
