@@ -53,6 +53,13 @@ async def job(request: Request, job_id: str, queue: str = "") -> Row:
     return {**record, "dead": None if dead is None else json_rows.dead_row(dead)}
 
 
+@router.get("/workflows/{workflow_id}")
+async def workflow(request: Request, workflow_id: str) -> Row:
+    """A workflow's graph: its status and error, each step's function, status, job id, inputs and result
+    (``hasten workflow --json``)."""
+    return await reads.workflow(reads.state_of(request), workflow_id)
+
+
 @router.get("/dead-letters")
 async def dead_letters(
     request: Request, queue: str = "", function: str = "", offset: int = Query(0, ge=0),

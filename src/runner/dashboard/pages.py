@@ -88,7 +88,14 @@ async def job(request: Request, job_id: str, queue: str = "") -> HTMLResponse:
     return page(
         request, "job.html", nav="jobs", job_id=job_id, record=record, dead=dead and json_rows.dead_row(dead),
         queue=record["queue"], message=request.query_params.get("message", ""),
+        workflow=await reads.workflow_of(state, record),
     )  # fmt: skip
+
+
+@router.get("/workflows/{workflow_id}", response_class=HTMLResponse)
+async def workflow(request: Request, workflow_id: str) -> HTMLResponse:
+    row = await reads.workflow(reads.state_of(request), workflow_id)
+    return page(request, "workflow.html", nav="jobs", workflow=row, job_id=None)
 
 
 @actions.post("/jobs/{job_id}/abort")

@@ -10,6 +10,7 @@ from fastapi import HTTPException, Query, Request
 
 from .. import human, json_rows
 from ..dlq import DeadJob, DeadLetters
+from ..errors import JobNotFound
 from ..queue_admin import JOB_STATES, JobPage, JobState, find_jobs
 from ..worker_registry import WorkerRecord, live_workers
 from .bulk import BulkOp, read_op
@@ -89,6 +90,25 @@ async def job_record(state: DashboardState, job_id: str, queue: str | None) -> t
     if record["status"] == "not_found" and record["function"] is None and dead is None:
         raise HTTPException(404, f"no job {job_id!r} in queue {client.queue_name!r}")
     return record, dead
+
+
+async def workflow(state: DashboardState, workflow_id: str) -> dict[str, Any]:
+    """``hasten workflow --json``'s row of the workflow; 404 when its state is gone (or it never was)."""
+    client = await state.on_queue(None)
+    try:
+        return await json_rows.read_workflow_row(client, workflow_id)
+    except JobNotFound as e:
+        raise HTTPException(404, str(e)) from None
+
+
+async def workflow_of(state: DashboardState, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The workflow a job's record names (``workflow_id``: a step's), if any and still there."""
+    if record.get("workflow_id") is None:
+        return None
+    try:
+        return await workflow(state, record["workflow_id"])
+    except HTTPException:
+        return None
 
 
 async def all_workers(state: DashboardState) -> list[WorkerRecord]:
