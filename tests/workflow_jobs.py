@@ -85,4 +85,11 @@ async def length(ctx: JobContext, s: str) -> int:
     return len(s)
 
 
-ALL = [plus_one, add, total, text, refuse, flaky_once, slow, hang_once, blob, length]
+@job(keep_result_s=0)
+async def unkept(ctx: JobContext, x: int) -> int:
+    """``x * 100``, a result not kept as a job result (only the workflow's state holds it)."""
+    await _count(ctx)
+    return x * 100
+
+
+ALL = [plus_one, add, total, text, refuse, flaky_once, slow, hang_once, blob, length, unkept]

@@ -14,7 +14,7 @@ from src.runner import constants as k
 from src.runner.worker import Worker
 from src.runner.workflow_ids import state_key, step_id
 from tests.waiting import wait_for
-from tests.workflow_jobs import ALL, blob, length, plus_one, refuse, total
+from tests.workflow_jobs import ALL, blob, length, plus_one, refuse, slow, total, unkept
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -125,3 +125,43 @@ async def test_a_signed_step_refuses_an_input_altered_in_the_workflow_state(
     ok = await signed.enqueue_workflow(chain(plus_one.s(1), plus_one.s()))
     assert await ok.result(timeout_s=10) == 3
     assert (await ok.info()).steps[0].result == 2
+
+
+async def test_a_group_of_thousands_of_members_fans_in(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """The enqueue script writes the state in slices: a Lua call takes a few thousand values at once at most."""
+    members = 2500
+    handle = await client.enqueue_workflow(chord(group([plus_one.s(i) for i in range(members)]), total.s()))
+    running_worker(ALL, max_jobs=200)
+    assert await handle.result(timeout_s=25) == sum(range(1, members + 1))
+
+
+async def test_a_done_step_is_not_advanced_again_by_a_job_of_its_id(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    """A step's final outcome is recorded once. Once step 0 is done (its result not kept as a job result, so its
+    id is free again), a job enqueued under its id by arq's own client runs, but records and advances nothing: the
+    fan-in still waits for step 1."""
+    running_worker(ALL)
+    handle = await client.enqueue_workflow(chord(group([unkept.s(1), slow.s(2)]), total.s()))
+    first, fan_in = step_id(handle.workflow_id, 0), step_id(handle.workflow_id, 2)
+
+    async def step_0_done_and_step_1_running() -> bool:
+        statuses = [s.status for s in (await handle.info()).steps]
+        return statuses == ["done", "running", "held"] and bool(await redis.llen("slow:started"))
+
+    await wait_for(step_0_done_and_step_1_running, 10)
+    assert await redis.enqueue_job("unkept", x=5, _job_id=first) is not None
+
+    async def ran_again() -> bool:
+        return await redis.hget("runs", first) == b"2" and not await redis.exists(k.job_key_prefix + first)
+
+    await wait_for(ran_again, 10, message="the job under step 0's id never ran")
+    state = await redis.hgetall(state_key(handle.workflow_id))
+    assert (state[b"st:2"], state[b"p:2"]) == (b"held", b"1")
+    assert await redis.zscore(client.queue_name, fan_in) is None
+    assert (await handle.info()).steps[0].result == 100
+    assert await client.abort(step_id(handle.workflow_id, 1), timeout_s=10)
+    with pytest.raises(WorkflowFailed, match=r"step 1 slow\(\) .* was aborted"):
+        await handle.result(timeout_s=5)

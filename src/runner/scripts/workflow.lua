@@ -11,7 +11,10 @@ if redis.call('EXISTS', state) == 1 then
   return 0
 end
 local m = tonumber(ARGV[4])
-redis.call('HSET', state, unpack(ARGV, 5, 4 + 2 * m))
+-- in slices: unpack() gives a few thousand values at most (Lua's C stack), a workflow has four fields a step
+for first = 5, 4 + 2 * m, 1000 do
+  redis.call('HSET', state, unpack(ARGV, first, math.min(first + 999, 4 + 2 * m)))
+end
 redis.call('PEXPIRE', state, ARGV[3])
 local queued = 0
 for i = 5 + 2 * m, #ARGV, 4 do

@@ -14,6 +14,7 @@ end
 
 -- The final outcome of step `id`: 'kind' is complete, or how it ended otherwise (dead, aborted); 'note' its result
 -- when complete, else how it ended (the workflow's error names the step, its function and job id before it).
+-- A step's final outcome is recorded once: only a step still queued (or running) or held ends here.
 -- A completed step records its result; each successor whose last input it was goes into the queue (its job key was
 -- written when the workflow was enqueued), due now. A step that failed for good (or was aborted) fails the workflow
 -- once, with its error: held steps never run; with on_failure 'cancel', steps in the queue leave it and running
@@ -25,10 +26,15 @@ local function workflow_step(id, kind, note, now)
     return 0, false
   end
   local state = WORKFLOW_KEY_PREFIX .. wf
-  local status, successors, on_failure, steps, fn = unpack(redis.call('HMGET', state, 'status', 'n:' .. step,
-    'on_failure', 'steps', 'f:' .. step))
+  local status, successors, on_failure, steps, fn, current = unpack(redis.call('HMGET', state, 'status',
+    'n:' .. step, 'on_failure', 'steps', 'f:' .. step, 'st:' .. step))
   if not status then
     return 0, false  -- expired, or never enqueued as a workflow
+  end
+  if current ~= 'queued' and current ~= 'held' then
+    -- it ended already (or was cancelled): what runs under its id now (a job enqueued with that id once the
+    -- step's own keys were gone) is not the step, and advances nothing a second time
+    return 0, false
   end
   local complete = kind == 'complete'
   local st = complete and 'done' or (kind == 'aborted' and 'aborted' or 'failed')
