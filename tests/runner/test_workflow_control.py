@@ -165,3 +165,23 @@ async def test_a_done_step_is_not_advanced_again_by_a_job_of_its_id(
     assert await client.abort(step_id(handle.workflow_id, 1), timeout_s=10)
     with pytest.raises(WorkflowFailed, match=r"step 1 slow\(\) .* was aborted"):
         await handle.result(timeout_s=5)
+
+
+async def test_a_held_step_whose_job_expired_fails_the_workflow_naming_it(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    """A held step's job key lives for its ``expires`` from the workflow's enqueue: gone by the time its input is
+    done, it fails the workflow (it is dead-lettered as expired) instead of leaving it waiting."""
+    handle = await client.enqueue_workflow(chain(plus_one.s(1), plus_one.options(expires=0.2).s(), plus_one.s()))
+    second = step_id(handle.workflow_id, 1)
+
+    async def expired() -> bool:
+        return not await redis.exists(k.job_key_prefix + second)
+
+    await wait_for(expired, 5)
+    running_worker(ALL)
+    with pytest.raises(
+        WorkflowFailed, match=r"step 1 plus_one\(\) .* failed for good: JobExecutionFailed: job expired"
+    ):
+        await handle.result(timeout_s=10)
+    assert [s.status for s in (await handle.info()).steps] == ["done", "failed", "cancelled"]
