@@ -41,7 +41,7 @@ def workflow(
     table.add_column("inputs", no_wrap=True)
     table.add_column("result", overflow="fold", ratio=1)
     for s in steps:
-        inputs = ",".join(map(str, s["after"])) or "-"
+        inputs = _ranges(s["after"])
         table.add_row(
             str(s["index"]), escape(s["function"]), s["status"], escape(s["job_id"]), inputs, escape(_result(s))
         )
@@ -49,6 +49,17 @@ def workflow(
     out.print(table)
     if row["error"]:
         out.print(f"[red]error:[/] {escape(row['error'])}", soft_wrap=True)
+
+
+def _ranges(steps: list[int]) -> str:
+    """``0-149,151``: a fan-in's inputs in a few characters."""
+    runs: list[list[int]] = []
+    for i in steps:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(f"{a}-{b}" if b - a > 1 else ",".join(map(str, range(a, b + 1))) for a, b in runs) or "-"
 
 
 def _result(step: dict[str, Any]) -> str:

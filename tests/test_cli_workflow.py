@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 
 import pytest
@@ -39,6 +40,10 @@ async def test_workflow_shows_each_step_and_its_json_is_the_apis_row(
     assert [(s["function"], s["status"], s["after"], s["result"]) for s in row["steps"]] == [
         ("add", "done", [], 3), ("add", "done", [], 7), ("total", "done", [0, 1], 10),
     ]  # fmt: skip
+
+    big = await client.enqueue_workflow(chord(group([add.s(i, 1) for i in range(30)]), total.s()))
+    fan_in = await asyncio.to_thread(_hasten, redis_server.url, "workflow", big.workflow_id)
+    assert re.search(rf"{re.escape(step_id(big.workflow_id, 30))}\s+0-29\s", fan_in.stdout)  # inputs, briefly
 
     missing = await asyncio.to_thread(_hasten, redis_server.url, "workflow", "wf:" + "0" * 32)
     assert missing.returncode == 1 and "not found" in missing.stderr

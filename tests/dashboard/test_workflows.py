@@ -55,6 +55,17 @@ async def test_a_workflow_in_the_api_and_on_its_steps_pages(
     assert (await http.get(f"/workflows/{missing}", headers=HTML)).status_code == 404
 
 
+async def test_a_big_fan_out_shows_its_first_steps_and_the_one_whose_page_it_is(client: JobClient, dash: Dash) -> None:
+    handle = await client.enqueue_workflow(chord(group([add.s(i, 1) for i in range(150)]), total.s()))
+    _, http = dash()
+    fan_in = await http.get(f"/jobs/{step_id(handle.workflow_id, 150)}", headers=HTML)
+    assert fan_in.status_code == 200 and fan_in.text.count("<tr data-step=") == 100
+    assert '<tr class="current" aria-current="true" data-step="150">' in fan_in.text
+    assert "The first 100 of 151 steps." in fan_in.text
+    whole = (await http.get(f"/api/workflows/{handle.workflow_id}")).json()
+    assert len(whole["steps"]) == 151 and whole["steps"][150]["after"] == list(range(150))
+
+
 async def test_a_dead_steps_requeue_is_refused_with_the_reason(
     client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker], dash: Dash
 ) -> None:
