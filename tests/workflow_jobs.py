@@ -92,4 +92,11 @@ async def unkept(ctx: JobContext, x: int) -> int:
     return x * 100
 
 
-ALL = [plus_one, add, total, text, refuse, flaky_once, slow, hang_once, blob, length, unkept]
+@job
+async def too_big_an_int(ctx: JobContext, x: int) -> int:
+    """An int JSON allows and orjson does not write (over 64 bits)."""
+    await _count(ctx)
+    return x << 70
+
+
+ALL = [too_big_an_int, plus_one, add, total, text, refuse, flaky_once, slow, hang_once, blob, length, unkept]

@@ -14,7 +14,7 @@ from src.runner import constants as k
 from src.runner.worker import Worker
 from src.runner.workflow_ids import state_key, step_id
 from tests.waiting import wait_for
-from tests.workflow_jobs import ALL, blob, length, plus_one, refuse, slow, total, unkept
+from tests.workflow_jobs import ALL, blob, length, plus_one, refuse, slow, too_big_an_int, total, unkept
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -185,3 +185,16 @@ async def test_a_held_step_whose_job_expired_fails_the_workflow_naming_it(
     ):
         await handle.result(timeout_s=10)
     assert [s.status for s in (await handle.info()).steps] == ["done", "failed", "cancelled"]
+
+
+async def test_a_step_result_that_cannot_be_written_fails_the_workflow(
+    client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """A result its job's annotation allows but JSON cannot carry here (an int over 64 bits) fails the step for
+    good, naming why, instead of leaving the step running with no outcome."""
+    running_worker(ALL)
+    handle = await client.enqueue_workflow(chain(too_big_an_int.s(1), plus_one.s()))
+    with pytest.raises(
+        WorkflowFailed, match=r"step 0 too_big_an_int\(\) .* failed for good: PayloadError: cannot encode"
+    ):
+        await handle.result(timeout_s=10)
