@@ -9,12 +9,24 @@ from collections.abc import Callable
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import Codec, DeadLetters, JobClient, RequeueRefused, WorkflowFailed, chain, chord, group
+from src.runner import (
+    Codec,
+    DeadLetters,
+    JobClient,
+    RequeueRefused,
+    WorkflowFailed,
+    chain,
+    chord,
+    group,
+    workflow_steps,
+)
 from src.runner import constants as k
+from src.runner.claim import Claimed, Claimer
+from src.runner.finish import Finisher, Outcome
 from src.runner.worker import Worker
 from src.runner.workflow_ids import state_key, step_id
 from tests.waiting import wait_for
-from tests.workflow_jobs import ALL, blob, length, plus_one, refuse, slow, too_big_an_int, total, unkept
+from tests.workflow_jobs import ALL, add, blob, length, plus_one, refuse, slow, too_big_an_int, total, unkept
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -198,3 +210,38 @@ async def test_a_step_result_that_cannot_be_written_fails_the_workflow(
         WorkflowFailed, match=r"step 0 too_big_an_int\(\) .* failed for good: PayloadError: cannot encode"
     ):
         await handle.result(timeout_s=10)
+
+
+async def test_a_step_whose_lease_passed_to_another_worker_is_recorded_once(
+    client: JobClient, redis: ArqRedis, codec: Codec
+) -> None:
+    """Worker A claims a member of a chord and stalls past its lease; worker B takes the member over and finishes
+    it with the other member, which queues the fan-in. A's late outcome (another value) changes nothing: the
+    member's result is B's, the fan-in was queued once and its inputs count stays at zero."""
+    handle = await client.enqueue_workflow(chord(group([add.s(1, 1), add.s(2, 2)]), total.s()))
+    queue, ids = client.queue_name, [step_id(handle.workflow_id, i) for i in range(3)]
+    claimers = {w: Claimer(redis, queue, w, lease_ms=200, idle_ttl_ms=1000) for w in ("a", "b")}
+    finishers = {w: Finisher(redis, queue, w, dlq_retention_ms=60_000) for w in ("a", "b")}
+
+    def done(claimed: Claimed, value: int) -> Outcome:
+        step = workflow_steps.encode_result(codec, claimed.job_id, queue, value)
+        return Outcome(claimed.raw_id, "done", b"", 0, succeeded=True, workflow=step)
+
+    [stalled] = (await claimers["a"].claim(1)).jobs
+    assert stalled.job_id == ids[0]
+
+    async def lease_gone() -> bool:
+        return not await redis.exists(k.in_progress_key_prefix + ids[0])
+
+    await wait_for(lease_gone, 5)
+    taken = (await claimers["b"].claim(5)).jobs
+    assert sorted(c.job_id for c in taken) == ids[:2]
+    for claimed in taken:
+        finishers["b"].add(done(claimed, 2 if claimed.job_id == ids[0] else 4))
+    await finishers["b"].drain()
+    assert await redis.zscore(queue, ids[2]) is not None
+    finishers["a"].add(done(stalled, 99))
+    await finishers["a"].drain()
+    state = await redis.hgetall(state_key(handle.workflow_id))
+    assert (state[b"p:2"], state[b"st:2"], state[b"status"]) == (b"0", b"queued", b"running")
+    assert [s.result for s in (await handle.info()).steps[:2]] == [2, 4]
