@@ -1,6 +1,8 @@
 """Workflows under an operator's hand and at their edges: aborting a queued or held step fails the workflow once (as
-a step failing for good does), a dead step's requeue is refused, a step's result is checked for size and signed
-like any result, and an option a workflow cannot honour is refused."""
+a step failing for good does), a dead step's requeue is refused, a step's result is checked for size, written or
+refused, and signed like any result, a step is recorded once (a late outcome after a lease passed on, a job run
+under a done step's id), a held step's expiry fails the workflow, a fan-out of thousands is written, and an option
+a workflow cannot honour is refused."""
 
 from __future__ import annotations
 
