@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 from arq.connections import ArqRedis
+from arq.jobs import Job
 
 from src.runner import (
     Codec,
@@ -247,3 +248,16 @@ async def test_a_step_whose_lease_passed_to_another_worker_is_recorded_once(
     state = await redis.hgetall(state_key(handle.workflow_id))
     assert (state[b"p:2"], state[b"st:2"], state[b"status"]) == (b"0", b"queued", b"running")
     assert [s.result for s in (await handle.info()).steps[:2]] == [2, 4]
+
+
+async def test_arqs_own_abort_of_a_held_step_takes_effect_when_its_inputs_are_done(
+    client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    """arq's ``Job.abort()`` only flags the job; the held step is aborted when it would start."""
+    handle = await client.enqueue_workflow(chain(plus_one.s(1), plus_one.s(), plus_one.s()))
+    held = step_id(handle.workflow_id, 1)
+    assert await Job(held, redis, _deserializer=client.codec.loads).abort(timeout=0.1) is False  # nobody ran it yet
+    running_worker(ALL)
+    with pytest.raises(WorkflowFailed, match=r"step 1 plus_one\(\) .* was aborted"):
+        await handle.result(timeout_s=10)
+    assert [s.status for s in (await handle.info()).steps] == ["done", "aborted", "cancelled"]
