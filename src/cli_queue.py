@@ -299,14 +299,14 @@ def _status_view(
 ) -> Group:
     queues = cli_output.table("queues (rates over the last 5 minutes)")
     cli_output.add_columns(queues, ("queue",), [s.queue for s in all_stats])
-    for column in ("queued", "running", "deferred", "retrying", "dead", "oldest due", "done/s", "failed"):
+    for column in ("queued", "running", "deferred", "retrying", "held", "dead", "oldest due", "done/s", "failed"):
         queues.add_column(column, justify="right")
     for s in all_stats:
         approx = "~" if s.estimated else ""
         rate = s.failure_rate()
         name = escape(s.queue) + (" [bold yellow](paused)[/]" if s.paused_since_ms is not None else "")
         queues.add_row(
-            name, str(s.queued), str(s.running), f"{approx}{s.deferred}", f"{approx}{s.retrying}",
+            name, str(s.queued), str(s.running), f"{approx}{s.deferred}", f"{approx}{s.retrying}", str(s.held),
             str(s.dead), "-" if s.oldest_due_age_s is None else cli_output.duration(s.oldest_due_age_s),
             _rate(s.throughput_per_s()), "-" if rate is None else f"{rate:.1%}",
         )  # fmt: skip

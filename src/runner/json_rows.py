@@ -33,7 +33,7 @@ def stats_row(stats: QueueStats, durations: dict[str, FunctionDurations] | None 
     last hour (``hasten status --json``)."""
     return {
         "queue": stats.queue, "queued": stats.queued, "running": stats.running, "deferred": stats.deferred,
-        "retrying": stats.retrying, "dead": stats.dead, "oldest_due_age_s": stats.oldest_due_age_s,
+        "retrying": stats.retrying, "held": stats.held, "dead": stats.dead, "oldest_due_age_s": stats.oldest_due_age_s,
         "paused_since_ms": stats.paused_since_ms, "counts_estimated": stats.estimated,
         "throughput_per_s": stats.throughput_per_s(), "failure_rate": stats.failure_rate(),
         "minutes": [asdict(m) for m in stats.minutes],
