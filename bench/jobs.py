@@ -81,6 +81,18 @@ async def noop(ctx: JobContext) -> None:
     await _noop(ctx.redis)
 
 
+@job(name="capped", retry=NO_RETRY, max_concurrency=10_000)
+async def capped(ctx: JobContext) -> None:
+    """``noop`` with a concurrency limit that never binds (what a limit costs: the claim and finish keep its slots)."""
+    await _noop(ctx.redis)
+
+
+@job(name="paced", retry=NO_RETRY, rate_limit="1000000/s")
+async def paced(ctx: JobContext) -> None:
+    """``noop`` with a rate limit that never binds (the claim keeps the rate's arrival time)."""
+    await _noop(ctx.redis)
+
+
 @job(name="io", retry=NO_RETRY)
 async def io(ctx: JobContext) -> None:
     """A body that awaits one command on a client of its own, as a job that calls a service does."""
@@ -125,7 +137,7 @@ async def stamp(ctx: JobContext, enqueued_at: float) -> None:
     await _stamp(ctx.redis, enqueued_at)
 
 
-OURS = [noop, io, ends_after, sleepy, tracked, soaked, soaked_io, stamp]
+OURS = [noop, capped, paced, io, ends_after, sleepy, tracked, soaked, soaked_io, stamp]
 
 
 # stock arq ----------------------------------------------------------------------------------------------------
