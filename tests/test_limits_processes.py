@@ -89,14 +89,14 @@ async def test_a_killed_workers_slots_come_back_within_its_lease(
     procs = await _start_workers(redis, start_process_worker)
     for _ in range(15):
         await client.enqueue(limit_jobs.five_at_once, 4.0)
-    by_pid = await wait_for(lambda: _running_by_pid(redis, procs, 5), 10, message="five running")
+    by_pid = await wait_for(lambda: _five_running(redis, procs), 10, message="five running")
     victim = next(p for p in procs if by_pid.get(p.pid, 0) > 0)
     victim.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
     survivors = [p for p in procs if p is not victim]
 
     async def back() -> bool:
-        running = await _running_by_pid(redis, survivors, 0)
+        running = await _running_by_pid(redis, survivors)
         assert sum(running.values()) <= 5, running  # never more than the limit, the dead worker's slots included
         return sum(running.values()) == 5
 
@@ -104,11 +104,15 @@ async def test_a_killed_workers_slots_come_back_within_its_lease(
     assert time.monotonic() - killed_at <= limit_jobs.LEASE_S + 1.5 * SLOW_FACTOR
 
 
-async def _running_by_pid(redis: ArqRedis, procs: list[subprocess.Popen[bytes]], want: int) -> dict[int, int] | None:
+async def _running_by_pid(redis: ArqRedis, procs: list[subprocess.Popen[bytes]]) -> dict[int, int]:
     raw = await redis.hgetall("active-by-pid:five_at_once")
     pids = {p.pid for p in procs}
-    running = {int(pid): int(n) for pid, n in raw.items() if int(pid) in pids}
-    return running if not want or sum(running.values()) == want else None
+    return {int(pid): int(n) for pid, n in raw.items() if int(pid) in pids}
+
+
+async def _five_running(redis: ArqRedis, procs: list[subprocess.Popen[bytes]]) -> dict[int, int] | None:
+    running = await _running_by_pid(redis, procs)
+    return running if sum(running.values()) == 5 else None
 
 
 @pytest.mark.timeout(120)
@@ -117,8 +121,7 @@ async def test_a_rate_of_twenty_a_second_over_three_workers(
 ) -> None:
     await _start_workers(redis, start_process_worker)
     await client.enqueue_many([limit_jobs.twenty_a_second.call() for _ in range(230)])
-    first = await wait_for(lambda: redis.lindex("starts:twenty_a_second", 0), 10, message="a first start")
-    t0 = float(first)
+    t0 = await wait_for(lambda: _first_start(redis), 10, message="a first start")
     # while most wait (deferred to the start their rate reserved): Redis is quiet, no worker slot is taken
     await asyncio.sleep(2)
     before, started_s = await _commands(redis), time.monotonic()
@@ -157,10 +160,19 @@ async def test_a_limit_changed_at_run_time_holds_at_once(
     assert code == 0, err
     await wait_for(lambda: _active(redis, 2), 5, message="down to two as jobs end")
     await redis.delete("peaks:five_at_once")
-    await asyncio.sleep(1.5)  # more than a job's length: every run started now started under the new limit
+    await wait_for(lambda: _at_least(redis, "peaks:five_at_once", 6), 10, message="six more starts")
     assert max(await _ints(redis, "peaks:five_at_once")) <= 2
     code, out, err = await _hasten(redis_server, "limits", "set", "nobody", "--max-concurrency", "2")
     assert code == 1 and "function 'nobody' has no limits" in err, err
+
+
+async def _first_start(redis: ArqRedis) -> float | None:
+    first = await redis.lindex("starts:twenty_a_second", 0)
+    return None if first is None else float(first)
+
+
+async def _at_least(redis: ArqRedis, key: str, n: int) -> bool:
+    return int(await redis.llen(key)) >= n
 
 
 async def _active(redis: ArqRedis, n: int) -> bool:
