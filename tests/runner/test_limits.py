@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import JobClient, JobContext, JobStatus, job
+from src.runner import NO_RETRY, JobClient, JobContext, JobFailed, JobStatus, Permanent, job
 from src.runner import constants as k
+from src.runner.dlq import DeadLetters
 from src.runner.limits import Limit, Rate, declare_limits, limit_rows, parse_rate, set_limit
 from src.runner.worker import Worker
 from tests.waiting import wait_for
@@ -118,3 +119,29 @@ async def test_an_unlimited_job_writes_no_limit_keys(
     assert [await h.result(timeout_s=10) for h in handles] == list(range(20))
     keys = {key.decode() for key in await redis.keys("jobs:limit*")}
     assert keys == {k.LIMITS_KEY_PREFIX + client.queue_name}
+
+
+@job(max_concurrency=1, retry=NO_RETRY)
+async def gate(ctx: JobContext, fail: bool, hold_s: float) -> str:
+    if fail and not await ctx.redis.exists("fixed"):
+        raise Permanent("broken")
+    await asyncio.sleep(hold_s)
+    return "ok"
+
+
+async def test_a_requeued_dead_job_keeps_its_limit(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([gate])
+    dead = await client.enqueue(gate, True, 0)
+    with pytest.raises(JobFailed):
+        await dead.result(timeout_s=10)
+    assert await redis.exists(k.LIMIT_OF_KEY_PREFIX + dead.job_id)  # kept with the dead letter
+    await redis.set("fixed", 1)
+    blocker = await client.enqueue(gate, False, 0.5)
+    await wait_for(lambda: redis.exists(k.in_progress_key_prefix + blocker.job_id), 5)
+    assert await DeadLetters(redis, client.queue_name).requeue(dead.job_id)
+    held = f"{k.LIMIT_HELD_KEY_PREFIX}{client.queue_name}\ngate"
+    await wait_for(lambda: redis.zscore(held, dead.job_id), 5, message="the requeued job held behind the blocker")
+    assert await dead.result(timeout_s=10) == "ok"
+    assert not await redis.exists(k.LIMIT_OF_KEY_PREFIX + dead.job_id)

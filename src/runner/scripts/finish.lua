@@ -78,7 +78,8 @@ for i = 9 + 2 * timed, #ARGV, 8 do
       redis.call('DECR', RETRY_KEY_PREFIX .. id)
     end
   end
-  if ours and limited and release(queue, id, action == 'done', now, grace) > 0 and (not again or now < again) then
+  local keep = ARGV[i + 4] ~= '' and retention or nil  -- a dead letter keeps its side entry (requeue)
+  if ours and limited and release(queue, id, action == 'done', now, grace, keep) > 0 and (not again or now < again) then
     again = now  -- promoted jobs are due now: wake a worker for them
   end
   local kind = ARGV[i + 7]

@@ -136,14 +136,18 @@ local function admit(queue, id, score, now, grace)
 end
 
 -- A job's try ended (`done`: for good): its slot is given back and the next held jobs of its bucket are promoted.
--- Returns how many were promoted.
-local function release(queue, id, done, now, grace)
+-- The side entry of a job done goes with it, but a dead job's stays as long as its dead letter (`keep_ms`), so that
+-- a requeue brings the job back with its limits. Returns how many were promoted.
+local function release(queue, id, done, now, grace, keep_ms)
   local side = LIMIT_OF_KEY_PREFIX .. id
   local entry = redis.call('HMGET', side, 'f', 'k')
   if not entry[1] then
     return 0
   end
-  if done then
+  if done and keep_ms then
+    redis.call('HDEL', side, 'r')
+    redis.call('PEXPIRE', side, keep_ms)
+  elseif done then
     redis.call('DEL', side)
   end
   local bucket = bucket_of(entry[1], entry[2])
