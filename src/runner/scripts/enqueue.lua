@@ -55,9 +55,12 @@ for j = 0, n - 1 do
       end
       redis.call('PEXPIRE', side, ttl)
     end
-    if limit ~= '' then
-      -- no hand-off: the claim decides by the job's limits; a token wakes an idle worker to claim it
-      tokens[#tokens + 1] = score
+    if limit ~= '' and tonumber(score) <= now then
+      -- a job of a limited function is not handed over: the claim decides by its limits. A token wakes an idle
+      -- worker to claim it; with no live registration every worker is busy and claims again when a slot frees
+      if redis.call('ZCOUNT', idle, now, '+inf') > 0 then
+        tokens[#tokens + 1] = score
+      end
     elseif tonumber(score) <= now then
       -- idle hand-off: a worker that registered as idle (member "<worker id>|<hand-off lease ms>", scored by
       -- expiry) gets the job already claimed, on its own list, so its blocking pop returns a job. A worker
