@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import NO_RETRY, JobClient, JobContext, JobFailed, JobStatus, Permanent, job
+from src.runner import NO_RETRY, Codec, JobClient, JobContext, JobFailed, JobStatus, Permanent, job
 from src.runner import constants as k
 from src.runner.dlq import DeadLetters
 from src.runner.limits import Limit, Rate, declare_limits, limit_rows, parse_rate, set_limit
+from src.runner.queue_admin import find_jobs
+from src.runner.queue_stats import queue_stats
 from src.runner.worker import Worker
 from tests.waiting import wait_for
 
@@ -145,3 +147,20 @@ async def test_a_requeued_dead_job_keeps_its_limit(
     await wait_for(lambda: redis.zscore(held, dead.job_id), 5, message="the requeued job held behind the blocker")
     assert await dead.result(timeout_s=10) == "ok"
     assert not await redis.exists(k.LIMIT_OF_KEY_PREFIX + dead.job_id)
+
+
+async def test_held_jobs_are_listed_as_held_with_their_due_time(
+    redis: ArqRedis, client: JobClient, codec: Codec, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([gate])
+    before_ms = int(time.time() * 1000)
+    handles = [await client.enqueue(gate, False, 30) for _ in range(4)]
+    await wait_for(lambda: redis.exists(k.in_progress_key_prefix + handles[0].job_id), 5)
+    page = await find_jobs(redis, codec.loads, client.queue_name, state="held")
+    assert sorted(row.job_id for row in page.jobs) == sorted(h.job_id for h in handles[1:])
+    assert all(before_ms <= row.due_ms <= time.time() * 1000 for row in page.jobs)  # not the far-future score
+    every = await find_jobs(redis, codec.loads, client.queue_name)
+    assert [row.state for row in every.jobs] == ["running", "held", "held", "held"]
+    assert not (await find_jobs(redis, codec.loads, client.queue_name, state="deferred")).jobs
+    stats = await queue_stats(redis, client.queue_name)
+    assert (stats.held, stats.deferred, stats.running + stats.queued) == (3, 0, 1)
