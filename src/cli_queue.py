@@ -299,15 +299,19 @@ def _status_view(
 ) -> Group:
     queues = cli_output.table("queues (rates over the last 5 minutes)")
     cli_output.add_columns(queues, ("queue",), [s.queue for s in all_stats])
-    for column in ("queued", "running", "deferred", "retrying", "held", "dead", "oldest due", "done/s", "failed"):
+    # jobs held by a limit get a column only when there are some: an 80-column terminal keeps the others whole
+    held = any(s.held for s in all_stats)
+    columns = ("queued", "running", "deferred", "retrying", *(("held",) if held else ()), "dead", "oldest due")
+    for column in (*columns, "done/s", "failed"):
         queues.add_column(column, justify="right")
     for s in all_stats:
         approx = "~" if s.estimated else ""
         rate = s.failure_rate()
         name = escape(s.queue) + (" [bold yellow](paused)[/]" if s.paused_since_ms is not None else "")
         queues.add_row(
-            name, str(s.queued), str(s.running), f"{approx}{s.deferred}", f"{approx}{s.retrying}", str(s.held),
-            str(s.dead), "-" if s.oldest_due_age_s is None else cli_output.duration(s.oldest_due_age_s),
+            name, str(s.queued), str(s.running), f"{approx}{s.deferred}", f"{approx}{s.retrying}",
+            *((str(s.held),) if held else ()), str(s.dead),
+            "-" if s.oldest_due_age_s is None else cli_output.duration(s.oldest_due_age_s),
             _rate(s.throughput_per_s()), "-" if rate is None else f"{rate:.1%}",
         )  # fmt: skip
     from src.cli_limits import limits_view
