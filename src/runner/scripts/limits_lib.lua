@@ -151,7 +151,14 @@ local function release(queue, id, done, now, grace, keep_ms)
     redis.call('DEL', side)
   end
   local bucket = bucket_of(entry[1], entry[2])
-  redis.call('ZREM', running_key(queue, bucket), id)
+  local running = running_key(queue, bucket)
+  redis.call('ZREM', running, id)
+  if redis.call('EXISTS', held_key(queue, bucket)) == 0 then  -- nobody waits (most often): nothing to promote
+    if redis.call('EXISTS', running) == 0 then
+      redis.call('SREM', LIMIT_BUCKETS_KEY_PREFIX .. queue, bucket)
+    end
+    return 0
+  end
   local max = limit_config(queue, entry[1])
   return promote(queue, bucket, max, now, grace, max or 1000)
 end
