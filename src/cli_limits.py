@@ -24,13 +24,17 @@ limits_app = typer.Typer(
     invoke_without_command=True,
 )
 _QUEUE = typer.Option(None, "--queue", "-q", help="The queue (default: JOBS_QUEUE_NAME).")
+_JSON = typer.Option(False, "--json", help="Print JSON instead of a table, for scripts.")
 _FUNCTION = typer.Argument(..., help="The job's function (its @job name).")
 
 
 @limits_app.callback()
-def show(ctx: typer.Context, queue: str | None = _QUEUE, as_json: bool = cli_queue._JSON) -> None:
+def show(ctx: typer.Context, queue: str | None = _QUEUE, as_json: bool = _JSON) -> None:
     """Each limited function: its limit, the jobs running and held; then each key of a per-key limit with jobs."""
     if ctx.invoked_subcommand is not None:
+        if queue is not None or as_json:  # an option given here would not reach the subcommand
+            sub = ctx.invoked_subcommand
+            raise cli_queue.UsageError(f"put --queue after `limits {sub}` (--json is for the listing)")
         return
 
     async def read(client: JobClient) -> tuple[str, list[LimitRow]]:

@@ -17,6 +17,7 @@ from arq.connections import ArqRedis
 
 from src.runner import JobClient
 from src.runner import constants as k
+from src.runner.limits import Limit, Rate, declare_limits
 from src.runner.redis_server import RedisServer
 from tests import limit_jobs
 from tests.conftest import ROOT, StartWorker
@@ -186,3 +187,20 @@ async def _hasten(server: RedisServer, *args: str) -> tuple[int, str, str]:
     )  # fmt: skip
     out, err = await proc.communicate()
     return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_limits_unset_and_an_option_in_the_wrong_place(redis_server: RedisServer, redis: ArqRedis) -> None:
+    await declare_limits(redis, k.default_queue_name, {"f": Limit(3, Rate(10, 1000))})
+    code, out, err = await _hasten(redis_server, "limits", "unset", "f", "--rate")
+    assert code == 0 and "f in arq:queue: max 3" in err, err
+    code, out, err = await _hasten(redis_server, "limits", "unset", "f")
+    assert code == 0 and "f in arq:queue: none" in err, err
+    code, out, err = await _hasten(redis_server, "limits", "--queue", "other", "set", "f", "--max-concurrency", "1")
+    assert code == 1 and "put --queue after `limits set`" in err, err
+    code, out, err = await _hasten(redis_server, "limits", "set", "f", "--rate", "5 per second")
+    assert code == 1 and "expected '<count>/<period>'" in err, err
+    code, out, err = await _hasten(redis_server, "limits", "--json")
+    assert json.loads(out) == [
+        {"queue": "arq:queue", "function": "f", "key": None, "max_concurrency": None, "rate": None,
+         "declared": {"max_concurrency": 3, "rate": "10/s"}, "running": 0, "held": 0},
+    ]  # fmt: skip
