@@ -81,6 +81,18 @@ async def noop(ctx: JobContext) -> None:
     await _noop(ctx.redis)
 
 
+@job(name="capped", retry=NO_RETRY, max_concurrency=10_000)
+async def capped(ctx: JobContext) -> None:
+    """``noop`` with a concurrency limit that never binds (what a limit costs: the claim and finish keep its slots)."""
+    await _noop(ctx.redis)
+
+
+@job(name="paced", retry=NO_RETRY, rate_limit="1000000/s")
+async def paced(ctx: JobContext) -> None:
+    """``noop`` with a rate limit that never binds (the claim keeps the rate's arrival time)."""
+    await _noop(ctx.redis)
+
+
 @job(name="io", retry=NO_RETRY)
 async def io(ctx: JobContext) -> None:
     """A body that awaits one command on a client of its own, as a job that calls a service does."""
@@ -132,7 +144,7 @@ async def chained(ctx: JobContext, x: int) -> int:
     return x + 1
 
 
-OURS = [noop, io, ends_after, sleepy, tracked, soaked, soaked_io, stamp, chained]
+OURS = [noop, capped, paced, io, ends_after, sleepy, tracked, soaked, soaked_io, stamp, chained]
 
 
 # stock arq ----------------------------------------------------------------------------------------------------

@@ -118,7 +118,8 @@ class Bench:
     async def fill(self, variant: str, name: str, n: int) -> None:
         """Pre-enqueue n argument-less jobs the way each variant's client would, as fast as it can."""
         if variant.startswith("ours"):
-            spec = {"noop": jobs.noop, "io": jobs.io, "sleepy": jobs.sleepy, "tracked": jobs.tracked}[name]
+            spec = {"noop": jobs.noop, "io": jobs.io, "sleepy": jobs.sleepy, "tracked": jobs.tracked,
+                    "capped": jobs.capped, "paced": jobs.paced}[name]  # fmt: skip
             for i in range(0, n, 1000):
                 await self.ours.enqueue_many([spec.call() for _ in range(min(1000, n - i))])
             return
@@ -197,6 +198,18 @@ class Bench:
         if not debug_log:
             self.results.add("drain 10k, worker CPU per job (µs)", variant, await self.cpu_per_job_us(DRAIN_N))
             self.results.add("worker peak RSS (MiB)", variant, rss)
+
+    async def drain_limits(self, variant: str) -> None:
+        """The drain of a job with a limit that never binds against the same job without: what a limit costs."""
+        job = {"ours": "noop", "ours+max_concurrency": "capped", "ours+rate_limit": "paced"}[variant]
+        await self.redis.flushdb()
+        await self.fill("ours", job, DRAIN_N)
+        procs = self.start("ours", DRAIN_N)
+        try:
+            await self.wait_count(DRAIN_N, 300)
+        finally:
+            self.stop(procs)
+        self.results.add("drain 10k, limits (jobs/s)", variant, DRAIN_N / await self.first_to_last_s())
 
     async def drain_io(self, variant: str) -> None:
         """The drain with a body that awaits one INCR on a client of its own (not the worker's pool)."""
@@ -502,6 +515,7 @@ async def main() -> None:
         async with Bench(server) as b:
             await each(RUNS, ["ours", "arq"], b.enqueue)
             await each(RUNS, VARIANTS, b.drain)
+            await each(RUNS, ["ours", "ours+max_concurrency", "ours+rate_limit"], b.drain_limits)
             await each(RUNS, ["ours", "arq-tuned"], b.drain_io)
             await each(RUNS, ["ours"], b.drain_debug_log)
             await each(RUNS, TELEMETRY_VARIANTS, b.drain_telemetry)

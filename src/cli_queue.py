@@ -25,6 +25,7 @@ from src.runner.client import JobClient
 from src.runner.durations import FunctionDurations, durations
 from src.runner.errors import JobsError
 from src.runner.job import JobSpec
+from src.runner.limits import LimitRow, limit_rows
 from src.runner.queue_admin import JOB_STATES, JobPage, JobState, find_jobs, list_jobs, purge_queue
 from src.runner.queue_stats import QueueStats, queue_stats
 from src.runner.worker_registry import WorkerRecord, queue_names
@@ -74,15 +75,25 @@ def status(
 ) -> None:
     """Queues (queued, running, deferred, retrying, dead, oldest due job, rates) and the workers alive."""
 
-    async def read(client: JobClient) -> tuple[list[QueueStats], dict[str, dict[str, FunctionDurations]]]:
+    async def read(client: JobClient) -> _StatusRead:
         names = queue or sorted({client.queue_name, *await queue_names(client.redis)})
-        return [await queue_stats(client.redis, name) for name in names], {
-            name: await durations(client.redis, name) for name in names
-        }
+        return (
+            [await queue_stats(client.redis, name) for name in names],
+            {name: await durations(client.redis, name) for name in names},
+            {name: await limit_rows(client.redis, name) for name in names},
+        )
 
     if as_json:
-        all_stats, timings = run(read)
-        cli_output.print_json([json_rows.stats_row(s, timings.get(s.queue)) for s in all_stats])
+        all_stats, timings, limits = run(read)
+        cli_output.print_json(
+            [
+                {
+                    **json_rows.stats_row(s, timings.get(s.queue)),
+                    "limits": [json_rows.limit_row(s.queue, row) for row in limits.get(s.queue, [])],
+                }
+                for s in all_stats
+            ]
+        )
         return
     if not watch:
         Console(soft_wrap=False).print(_status_view(*run(read)))
@@ -288,10 +299,21 @@ def _progress() -> Progress:
     )  # fmt: skip
 
 
-def _status_view(all_stats: list[QueueStats], timings: dict[str, dict[str, FunctionDurations]] | None = None) -> Group:
+#: what ``hasten status`` reads: each queue's counts, its try durations per function, its limits
+_StatusRead = tuple[list[QueueStats], dict[str, dict[str, FunctionDurations]], dict[str, list[LimitRow]]]
+
+
+def _status_view(
+    all_stats: list[QueueStats],
+    timings: dict[str, dict[str, FunctionDurations]] | None = None,
+    limits: dict[str, list[LimitRow]] | None = None,
+) -> Group:
     queues = cli_output.table("queues (rates over the last 5 minutes)")
     cli_output.add_columns(queues, ("queue",), [s.queue for s in all_stats])
-    for column in ("queued", "running", "deferred", "retrying", "dead", "oldest due", "done/s", "failed"):
+    # jobs held by a limit get a column only when there are some: an 80-column terminal keeps the others whole
+    held = any(s.held for s in all_stats)
+    columns = ("queued", "running", "deferred", "retrying", *(("held",) if held else ()), "dead", "oldest due")
+    for column in (*columns, "done/s", "failed"):
         queues.add_column(column, justify="right")
     for s in all_stats:
         approx = "~" if s.estimated else ""
@@ -299,10 +321,16 @@ def _status_view(all_stats: list[QueueStats], timings: dict[str, dict[str, Funct
         name = escape(s.queue) + (" [bold yellow](paused)[/]" if s.paused_since_ms is not None else "")
         queues.add_row(
             name, str(s.queued), str(s.running), f"{approx}{s.deferred}", f"{approx}{s.retrying}",
-            str(s.dead), "-" if s.oldest_due_age_s is None else cli_output.duration(s.oldest_due_age_s),
+            *((str(s.held),) if held else ()), str(s.dead),
+            "-" if s.oldest_due_age_s is None else cli_output.duration(s.oldest_due_age_s),
             _rate(s.throughput_per_s()), "-" if rate is None else f"{rate:.1%}",
         )  # fmt: skip
-    return Group(queues, _durations_view(timings or {}), _workers_view([w for s in all_stats for w in s.workers]))
+    from src.cli_limits import limits_view
+
+    limited = [limits_view(queue, rows) for queue, rows in (limits or {}).items() if rows]
+    return Group(
+        queues, *limited, _durations_view(timings or {}), _workers_view([w for s in all_stats for w in s.workers])
+    )
 
 
 def _workers_view(workers: list[WorkerRecord]) -> Table:

@@ -25,7 +25,7 @@ _COUNTERS = (metrics.ENQUEUED, metrics.STARTED, metrics.FINISHED)
 _HISTOGRAMS = (metrics.DURATION, metrics.QUEUE_WAIT)
 _GAUGES = (metrics.RUNNING, metrics.LOOP_LAG, queue_gauges.QUEUE_DEPTH, queue_gauges.OLDEST_DUE_AGE,
            queue_gauges.DEAD_LETTERS, queue_gauges.WORKERS_ALIVE, queue_gauges.CRON_LAST_SUCCESS,
-           queue_gauges.STATS_UP)  # fmt: skip
+           queue_gauges.STATS_UP, queue_gauges.JOBS_HELD, queue_gauges.LIMIT_RUNNING)  # fmt: skip
 #: every series name hasten exports
 EXPORTED = {f"{c}_total" for c in _COUNTERS} | set(_GAUGES)
 EXPORTED |= {f"{h}{suffix}" for h in _HISTOGRAMS for suffix in ("_bucket", "_count", "_sum")}
@@ -81,7 +81,7 @@ def test_the_issue_s_metric_names_are_the_ones_exported() -> None:
         "hasten_jobs_enqueued_total", "hasten_jobs_started_total", "hasten_jobs_finished_total", "hasten_jobs_running",
         "hasten_job_duration_seconds_bucket", "hasten_job_queue_wait_seconds_bucket", "hasten_queue_depth",
         "hasten_queue_oldest_due_age_seconds", "hasten_dead_letters", "hasten_cron_last_success_timestamp_seconds",
-        "hasten_worker_event_loop_lag_seconds",
+        "hasten_worker_event_loop_lag_seconds", "hasten_jobs_held",
     }  # fmt: skip
 
 

@@ -66,7 +66,8 @@ class Claimer:
         self._script = script(redis, "claim")
         self._keys = [
             queue_name, k.IDLE_KEY_PREFIX + queue_name, k.WORKER_LIST_PREFIX + worker_id, abort_set,
-            k.PAUSED_KEY_PREFIX + queue_name, k.REWIND_KEY_PREFIX + queue_name,
+            k.PAUSED_KEY_PREFIX + queue_name, k.LIMITS_KEY_PREFIX + queue_name, k.WAKE_KEY_PREFIX + queue_name,
+            k.REWIND_KEY_PREFIX + queue_name,
         ]  # fmt: skip
         self._owner = worker_id
         self._lease_ms = lease_ms
@@ -96,14 +97,16 @@ class Claimer:
     async def claim(self, limit: int, skip: list[bytes] | None = None) -> ClaimBatch:
         """Up to ``limit`` jobs; ``skip``: ids running here without a lease, which this worker must not claim."""
         now = time.monotonic()
-        if now - self._cursor_set_at > self._reset_every_s:
+        # the periodic rescan also sweeps the limits: slots of jobs whose lease ended with nobody to finish them
+        sweep = now - self._cursor_set_at > self._reset_every_s
+        if sweep:
             self.reset()
             self._cursor_set_at = now
         member, score = self._cursor
         scan = max(limit * 2, _SCAN_ROWS_MIN)
         args: list[bytes | str | int] = [
             int(time.time() * 1000), limit, self._lease_ms, member, score, scan, self._idle_member,
-            self._idle_ttl_ms, self._owner, *(skip or ()),
+            self._idle_ttl_ms, self._owner, int(sweep), *(skip or ()),
         ]  # fmt: skip
         rows, last_member, last_score, more, next_due, handed = await self._script(keys=self._keys, args=args)
         self._cursor = (last_member, last_score)

@@ -75,6 +75,8 @@ class _Prepared:
     payload: bytes
     score_ms: int
     ttl_ms: int
+    #: the side entry of a job of a limited function (``limits.py``), '' for none
+    limit: str = ""
 
 
 class JobClient:
@@ -264,7 +266,7 @@ class JobClient:
         args: list[bytes | str | int] = [k.MAX_WAKE_TOKENS, int(time.time() * 1000), *cron]
         for job in jobs:
             keys += [k.job_key_prefix + job.job_id, k.result_key_prefix + job.job_id]
-            args += [job.job_id, job.payload, job.score_ms, job.ttl_ms]
+            args += [job.job_id, job.payload, job.score_ms, job.ttl_ms, job.limit]
         keys += cron_keys
         written: list[int] = await self._enqueue(keys=keys, args=args)
         return written
@@ -309,7 +311,7 @@ class JobClient:
                 f"job {spec.name!r} encodes to {len(payload)} bytes, over the limit of {self.max_payload_bytes} "
                 "(setting max_payload_bytes); pass a reference to the data instead of the data"
             )
-        return _Prepared(job_id, queue, payload, score_ms, ttl_ms)
+        return _Prepared(job_id, queue, payload, score_ms, ttl_ms, spec.limit_entry(encoded_kwargs))
 
     def handle(self, spec: JobSpec[Any, R], job_id: str, queue_name: str | None = None) -> JobHandle[R]:
         """A handle for a job enqueued elsewhere (by id), in ``queue_name`` (default: the spec's queue, else the

@@ -44,10 +44,18 @@ __all__ = [
     "EXPIRES_EXTRA_MS",
     "HANDOFF_LEASE_MS",
     "HEARTBEAT_KEY_PREFIX",
+    "HELD_SCORE_MS",
     "IDLE_KEY_PREFIX",
     "JOB_NOTES_TTL_MS",
     "KEY_LAYOUT_VERSION",
     "LAYOUT_KEY",
+    "LIMITS_KEY_PREFIX",
+    "LIMIT_BUCKETS_KEY_PREFIX",
+    "LIMIT_HELD_KEY_PREFIX",
+    "LIMIT_OF_KEY_PREFIX",
+    "LIMIT_RATE_KEY_PREFIX",
+    "LIMIT_RUNNING_KEY_PREFIX",
+    "LIMIT_SWEEP_BUCKETS",
     "MAX_WAKE_TOKENS",
     "MAX_WRITES_IN_FLIGHT",
     "OUTCOMES_KEY_PREFIX",
@@ -189,3 +197,26 @@ DEFAULT_CRON_MAX_MISSED_RUNS = 100
 #: predecessors and result; the workflow's status and error), written when it is enqueued (``workflow.lua``) and
 #: advanced by the finish script; the workflow id carries its queue's hash tag (``workflow_ids.py``)
 WORKFLOW_KEY_PREFIX = "jobs:workflow:"
+#: + queue name: a hash of the limits of the queue's functions, ``<function>`` -> ``<max concurrency>|<rate count>|
+#: <rate period ms>`` (empty: none), and ``default|<function>``: the decorator's value the current one came from
+#: (limits.py); written at worker start, changed at run time by ``hasten limits set``
+LIMITS_KEY_PREFIX = "jobs:limits:"
+#: + job id: the side entry of a job of a limited function, written by the enqueue: a hash of ``f`` (function),
+#: ``k`` (the limit key, when per key) and ``r`` (the start time its rate reserved for it, ms). A job without one
+#: (an unlimited function, a stock arq enqueue) costs the claim nothing
+LIMIT_OF_KEY_PREFIX = "jobs:limit-of:"
+#: + queue name + newline + bucket (``<function>`` or ``<function>`` newline ``<key>``): the jobs holding a slot,
+#: a zset scored by when their lease was last seen to end (ms); a member whose in-progress key is gone after that
+#: gives its slot back (a killed worker's)
+LIMIT_RUNNING_KEY_PREFIX = "jobs:limit:running:"
+#: + queue name + newline + bucket: jobs waiting for a slot, a zset scored by their due time (their order); a held
+#: job stays in the queue zset at :data:`HELD_SCORE_MS`, out of every claim's reach (arq's status: deferred)
+LIMIT_HELD_KEY_PREFIX = "jobs:limit:held:"
+#: + queue name + newline + bucket: the rate limit's theoretical arrival time (GCRA), ms
+LIMIT_RATE_KEY_PREFIX = "jobs:limit:rate:"
+#: + queue name: the buckets with running or held jobs (a set), for ``hasten limits`` and the claim's sweep
+LIMIT_BUCKETS_KEY_PREFIX = "jobs:limit:buckets:"
+#: queue score of a held job: far beyond any due time (year 33658), so no claim (ours or stock arq's) takes it
+HELD_SCORE_MS = 10**15
+#: buckets one claim looks at when it sweeps (slots whose lease ended with nobody to finish them)
+LIMIT_SWEEP_BUCKETS = 16

@@ -83,9 +83,13 @@ class Outcome:
 class Finisher:
     def __init__(
         self, redis: Redis, queue_name: str, owner: str, dlq_retention_ms: int, health: RedisHealth | None = None,
-        abort_set: str = k.abort_jobs_ss,
+        abort_set: str = k.abort_jobs_ss, lease_ms: int = int(k.DEFAULT_LEASE_S * 1000),
     ) -> None:  # fmt: skip
         self._script = script(redis, "finish")
+        #: finish.lua's KEYS[8]: a job of a limited function gives its slot back (limits.py)
+        self._limits = k.LIMITS_KEY_PREFIX + queue_name
+        #: how long a job promoted to a freed slot keeps it until a worker claims it
+        self._lease_ms = lease_ms
         self._keys = [queue_name, k.WAKE_KEY_PREFIX + queue_name, k.DLQ_KEY_PREFIX + queue_name]
         #: finish.lua's KEYS[6], after each write's two per-minute hashes
         self._abort_set = abort_set
@@ -198,13 +202,13 @@ class Finisher:
         timed = durations.fields_of((o.function, o.duration_s) for o in batch if o.duration_s is not None)
         args: list[bytes | str | int] = [
             k.MAX_WAKE_TOKENS, now_ms, self._dlq_retention_ms, self._owner, k.OUTCOMES_TTL_MS, k.DURATIONS_TTL_MS,
-            len(timed), *(item for pair in timed.items() for item in pair),
+            len(timed), self._lease_ms, *(item for pair in timed.items() for item in pair),
         ]  # fmt: skip
         for o in batch:
             args += [o.raw_id, o.action, o.result, o.number, o.dead, o.run_status, o.run_ms, o.kind, o.workflow]
         minute = now_ms // 60_000
         keys = [*self._keys, f"{self._outcomes_prefix}{minute}", f"{self._durations_prefix}{minute}", self._abort_set,
-                self._done_channel]  # fmt: skip
+                self._done_channel, self._limits]  # fmt: skip
         for raw_id in await self._script(keys=keys, args=args):
             logger.info(
                 "job %s: outcome not written: its lease was lost, the job is another worker's now (or done)",

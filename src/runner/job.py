@@ -26,6 +26,7 @@ from . import redact as redaction
 from .constants import DEFAULT_JOB_TIMEOUT_S, PRIORITY_MAX
 from .context import CTX_DEFAULT_TIMEOUT_S, JobContext
 from .errors import ArgumentsInvalid, JobTimeout, ResultInvalid
+from .limits import JobLimits, KeyOf, Limit, Rate, parse_rate
 from .retry import Backoff
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class JobSpec(Generic[P, R]):
     redact: tuple[str, ...] = ()
     #: ``loop`` (a coroutine), ``thread`` (a plain function) or ``process`` (``@job(process=True)``)
     runs_in: Literal["loop", "thread", "process"] = "loop"
+    #: concurrency and rate limits across the queue's workers (``limits.py``), None for an unlimited job
+    limits: JobLimits | None = None
     _args_model: type[BaseModel] = field(init=False, repr=False, compare=False)
     _result: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
     _params: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -102,6 +105,18 @@ class JobSpec(Generic[P, R]):
             if not path or path.split(".")[0] not in params:
                 raise TypeError(f"job {self.name!r}: redact={path!r} names no parameter (it has {', '.join(params)})")
         redaction.declare(self.name, self.redact)
+        key = None if self.limits is None else self.limits.key
+        if isinstance(key, str) and key not in params:
+            has = ", ".join(params)
+            raise TypeError(f"job {self.name!r}: concurrency_key={key!r} names no parameter (it has {has})")
+        if "\n" in self.name or self.name.startswith("default|"):
+            raise TypeError(f"job name {self.name!r} may not contain a newline or begin with 'default|'")
+
+    def limit_entry(self, kwargs: dict[str, Any]) -> str:
+        """The side entry the enqueue writes for one job (``''`` for an unlimited job): see ``limits.py``."""
+        if self.limits is None:
+            return ""
+        return self.limits.entry(self.name, kwargs, lambda values: self.validate_args((), values))
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> JobCall[R]:
         """Validated arguments for one run, for :meth:`JobClient.enqueue_many`."""
@@ -269,6 +284,9 @@ def job(
     redact: Sequence[str] = (),
     process: bool = False,
     priority: int = 0,
+    max_concurrency: int | None = None,
+    rate_limit: str | Rate | None = None,
+    concurrency_key: KeyOf | None = None,
 ) -> _Decorator: ...
 
 
@@ -283,6 +301,9 @@ def job(
     redact: Sequence[str] = (),
     process: bool = False,
     priority: int = 0,
+    max_concurrency: int | None = None,
+    rate_limit: str | Rate | None = None,
+    concurrency_key: KeyOf | None = None,
 ) -> JobSpec[Any, Any] | _Decorator:
     """Declare a job. ``timeout_s=None`` takes the worker's default; ``retry`` defaults to ``Backoff()``;
     ``redact``: arguments (top-level names or dotted paths into models) whose values are never shown;
@@ -290,10 +311,16 @@ def job(
 
     An ``async def`` runs on the worker's event loop; a plain ``def`` in the worker's thread pool; a plain ``def``
     with ``process=True`` in its process pool, for CPU-bound work (defined at a module's top level, so a fresh
-    interpreter can import it by name). See ``offload.py`` for what a timeout or an abort does to each."""
+    interpreter can import it by name). See ``offload.py`` for what a timeout or an abort does to each.
+
+    ``max_concurrency``: at most this many runs at once across all workers of the queue; ``rate_limit``
+    (``"100/m"``, ``"20/s"``, ``"5/h"``): at most that many starts, evenly spaced; ``concurrency_key`` (a
+    parameter's name, or a callable given the validated arguments) makes both limits per key, e.g. one run per
+    customer at a time. These are the defaults: ``hasten limits set`` changes them at run time (``limits.py``)."""
     if isinstance(redact, str):  # redact="password" would mask "p", "a", "s" …
         raise TypeError("redact takes a list of argument names, e.g. redact=['password']")
     options = EnqueueOptions(priority=priority)
+    limits = _limits_of(max_concurrency, rate_limit, concurrency_key)
 
     def wrap(f: Callable[..., Any]) -> JobSpec[Any, Any]:
         runs_in: Literal["loop", "thread", "process"] = "loop"
@@ -309,6 +336,19 @@ def job(
         else:
             runs_in = "thread"
         return JobSpec(f, name or f.__name__, timeout_s, retry or Backoff(), keep_result_s, options,
-                       redact=tuple(redact), runs_in=runs_in)  # fmt: skip
+                       redact=tuple(redact), runs_in=runs_in, limits=limits)  # fmt: skip
 
     return cast(_Decorator, wrap) if fn is None else wrap(fn)
+
+
+def _limits_of(max_concurrency: int | None, rate_limit: str | Rate | None, key: KeyOf | None) -> JobLimits | None:
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int | None):
+        raise TypeError(f"max_concurrency takes a whole number, got {max_concurrency!r}")
+    rate = parse_rate(rate_limit) if isinstance(rate_limit, str) else rate_limit
+    if max_concurrency is None and rate is None:
+        if key is not None:
+            raise TypeError("concurrency_key needs a limit to apply to: max_concurrency=… or rate_limit=…")
+        return None
+    if key is not None and not (isinstance(key, str) or callable(key)):
+        raise TypeError(f"concurrency_key takes a parameter's name or a callable, got {key!r}")
+    return JobLimits(Limit(max_concurrency, rate), key)

@@ -21,6 +21,7 @@ from .dlq import DeadJob
 from .durations import FunctionDurations
 from .errors import JobsError
 from .handle import JobInfo
+from .limits import LimitRow
 from .queue_admin import QueuedJob
 from .queue_stats import QueueStats
 from .redact import redact_text, redact_value
@@ -34,12 +35,24 @@ def stats_row(stats: QueueStats, durations: dict[str, FunctionDurations] | None 
     last hour (``hasten status --json``)."""
     return {
         "queue": stats.queue, "queued": stats.queued, "running": stats.running, "deferred": stats.deferred,
-        "retrying": stats.retrying, "dead": stats.dead, "oldest_due_age_s": stats.oldest_due_age_s,
+        "retrying": stats.retrying, "held": stats.held, "dead": stats.dead, "oldest_due_age_s": stats.oldest_due_age_s,
         "paused_since_ms": stats.paused_since_ms, "counts_estimated": stats.estimated,
         "throughput_per_s": stats.throughput_per_s(), "failure_rate": stats.failure_rate(),
         "minutes": [asdict(m) for m in stats.minutes],
         "workers": [worker_row(w) for w in stats.workers],
         "durations": {function: d._asdict() for function, d in (durations or {}).items()},
+    }  # fmt: skip
+
+
+def limit_row(queue: str, row: LimitRow) -> dict[str, Any]:
+    """A limited function of a queue, or one key of its per-key limit (``hasten limits --json``, the dashboard)."""
+    limit, declared = row.limit, row.declared
+    return {
+        "queue": queue, "function": row.function, "key": row.key, "max_concurrency": limit.max_concurrency,
+        "rate": None if limit.rate is None else str(limit.rate),
+        "declared": None if declared is None else {"max_concurrency": declared.max_concurrency,
+                                                  "rate": None if declared.rate is None else str(declared.rate)},
+        "running": row.running, "held": row.held,
     }  # fmt: skip
 
 

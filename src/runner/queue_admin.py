@@ -3,7 +3,8 @@ dashboard). Nothing here holds more than one page of ids in memory, and no call 
 at a million jobs.
 
 A job's state in the queue: **running** (its in-progress key exists), **queued** (due, not running), **retrying**
-(due later, after a failed try: its try counter exists) or **deferred** (due later, never tried).
+(due later, after a failed try: its try counter exists), **deferred** (due later, never tried) or **held** (by its
+function's limit until a slot frees, ``limits.py``).
 
 **Listing at a million jobs** (:func:`find_jobs`): the queue zset is ordered by due time, so a page of the
 unfiltered list, a state (queued and running are due, deferred and retrying later) and a due-time range are a
@@ -35,8 +36,8 @@ from redis.asyncio import Redis
 from . import constants as k
 from .scripts import script
 
-JobState = Literal["queued", "running", "deferred", "retrying"]
-JOB_STATES: tuple[JobState, ...] = ("queued", "running", "deferred", "retrying")
+JobState = Literal["queued", "running", "deferred", "retrying", "held"]
+JOB_STATES: tuple[JobState, ...] = ("queued", "running", "deferred", "retrying", "held")
 #: rows read per round trip (purge)
 PAGE_ROWS = 500
 #: rows one call of the listing script examines at most: bounds how long one call holds Redis
@@ -126,7 +127,9 @@ def _range(state: JobState | None, due_from_ms: int | None, due_to_ms: int | Non
     if state in ("queued", "running"):
         high = min(high, now_ms)
     elif state in ("deferred", "retrying"):
-        low = max(low, now_ms + 1)
+        low, high = max(low, now_ms + 1), min(high, k.HELD_SCORE_MS - 1)
+    elif state == "held":  # held jobs sit at one far-future score; a due-time range does not apply to them
+        low, high = k.HELD_SCORE_MS, float("inf")
     return low, high
 
 

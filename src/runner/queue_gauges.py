@@ -1,7 +1,9 @@
 """The queue gauges, read from Redis at scrape time by the one process that serves the endpoint (a worker, or a
 fleet's supervisor), not by every worker: a custom prometheus-client collector over ``queue_stats.py``.
 
-- ``hasten_queue_depth{queue,state}``: queued (due, waiting), running, deferred, retrying, dead;
+- ``hasten_queue_depth{queue,state}``: queued (due, waiting), running, deferred, retrying, held (by a limit), dead;
+- ``hasten_jobs_held{queue,function}``: jobs held aside by their function's limits until a slot frees, and
+  ``hasten_limit_running{queue,function}``: jobs holding a slot of a concurrency limit (``limits.py``);
 - ``hasten_queue_oldest_due_age_seconds{queue}``: how long the oldest due job not running has waited (0: none);
 - ``hasten_dead_letters{queue}``: jobs in the dead-letter queue;
 - ``hasten_workers_alive{queue}``: worker processes whose heartbeat is alive (``worker_registry.py``), all hosts;
@@ -26,6 +28,7 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
 from .cron_state import CronSuccess, cron_successes
+from .limits import LimitRow, limit_rows
 from .outage import REDIS_DOWN
 from .queue_stats import QueueStats, queue_stats
 
@@ -38,7 +41,9 @@ WORKERS_ALIVE = "hasten_workers_alive"
 CRON_LAST_SUCCESS = "hasten_cron_last_success_timestamp_seconds"
 STATS_UP = "hasten_queue_stats_up"
 #: queue depth states, in queue_stats's words
-STATES = ("queued", "running", "deferred", "retrying", "dead")
+STATES = ("queued", "running", "deferred", "retrying", "held", "dead")
+JOBS_HELD = "hasten_jobs_held"
+LIMIT_RUNNING = "hasten_limit_running"
 #: a scrape waits at most this long for Redis; Prometheus's own scrape timeout is 10 s by default
 READ_TIMEOUT_S = 3.0
 
@@ -48,6 +53,7 @@ class _Snapshot:
     ok: bool = False
     stats: list[QueueStats] = field(default_factory=list)
     cron: list[CronSuccess] = field(default_factory=list)
+    limits: dict[str, list[LimitRow]] = field(default_factory=dict)
 
 
 class QueueGauges(Collector):
@@ -63,11 +69,12 @@ class QueueGauges(Collector):
             async with asyncio.timeout(READ_TIMEOUT_S):
                 stats = [await queue_stats(self._redis, queue, minutes=0) for queue in self._queues]
                 cron = await cron_successes(self._redis)
+                limits = {queue: await limit_rows(self._redis, queue) for queue in self._queues}
         except (*REDIS_DOWN, TimeoutError) as e:
             logger.warning("metrics: queue gauges not read from Redis (%s: %s)", type(e).__name__, e)
             self._snapshot = _Snapshot()
             return
-        self._snapshot = _Snapshot(True, stats, cron)
+        self._snapshot = _Snapshot(True, stats, cron, limits)
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         snap = self._snapshot
@@ -92,4 +99,13 @@ class QueueGauges(Collector):
         )
         for c in snap.cron:
             cron.add_metric((c.entry, c.function), c.at_s)
-        yield from (depth, oldest, dead, workers, cron)
+        held = GaugeMetricFamily(JOBS_HELD, "Jobs held aside by their function's limits.", labels=("queue", "function"))
+        slots = GaugeMetricFamily(
+            LIMIT_RUNNING, "Jobs holding a slot of their function's concurrency limit.", labels=("queue", "function")
+        )
+        for queue, rows in snap.limits.items():
+            for row in rows:
+                if row.key is None:  # the function's total (never a label per key: keys are unbounded)
+                    held.add_metric((queue, row.function), row.held)
+                    slots.add_metric((queue, row.function), row.running)
+        yield from (depth, oldest, dead, workers, cron, held, slots)

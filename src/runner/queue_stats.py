@@ -61,6 +61,8 @@ class QueueStats:
     read_ms: int = 0
     #: when the queue was paused (epoch ms; pausing.py), None if it is not
     paused_since_ms: int | None = None
+    #: jobs held aside by their function's limits until a slot frees (limits.py)
+    held: int = 0
 
     def throughput_per_s(self, minutes: int = 5) -> float:
         """Final outcomes per second over the last ``minutes`` whole minutes and the current one so far (so a
@@ -90,7 +92,7 @@ async def queue_stats(redis: Redis, queue: str = k.default_queue_name, minutes: 
         for minute in spans:
             pipe.hgetall(f"{k.OUTCOMES_KEY_PREFIX}{queue}:{minute}")
         replies = await pipe.execute()
-    (_total, due, later, retrying_seen, sample, oldest), dead, paused = replies[0], replies[1], replies[2]
+    (_total, due, later, retrying_seen, sample, oldest, held), dead, paused = replies[0], replies[1], replies[2]
     workers = await live_workers(redis, queue)
     running = min(due, sum(w.running for w in workers))
     retrying = retrying_seen if sample >= later else round(later * retrying_seen / sample)
@@ -105,5 +107,5 @@ async def queue_stats(redis: Redis, queue: str = k.default_queue_name, minutes: 
         queue=queue, queued=due - running, running=running, deferred=later - retrying, retrying=retrying,
         dead=dead, oldest_due_age_s=None if oldest is None else max(0.0, (now_ms - float(oldest)) / 1000),
         estimated=sample < later, minutes=history, workers=workers, read_ms=now_ms,
-        paused_since_ms=None if paused is None else int(paused),
+        paused_since_ms=None if paused is None else int(paused), held=held,
     )  # fmt: skip

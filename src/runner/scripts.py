@@ -27,7 +27,21 @@ _PREFIXES = {
     "DLQ_ENTRY_KEY_PREFIX": k.DLQ_ENTRY_KEY_PREFIX,
     "CRON_STATE_KEY_PREFIX": k.CRON_STATE_KEY_PREFIX,
     "WORKFLOW_KEY_PREFIX": k.WORKFLOW_KEY_PREFIX,
+    "LIMITS_KEY_PREFIX": k.LIMITS_KEY_PREFIX,
+    "LIMIT_OF_KEY_PREFIX": k.LIMIT_OF_KEY_PREFIX,
+    "LIMIT_RUNNING_KEY_PREFIX": k.LIMIT_RUNNING_KEY_PREFIX,
+    "LIMIT_HELD_KEY_PREFIX": k.LIMIT_HELD_KEY_PREFIX,
+    "LIMIT_RATE_KEY_PREFIX": k.LIMIT_RATE_KEY_PREFIX,
+    "LIMIT_BUCKETS_KEY_PREFIX": k.LIMIT_BUCKETS_KEY_PREFIX,
 }
+#: numbers the scripts share with the Python side
+_NUMBERS = {
+    "HELD_SCORE_MS": k.HELD_SCORE_MS,
+    "MAX_WAKE_TOKENS": k.MAX_WAKE_TOKENS,
+    "LIMIT_SWEEP_BUCKETS": k.LIMIT_SWEEP_BUCKETS,
+}
+#: a script line that is replaced by ``scripts/<name>.lua`` (shared Lua functions)
+_INCLUDE = "--#include "
 
 
 def _prelude() -> str:
@@ -35,29 +49,29 @@ def _prelude() -> str:
         # a brace would hash keys by the prefix instead of the id's tag; a quote would end the Lua string
         if any(c in prefix for c in "{}'\\\n"):
             raise ValueError(f"{name} {prefix!r} may not contain braces, quotes or backslashes")
-    return f"local {', '.join(_PREFIXES)} = {', '.join(repr(p) for p in _PREFIXES.values())}\n"
-
-
-_INCLUDE = "--#include "
-
-
-def _read(file: str) -> str:
-    return files(__package__).joinpath("scripts", file).read_text()
-
-
-def _with_includes(text: str) -> str:
-    lines = text.splitlines(keepends=True)
-    return "".join(_read(line.removeprefix(_INCLUDE).strip()) if line.startswith(_INCLUDE) else line for line in lines)
+    names = [*_PREFIXES, *_NUMBERS]
+    values = [*(repr(p) for p in _PREFIXES.values()), *(str(n) for n in _NUMBERS.values())]
+    return f"local {', '.join(names)} = {', '.join(values)}\n"
 
 
 @cache
 def source(name: str) -> str:
     """The text of ``scripts/<name>.lua`` as sent to Redis: its ``#!lua`` line, the prelude, its body (with the files
     it includes)."""
-    shebang, _, body = _read(f"{name}.lua").partition("\n")
+    shebang, _, body = files(__package__).joinpath("scripts", f"{name}.lua").read_text().partition("\n")
     if not shebang.startswith("#!lua"):
         raise ValueError(f"scripts/{name}.lua must begin with a '#!lua' line declaring its flags")
-    return f"{shebang}\n{_prelude()}{_with_includes(body)}"
+    lines = [
+        _library(line.removeprefix(_INCLUDE).strip()) if line.startswith(_INCLUDE) else line
+        for line in body.split("\n")
+    ]
+    return f"{shebang}\n{_prelude()}{chr(10).join(lines)}"
+
+
+def _library(name: str) -> str:
+    """The body of ``scripts/<name>.lua``, a library of local functions included by other scripts."""
+    text = files(__package__).joinpath("scripts", f"{name}.lua").read_text()
+    return "\n".join(line for line in text.split("\n") if not line.startswith("#!lua"))
 
 
 def script(redis: Redis, name: str) -> AsyncScript:

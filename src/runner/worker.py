@@ -50,6 +50,7 @@ from .keyspace import abort_key, tagged_id
 from .layout import check_layout
 from .lean_pool import make_lean
 from .lease import LeaseKeeper
+from .limits import declare_limits
 from .loop_watch import DEFAULT_LOOP_LAG_WARN_S, LoopWatch
 from .metrics_config import MetricsConfig
 from .offload import DEFAULT_JOB_PROCESSES, DEFAULT_SYNC_THREADS, Offload
@@ -221,7 +222,9 @@ class Worker(arq.worker.Worker):
         """The parts that act on running jobs, each given the registry; the background duties started."""
         pool, running, health = self.pool, self.running, self.health
         aborts = self._abort_set
-        self._finisher = Finisher(pool, self.queue_name, self.worker_id, self.dlq_retention_ms, health, aborts)
+        self._finisher = Finisher(
+            pool, self.queue_name, self.worker_id, self.dlq_retention_ms, health, aborts, lease_ms=self.lease_ms
+        )
         self._wake = WakeUp(pool, self.queue_name, self.worker_id)
         self._heartbeat = Heartbeat(
             pool, self.worker_id, self.queue_name, self.max_jobs,
@@ -276,6 +279,8 @@ class Worker(arq.worker.Worker):
     async def _startup(self, ctx: dict[Any, Any]) -> None:
         cluster = await check_layout(self.pool, self.queue_name)  # before any key is written
         self._abort_set = abort_key(self.queue_name, cluster)
+        declared = {name: spec.limits.default for name, spec in self.specs.items() if spec.limits is not None}
+        await declare_limits(self.pool, self.queue_name, declared)
         loop = type(asyncio.get_running_loop())
         logger.info(
             "hasten worker on %s.%s: %d jobs, %d cron entries, queue %r, codec %s",

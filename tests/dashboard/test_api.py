@@ -422,3 +422,29 @@ async def test_pause_and_resume_a_queue_from_the_jobs_page(client: JobClient, re
     assert await pausing.paused_since_ms(redis, "arq:queue") is None
     _, read_only = dash(read_only=True)
     assert 'data-action="pause"' not in (await read_only.get("/jobs", headers=HTML)).text
+
+
+async def test_the_limits_page_and_api_show_limits_running_and_held_jobs(
+    client: JobClient, dash: Dash, running_worker: Callable[..., Worker]
+) -> None:
+    from tests.limit_jobs import one_per_customer
+
+    _, http = dash()
+    assert "No limits defined yet" in (await http.get("/limits", headers=HTML)).text
+    running_worker([one_per_customer])
+    for _ in range(3):
+        await client.enqueue(one_per_customer, "acme", 30)
+
+    async def held() -> list[dict[str, object]] | None:
+        rows = (await http.get("/api/limits")).json()
+        return rows if any(r["held"] == 2 for r in rows) else None
+
+    rows = await wait_for(held, 10)
+    assert rows == [
+        {"queue": "arq:queue", "function": "one_per_customer", "key": None, "max_concurrency": 1, "rate": None,
+         "declared": None, "running": 1, "held": 2},
+        {"queue": "arq:queue", "function": "one_per_customer", "key": "acme", "max_concurrency": 1, "rate": None,
+         "declared": None, "running": 1, "held": 2},
+    ]  # fmt: skip
+    page = (await http.get("/limits", headers=HTML)).text
+    assert ">one_per_customer</td>" in page and ">acme</td>" in page and '<td class="num">2</td>' in page

@@ -15,7 +15,7 @@ from arq.jobs import Job, JobStatus
 from arq.worker import Worker as ArqWorker
 from redis.crc import key_slot
 
-from src.runner import Codec, JobClient, JobFailed, cron
+from src.runner import Codec, JobClient, JobContext, JobFailed, cron, job
 from src.runner import constants as k
 from src.runner.cron_state import cron_states, forget
 from src.runner.dlq import DeadLetters
@@ -30,6 +30,17 @@ from tests.clusters import start_single_node_cluster
 from tests.conftest import TEST_POLL_DELAY_S, worker_running
 from tests.sample_jobs import add, flaky, nap, refuse, reports
 from tests.waiting import wait_for
+
+
+@job(max_concurrency=1, concurrency_key="who")
+async def one_each(ctx: JobContext, who: str) -> str:
+    return who
+
+
+@job(rate_limit="50/s")
+async def paced(ctx: JobContext) -> None:
+    pass
+
 
 #: keys that name no queue: each is read or written alone, never in a script or transaction with a queue's keys
 GLOBAL_KEYS = {k.QUEUES_KEY, k.CRON_ENTRIES_KEY, k.LAYOUT_KEY}
@@ -97,7 +108,7 @@ async def test_a_tagged_queue_keeps_every_key_in_its_slot(
     tag = hash_tag(queue)
     every_second = cron("tick", "* * * * * *", add, kwargs={"a": 1, "b": 1})
     worker = Worker(
-        [add, flaky, refuse, nap, reports], redis_settings=settings, handle_signals=False, codec=codec,
+        [add, flaky, refuse, nap, reports, one_each, paced], redis_settings=settings, handle_signals=False, codec=codec,
         queue_name=queue, poll_delay=TEST_POLL_DELAY_S, cron_entries=[every_second],
     )  # fmt: skip
     client = JobClient(redis, codec, queue_name=queue)
@@ -108,6 +119,8 @@ async def test_a_tagged_queue_keeps_every_key_in_its_slot(
         mine = await client.enqueue(add.options(job_id="mine"), 2, 2)
         assert mine.job_id == tag + "mine"
         assert await mine.result(timeout_s=5) == 4
+        limited = [await client.enqueue(one_each, "acme") for _ in range(3)] + [await client.enqueue(paced)]
+        assert [await h.result(timeout_s=5) for h in limited] == ["acme"] * 3 + [None]  # held, promoted, paced
         assert await (await client.enqueue(flaky, 1)).result(timeout_s=5) == 2
         dead = await client.enqueue(refuse)
         with pytest.raises(JobFailed):

@@ -210,3 +210,29 @@ def test_a_worker_without_metrics_imports_no_metrics_library() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@job(max_concurrency=1)
+async def single(ctx: JobContext, seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+async def test_held_jobs_are_gauged_per_function(
+    redis: ArqRedis, codec: Codec, running_worker: Callable[..., Worker]
+) -> None:
+    queue = _queue()
+    client = JobClient(redis, codec, queue_name=queue)
+    worker = running_worker([single], queue_name=queue, metrics=ENDPOINT)
+    for _ in range(4):
+        await client.enqueue(single, 30)
+
+    async def read() -> Samples | None:
+        s = await _scrape(worker)
+        return s if value(s, "hasten_jobs_held", {"queue": queue, "function": "single"}) == 3 else None
+
+    s = await wait_for(read, message="three jobs held behind the one running")
+    assert value(s, "hasten_limit_running", {"queue": queue, "function": "single"}) == 1
+    assert value(s, "hasten_queue_depth", {"queue": queue, "state": "held"}) == 3
+    assert value(s, "hasten_queue_depth", {"queue": queue, "state": "deferred"}) == 0

@@ -93,6 +93,13 @@ async def workers(request: Request) -> list[Row]:
     return [json_rows.worker_row(w) for w in await reads.all_workers(reads.state_of(request))]
 
 
+@router.get("/limits")
+async def limits(request: Request) -> list[Row]:
+    """Each limited function of every queue (its limit, running and held jobs), then each key of a per-key limit
+    with jobs (``hasten limits --json``)."""
+    return await reads.all_limits(reads.state_of(request))
+
+
 @router.get("/dead-letters-ops/{op_id}")
 async def bulk_op(request: Request, op_id: str) -> Row:
     """A bulk requeue or delete's progress (read from Redis: any dashboard process answers for any operation)."""

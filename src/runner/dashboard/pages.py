@@ -212,7 +212,7 @@ async def workers(request: Request) -> HTMLResponse:
 
 @router.get("/limits", response_class=HTMLResponse)
 async def limits(request: Request) -> HTMLResponse:
-    return page(request, "limits.html", nav="limits")
+    return page(request, "limits.html", nav="limits", rows=await reads.all_limits(reads.state_of(request)))
 
 
 def _back(request: Request, path: str, **query: Any) -> RedirectResponse:

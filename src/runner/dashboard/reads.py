@@ -11,6 +11,7 @@ from fastapi import HTTPException, Query, Request
 from .. import human, json_rows
 from ..dlq import DeadJob, DeadLetters
 from ..errors import JobNotFound
+from ..limits import limit_rows
 from ..queue_admin import JOB_STATES, JobPage, JobState, find_jobs
 from ..worker_registry import WorkerRecord, live_workers
 from .bulk import BulkOp, read_op
@@ -145,3 +146,9 @@ async def bulk_op(state: DashboardState, op_id: str) -> BulkOp:
     if op is None:
         raise HTTPException(404, "no such operation (one is kept an hour after its last progress)")
     return op
+
+
+async def all_limits(state: DashboardState) -> list[dict[str, Any]]:
+    """The limits of every queue, with running and held jobs (``hasten limits --json`` rows, queue by queue)."""
+    client = await state.client()
+    return [json_rows.limit_row(q, row) for q in await state.queues() for row in await limit_rows(client.redis, q)]

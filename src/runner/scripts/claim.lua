@@ -3,13 +3,17 @@
 -- KEYS[1] queue zset, KEYS[2] idle-worker zset, KEYS[3] this worker's own list (jobs handed to it), KEYS[4] abort set,
 -- KEYS[5] the queue's paused flag (pausing.py): while it is set, nothing is claimed and the worker does not
 --   register as idle (so no enqueue hands it a job); jobs handed to it before the pause are still taken
--- KEYS[6] the queue's rewind marker: the lowest due time of a job enqueued behind the workers' cursors (a
+-- KEYS[6] the queue's limits (limits.py): while it exists, each job found is admitted by its limits (a job of a
+--   limited function over its limit is held or deferred, not claimed: no try spent, no slot used); KEYS[7] the
+--   queue's wake-up list (held jobs promoted when a slot came back by a lease's end wake a worker)
+-- KEYS[8] the queue's rewind marker: the lowest due time of a job enqueued behind the workers' cursors (a
 --   priority's head start, see enqueue.lua); the claim that reads it scans from there and clears it
 -- ARGV[1] now (ms), ARGV[2] how many to claim, ARGV[3] in-progress ttl (ms),
 -- ARGV[4] cursor member ('' for none), ARGV[5] cursor score ('-inf' for none), ARGV[6] rows to scan at most,
 -- ARGV[7] this worker's idle member ('<id>|<hand-off lease ms>'), ARGV[8] idle registration ttl (ms),
--- ARGV[9] owner (this worker's id: the value of the in-progress keys it holds), ARGV[10..] ids of jobs that run in
---   this worker without a lease (lost while they ran): never claimed again by it while they run
+-- ARGV[9] owner (this worker's id: the value of the in-progress keys it holds), ARGV[10] '1': also sweep the
+--   limits (slots of killed workers' jobs come back), ARGV[11..] ids of jobs that run in this worker without a lease
+--   (lost while they ran): never claimed again by it while they run
 --
 -- Jobs already handed to this worker (see enqueue.lua) are taken from its own list first, and their short
 -- hand-off lease becomes a full one. A claim that finds
@@ -26,6 +30,7 @@
 --   claimed: flat list of (id, score, payload or '', try, aborted) per job
 --   more: 1 when the scan stopped early (batch full or scan limit) and further due jobs may follow
 --   next due: score of the first job due after now, or false
+--#include limits_lib
 local queue = KEYS[1]
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -50,9 +55,9 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
 end
 local rank = false
 local from = ARGV[5]
-local behind = redis.call('GET', KEYS[6])
+local behind = redis.call('GET', KEYS[8])
 if behind then
-  redis.call('DEL', KEYS[6])
+  redis.call('DEL', KEYS[8])
   if from ~= '-inf' and tonumber(behind) < tonumber(from) then
     from = tostring(tonumber(behind) - 1)
   end
@@ -74,8 +79,13 @@ if #rows == 2 * scan then
   more = 1
 end
 local skip = {}
-for i = 10, #ARGV do
+for i = 11, #ARGV do
   skip[ARGV[i]] = true
+end
+local limited = redis.call('EXISTS', KEYS[6]) == 1
+local promoted = 0
+if limited and ARGV[10] == '1' then
+  promoted = sweep(queue, now, tonumber(ARGV[3]), LIMIT_SWEEP_BUCKETS)
 end
 local claimed = {}
 local count = 0
@@ -90,7 +100,16 @@ for i = 1, #rows, 2 do
   end
   last_id = id
   last_score = score
-  if not skip[id] and redis.call('SET', IN_PROGRESS_KEY_PREFIX .. id, owner, 'PX', ARGV[3], 'NX') then
+  local ours = not skip[id] and redis.call('SET', IN_PROGRESS_KEY_PREFIX .. id, owner, 'PX', ARGV[3], 'NX')
+  if ours and limited then
+    local moved
+    ours, moved = admit(queue, id, score, now, tonumber(ARGV[3]))
+    promoted = promoted + moved
+    if not ours then
+      redis.call('DEL', IN_PROGRESS_KEY_PREFIX .. id)
+    end
+  end
+  if ours then
     local retry_key = RETRY_KEY_PREFIX .. id
     local try = redis.call('INCR', retry_key)
     redis.call('EXPIRE', retry_key, 88400)
@@ -105,6 +124,10 @@ for i = 1, #rows, 2 do
       break
     end
   end
+end
+if promoted > 0 then
+  redis.call('LPUSH', KEYS[7], string.format('%d', now))
+  redis.call('LTRIM', KEYS[7], 0, MAX_WAKE_TOKENS - 1)
 end
 local next_due = redis.call('ZRANGEBYSCORE', queue, '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 if more == 0 then

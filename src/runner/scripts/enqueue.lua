@@ -7,12 +7,13 @@
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] tick marker ttl (ms, '0': not a cron tick),
 --   ARGV[4] '1': skip the tick while the entry's previous run is unfinished, ARGV[5] tick (ms, '0' for a
 --   startup run), ARGV[6] the entry's next tick (ms), then per job: id, payload, score (due time, ms), job key
---   ttl (ms)
+--   ttl (ms), limit entry ('' for a job of an unlimited function; else its function, and for a limit per key a
+--   newline and the key: written as the job's side entry, read by the claim, limits.py)
 -- Returns one 1 (written) or 0 (a job or result with that id exists, or the tick was taken) per job; 2 for a
 -- tick skipped because the previous run is unfinished.
 local queue, wake, idle, rewind = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = tonumber(ARGV[2])
-local n = (#ARGV - 6) / 4
+local n = (#ARGV - 6) / 5
 if ARGV[3] ~= '0' then
   local state, id, tick = KEYS[6 + 2 * n], ARGV[7], ARGV[5]
   if not redis.call('SET', KEYS[5 + 2 * n], id, 'NX', 'PX', ARGV[3]) then
@@ -34,10 +35,17 @@ if ARGV[3] ~= '0' then
 end
 local written = {}
 local tokens = {}
+-- the lowest score written well before now (a priority's head start, or a late due time) that no idle worker
+-- took: every worker's claim cursor may be past it, so the next claim scans from there (claim.lua)
 local behind = false
+local function mark_behind(score)
+  if score < now - 1000 and (not behind or score < behind) then
+    behind = score
+  end
+end
 for j = 0, n - 1 do
-  local a = 7 + 4 * j
-  local id, payload, score, ttl = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local a = 7 + 5 * j
+  local id, payload, score, ttl, limit = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local job_key, result_key = KEYS[5 + 2 * j], KEYS[6 + 2 * j]
   if redis.call('EXISTS', job_key, result_key) > 0 then
     written[#written + 1] = 0
@@ -45,7 +53,24 @@ for j = 0, n - 1 do
     redis.call('SET', job_key, payload, 'PX', ttl)
     redis.call('ZADD', queue, score, id)
     written[#written + 1] = 1
-    if tonumber(score) <= now then
+    if limit ~= '' then
+      local side = LIMIT_OF_KEY_PREFIX .. id
+      local cut = string.find(limit, '\n', 1, true)
+      if cut then
+        redis.call('HSET', side, 'f', string.sub(limit, 1, cut - 1), 'k', string.sub(limit, cut + 1))
+      else
+        redis.call('HSET', side, 'f', limit)
+      end
+      redis.call('PEXPIRE', side, ttl)
+    end
+    if limit ~= '' and tonumber(score) <= now then
+      -- a job of a limited function is not handed over: the claim decides by its limits. A token wakes an idle
+      -- worker to claim it; with no live registration every worker is busy and claims again when a slot frees
+      if redis.call('ZCOUNT', idle, now, '+inf') > 0 then
+        tokens[#tokens + 1] = score
+      end
+      mark_behind(tonumber(score))
+    elseif tonumber(score) <= now then
       -- idle hand-off: a worker that registered as idle (member "<worker id>|<hand-off lease ms>", scored by
       -- expiry) gets the job already claimed, on its own list, so its blocking pop returns a job. A worker
       -- registers in the same call that finds nothing due and blocks right after, so with no live
@@ -63,12 +88,8 @@ for j = 0, n - 1 do
         redis.call('EXPIRE', RETRY_KEY_PREFIX .. id, 88400)
         redis.call('LPUSH', list, #id .. ':' .. id .. score .. ':' .. try .. ':' .. payload)
         redis.call('PEXPIRE', list, lease)
-      elseif tonumber(score) < now - 1000 then
-        -- due well before now (a priority's head start, or a late due time): every worker's claim cursor may
-        -- be past it, so the next claim scans from here (claim.lua)
-        if not behind or tonumber(score) < behind then
-          behind = tonumber(score)
-        end
+      else
+        mark_behind(tonumber(score))
       end
     else
       -- a deferred job: wake a blocked worker so it plans its wait for this due time (a token is a due time)

@@ -4,10 +4,13 @@
 --   due time put back, so that the worker looks there even if its claim cursor is past it),
 -- KEYS[3] dead-letter zset, KEYS[4] this minute's outcome counts (a hash by kind), KEYS[5] this minute's try
 --   durations (a hash of counts by '<function>|<log-scale bucket>', see durations.py), KEYS[6] abort set,
--- KEYS[7] the queue's channel for ended jobs (not a key: named here, with the queue's hash tag, for its slot)
+-- KEYS[7] the queue's channel for ended jobs (not a key: named here, with the queue's hash tag, for its slot),
+-- KEYS[8] the queue's limits (limits.py): while it exists, a job of a limited function gives its slot back and the
+--   next held jobs of its bucket are promoted (back in the queue, due now, with a wake-up token)
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), ARGV[4] owner (the
 --   worker's id, the value of the in-progress keys it holds), ARGV[5] outcome counts' retention (ms), ARGV[6]
---   durations' retention (ms), ARGV[7] n: how many duration fields follow, ARGV[8 .. 7+2n]: field, count (the
+--   durations' retention (ms), ARGV[7] n: how many duration fields follow, ARGV[8] how long a promoted job keeps
+--   the slot it is promoted to before a worker claims it (ms), ARGV[9 .. 8+2n]: field, count (the
 --   batch's tries counted up by the caller), then groups of nine: job id, action, result bytes ('' for none), number, dead-letter record ('' for none), run status
 --   ('' unless a cron job: its entry's state records the status and duration), duration (ms), kind (how the try
 --   ended, counted per minute: complete, failed, retried, aborted, dead), workflow note ('' unless the final
@@ -24,6 +27,7 @@
 -- The ids of the jobs that ended (action 'done': a result, a dead letter, an abort) are published on KEYS[7] in
 -- one message, NUL-separated, for the clients waiting on them.
 -- Returns the ids whose outcome was not written for that reason.
+--#include limits_lib
 local queue = KEYS[1]
 
 -- Workflows (workflow.py) ------------------------------------------------------------------------------------------
@@ -32,11 +36,13 @@ local queue = KEYS[1]
 -- step that is retried ('again') or whose lease was lost advances nothing. A job outside any workflow has no note
 -- and costs nothing here.
 local abort_set = KEYS[6]
---#include workflow_step.lua
+--#include workflow_step
 local workflow_queued = 0
 -- ------------------------------------------------------------------------------------------------------------------
 
 local again = false
+local limited = redis.call('EXISTS', KEYS[8]) == 1
+local grace = tonumber(ARGV[8])
 local now = tonumber(ARGV[2])
 local retention = tonumber(ARGV[3])
 local dead = false
@@ -45,7 +51,7 @@ local skipped = {}
 local ended = {}
 local counts = {}
 local timed = tonumber(ARGV[7])
-for i = 8 + 2 * timed, #ARGV, 9 do
+for i = 9 + 2 * timed, #ARGV, 9 do
   local id = ARGV[i]
   local action = ARGV[i + 1]
   local holder = redis.call('GET', IN_PROGRESS_KEY_PREFIX .. id)
@@ -91,6 +97,10 @@ for i = 8 + 2 * timed, #ARGV, 9 do
       redis.call('DECR', RETRY_KEY_PREFIX .. id)
     end
   end
+  local keep = ARGV[i + 4] ~= '' and retention or nil  -- a dead letter keeps its side entry (requeue)
+  if ours and limited and release(queue, id, action == 'done', now, grace, keep) > 0 and (not again or now < again) then
+    again = now  -- promoted jobs are due now: wake a worker for them
+  end
   local kind = ARGV[i + 7]
   if ours and kind ~= '' then
     counts[kind] = (counts[kind] or 0) + 1
@@ -128,7 +138,7 @@ if next(counts) then
   redis.call('PEXPIRE', KEYS[4], ARGV[5])
 end
 if timed > 0 then
-  for i = 8, 7 + 2 * timed, 2 do
+  for i = 9, 8 + 2 * timed, 2 do
     redis.call('HINCRBY', KEYS[5], ARGV[i], ARGV[i + 1])
   end
   redis.call('PEXPIRE', KEYS[5], ARGV[6])

@@ -6,11 +6,12 @@
 -- ARGV[1] now (ms), ARGV[2] lowest due time (ms or '-inf'), ARGV[3] highest due time (ms or '+inf'),
 -- ARGV[4] cursor: due time of the last row examined ('' to start at ARGV[2]), ARGV[5] its job id,
 -- ARGV[6] rows examined at most, ARGV[7] matches returned at most,
--- ARGV[8] state ('' any; queued, running, deferred, retrying), ARGV[9] function token: the bytes `"f":"<name>"` a
+-- ARGV[8] state ('' any; queued, running, deferred, retrying, held), ARGV[9] function token: the bytes `"f":"<name>"` a
 --   JSON payload of that function contains ('' any; a payload that is not JSON passes, for the caller to decode),
 -- ARGV[10] job id prefix ('' any)
 -- A job is running when its in-progress key exists, queued when due and not running, retrying when due later with
--- a try counter (a failed try waiting out its backoff), deferred when due later without one.
+-- a try counter (a failed try waiting out its backoff), deferred when due later without one, held when its
+-- function's limit holds it aside (limits.py: at HELD_SCORE_MS, shown with the due time it waits in order by).
 -- The token is a coarse filter (an argument can contain it too): the caller decodes the payloads and checks.
 -- Returns {rows examined, cursor due time or false, cursor id or false, 1 when the range is exhausted else 0,
 --   then per match: id, due time, state, tries, payload or false}
@@ -70,6 +71,8 @@ for i = 1, #rows, 2 do
         state = 'running'
       elseif due <= now then
         state = 'queued'
+      elseif due >= HELD_SCORE_MS then
+        state = 'held'
       elseif redis.call('EXISTS', RETRY_KEY_PREFIX .. id) == 1 then
         state = 'retrying'
       else
@@ -86,7 +89,14 @@ for i = 1, #rows, 2 do
     end
     if ok then
       out[#out + 1] = id
-      out[#out + 1] = score
+      if state == 'held' then
+        -- shown with the due time it keeps its place by (limits_lib.lua), not the score that keeps it out of reach
+        local entry = redis.call('HMGET', LIMIT_OF_KEY_PREFIX .. id, 'f', 'k')
+        local bucket = entry[2] and (entry[1] .. '\n' .. entry[2]) or entry[1]
+        out[#out + 1] = bucket and redis.call('ZSCORE', LIMIT_HELD_KEY_PREFIX .. KEYS[1] .. '\n' .. bucket, id) or now
+      else
+        out[#out + 1] = score
+      end
       out[#out + 1] = state
       out[#out + 1] = tonumber(redis.call('GET', RETRY_KEY_PREFIX .. id) or '0')
       out[#out + 1] = payload

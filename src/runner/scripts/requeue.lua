@@ -11,6 +11,8 @@ end
 redis.call('DEL', KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
 redis.call('ZREM', KEYS[2], id)
 redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[3])
+-- a job of a limited function kept its limit entry (limits.py) with its dead letter: it lives as long as the job now
+redis.call('PEXPIRE', LIMIT_OF_KEY_PREFIX .. id, ARGV[3])
 redis.call('ZADD', KEYS[1], ARGV[2], id)
 redis.call('LPUSH', KEYS[3], ARGV[2])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)

@@ -1,4 +1,4 @@
--- Included (scripts.py: a '--#include workflow_step.lua' line) by finish.lua and abort.lua, where the locals `queue`
+-- Included (scripts.py: a '--#include workflow_step' line) by finish.lua and abort.lua, where the locals `queue`
 -- (the queue zset) and `abort_set` (the abort set a running step is flagged in) are in scope.
 --
 -- A workflow step's job id is '<workflow id>:<step>'; the state hash WORKFLOW_KEY_PREFIX .. <workflow id> holds

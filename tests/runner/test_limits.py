@@ -1,0 +1,172 @@
+"""Limits in one process, on the real Redis: declaring them, the order held jobs keep, a slot whose holder vanished,
+and what an unlimited job costs (nothing: no limit key is written)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from arq.connections import ArqRedis
+
+from src.runner import NO_RETRY, Codec, JobClient, JobContext, JobFailed, JobStatus, Permanent, job
+from src.runner import constants as k
+from src.runner.dlq import DeadLetters
+from src.runner.limits import Limit, Rate, declare_limits, limit_rows, parse_rate, set_limit
+from src.runner.queue_admin import find_jobs
+from src.runner.queue_stats import queue_stats
+from src.runner.worker import Worker
+from tests.waiting import wait_for
+
+ORDER_KEY = "order"
+
+
+@job(max_concurrency=1)
+async def one_at_a_time(ctx: JobContext, n: int) -> int:
+    await ctx.redis.rpush(ORDER_KEY, n)
+    await asyncio.sleep(0.02)
+    return ctx.job_try
+
+
+@job
+async def free(ctx: JobContext, n: int) -> int:
+    return n
+
+
+def test_rates_parse_and_print() -> None:
+    assert parse_rate("100/m") == Rate(100, 60_000)
+    assert parse_rate("20/s") == Rate(20, 1000)
+    assert parse_rate(" 5 / h ") == Rate(5, 3_600_000)
+    assert parse_rate("10/30s") == Rate(10, 30_000)
+    assert str(Rate(100, 60_000)) == "100/m" and str(Rate(10, 30_000)) == "10/30s"
+    for bad in ("100", "100/d", "0/s", "x/s", "10/0s"):
+        with pytest.raises(ValueError, match="expected '<count>/<period>'"):
+            parse_rate(bad)
+    assert Limit.decode(Limit(3, Rate(2, 1000)).encode()) == Limit(3, Rate(2, 1000))
+    assert Limit.decode(Limit().encode()) == Limit()
+
+
+def test_the_decorator_refuses_what_it_cannot_honour() -> None:
+    async def fn(ctx: JobContext, customer: str) -> None: ...
+
+    with pytest.raises(TypeError, match="concurrency_key needs a limit"):
+        job(concurrency_key="customer")(fn)
+    with pytest.raises(TypeError, match="concurrency_key='client' names no parameter"):
+        job(max_concurrency=1, concurrency_key="client")(fn)
+    with pytest.raises(ValueError, match="max_concurrency must be at least 1"):
+        job(max_concurrency=0)(fn)
+    with pytest.raises(ValueError, match="expected '<count>/<period>'"):
+        job(rate_limit="100 per minute")(fn)
+    spec = job(max_concurrency=2, rate_limit="1/s", concurrency_key=lambda args: args.customer.upper())(fn)
+    assert spec.limit_entry({"customer": "acme"}) == "fn\nACME"
+    assert job(fn).limit_entry({"customer": "acme"}) == ""
+
+
+async def test_a_limit_changed_at_run_time_outlives_worker_starts(redis: ArqRedis) -> None:
+    queue = k.default_queue_name
+    await declare_limits(redis, queue, {"f": Limit(5), "g": Limit(1)})
+    await set_limit(redis, queue, "f", Limit(8), lease_ms=1000)
+    await declare_limits(redis, queue, {"f": Limit(6), "g": Limit(2)})  # a restart with new defaults
+    rows = {row.function: row for row in await limit_rows(redis, queue)}
+    assert rows["f"].limit == Limit(8) and rows["f"].declared == Limit(6)  # changed at run time: kept
+    assert rows["g"].limit == Limit(2) and rows["g"].declared is None  # never changed: the new default
+    with pytest.raises(ValueError, match="function 'h' has no limits"):
+        await set_limit(redis, queue, "h", Limit(1), lease_ms=1000)
+
+
+async def test_held_jobs_keep_their_order_and_their_tries(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    # due one millisecond apart, in the past: the queue's order is n's (jobs due in the same millisecond are ordered
+    # by id, in the queue as among held jobs)
+    base = datetime.now(UTC) - timedelta(seconds=1)
+    timed = [one_at_a_time.options(defer_until=base + timedelta(milliseconds=n)) for n in range(8)]
+    handles = [await client.enqueue(spec, n) for n, spec in reversed(list(enumerate(timed)))][::-1]
+    running_worker([one_at_a_time], max_jobs=10)
+    await wait_for(lambda: redis.llen(ORDER_KEY), 10)
+    # the others are held: out of every claim's reach, and deferred to arq's eyes
+    assert await handles[-1].status() is JobStatus.deferred
+    assert [await h.result(timeout_s=10) for h in handles] == [1] * 8  # each ran on its first try
+    assert [int(n) for n in await redis.lrange(ORDER_KEY, 0, -1)] == list(range(8))
+    assert not await redis.keys(k.LIMIT_OF_KEY_PREFIX + "*")  # side entries go with their jobs
+
+
+async def test_a_slot_whose_job_vanished_comes_back_at_a_sweep(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """A slot held by a job whose lease ended with nobody to finish it (a worker killed, the job then gone): the
+    claim's periodic sweep gives it back and promotes the jobs held behind it."""
+    queue = client.queue_name
+    running_worker([one_at_a_time], lease_s=0.6)
+    await wait_for(lambda: redis.hexists(k.LIMITS_KEY_PREFIX + queue, "one_at_a_time"), 10)
+    ghost = "ghost"
+    now_ms = int(time.time() * 1000)
+    await redis.set(k.in_progress_key_prefix + ghost, "dead-worker", px=300)
+    await redis.zadd(f"{k.LIMIT_RUNNING_KEY_PREFIX}{queue}\none_at_a_time", {ghost: now_ms + 300})
+    await redis.sadd(k.LIMIT_BUCKETS_KEY_PREFIX + queue, "one_at_a_time")
+    started = time.monotonic()
+    handle = await client.enqueue(one_at_a_time, 1)
+    await wait_for(lambda: redis.zcard(f"{k.LIMIT_HELD_KEY_PREFIX}{queue}\none_at_a_time"), 5, message="held")
+    assert await handle.result(timeout_s=10) == 1
+    assert time.monotonic() - started < 2.0  # the ghost's 0.3 s, then a sweep (every third of a lease)
+
+
+async def test_an_unlimited_job_writes_no_limit_keys(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([free, one_at_a_time])  # a queue with limits: the claim and finish read them
+    handles = [await client.enqueue(free, n) for n in range(20)]
+    assert [await h.result(timeout_s=10) for h in handles] == list(range(20))
+    keys = {key.decode() for key in await redis.keys("jobs:limit*")}
+    assert keys == {k.LIMITS_KEY_PREFIX + client.queue_name}
+
+
+@job(max_concurrency=1, retry=NO_RETRY)
+async def gate(ctx: JobContext, fail: bool, hold_s: float) -> str:
+    if fail and not await ctx.redis.exists("fixed"):
+        raise Permanent("broken")
+    await asyncio.sleep(hold_s)
+    return "ok"
+
+
+async def test_a_requeued_dead_job_keeps_its_limit(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([gate])
+    dead = await client.enqueue(gate, True, 0)
+    with pytest.raises(JobFailed):
+        await dead.result(timeout_s=10)
+    assert await redis.exists(k.LIMIT_OF_KEY_PREFIX + dead.job_id)  # kept with the dead letter
+    await redis.set("fixed", 1)
+    blocker = await client.enqueue(gate, False, 0.5)
+    await wait_for(lambda: redis.exists(k.in_progress_key_prefix + blocker.job_id), 5)
+    assert await DeadLetters(redis, client.queue_name).requeue(dead.job_id)
+    held = f"{k.LIMIT_HELD_KEY_PREFIX}{client.queue_name}\ngate"
+    await wait_for(lambda: redis.zscore(held, dead.job_id), 5, message="the requeued job held behind the blocker")
+    assert await dead.result(timeout_s=10) == "ok"
+    assert not await redis.exists(k.LIMIT_OF_KEY_PREFIX + dead.job_id)
+
+
+async def test_held_jobs_are_listed_as_held_with_their_due_time(
+    redis: ArqRedis, client: JobClient, codec: Codec, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([gate])
+    before_ms = int(time.time() * 1000)
+    handles = [await client.enqueue(gate, False, 30) for _ in range(4)]
+    running = await wait_for(lambda: _running_one(redis, [h.job_id for h in handles]), 5, message="one running")
+    page = await find_jobs(redis, codec.loads, client.queue_name, state="held")
+    assert sorted(row.job_id for row in page.jobs) == sorted(h.job_id for h in handles if h.job_id != running)
+    assert all(before_ms <= row.due_ms <= time.time() * 1000 for row in page.jobs)  # not the far-future score
+    every = await find_jobs(redis, codec.loads, client.queue_name)
+    assert [row.state for row in every.jobs] == ["running", "held", "held", "held"]
+    assert not (await find_jobs(redis, codec.loads, client.queue_name, state="deferred")).jobs
+    stats = await queue_stats(redis, client.queue_name)
+    assert (stats.held, stats.deferred, stats.running + stats.queued) == (3, 0, 1)
+
+
+async def _running_one(redis: ArqRedis, ids: list[str]) -> str | None:
+    """The one of ``ids`` that runs, once only one does."""
+    running = [i for i in ids if await redis.exists(k.in_progress_key_prefix + i)]
+    return running[0] if len(running) == 1 else None
