@@ -1,29 +1,38 @@
 """A real Redis Cluster of three masters on loopback, through redis-py's asyncio cluster client.
 
-The first step of the cluster half: the hot path's scripts (enqueue, claim, finish) run on queues placed on
-different masters, each script in its queue's slot. The worker itself does not run on a cluster yet (its pool,
-blocking wake-up connection and transactions are single-node), so this test claims and finishes with the worker's
-own parts.
+The hot path's scripts (enqueue, claim, finish) run on queues placed on different masters, each in its queue's
+slot; then real worker processes (``arq tests.cluster_settings.WorkerSettings``, ``JOBS_REDIS_CLUSTER=true``), one
+per queue, run jobs, retries, dead letters, aborts and cron there, and the CLI reads the cluster.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
-from arq.jobs import deserialize_result, serialize_result
+from arq.jobs import JobStatus, deserialize_result, serialize_result
 from redis.asyncio.cluster import RedisCluster
 
-from src.runner import Codec, JobClient
+from src.runner import Codec, JobClient, JobHandle
 from src.runner import constants as k
 from src.runner.claim import Claimer
+from src.runner.dlq import DeadLetters
+from src.runner.errors import JobFailed
 from src.runner.finish import Finisher, Outcome
 from src.runner.keyspace import abort_key, tagged_id
 from src.runner.layout import is_cluster
 from src.runner.redis_server import RedisServer
+from src.settings import Settings
 from tests.clusters import start_cluster, stop_cluster
-from tests.sample_jobs import add
+from tests.sample_jobs import add, flaky, nap, refuse
+from tests.spawn import Spawner
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -45,13 +54,19 @@ async def redis(cluster: list[RedisServer]) -> AsyncIterator[RedisCluster]:
 
 def _queues_on_two_masters(redis: RedisCluster) -> tuple[str, str]:
     """Two tagged queue names whose slots are served by different masters."""
-    first = "{q0}"
-    owner = _master_of(redis, first)
-    for i in range(1, 100):
-        other = f"{{q{i}}}"
-        if _master_of(redis, other) != owner:
-            return first, other
-    raise AssertionError("no second master found")
+    first, second, _ = _queues_on_masters(redis, "q")
+    return first, second
+
+
+def _queues_on_masters(redis: RedisCluster, stem: str, count: int = 3) -> list[str]:
+    """``count`` tagged queue names (``{<stem><i>}``) whose slots are served by ``count`` different masters."""
+    chosen: dict[str, str] = {}
+    for i in range(1000):
+        queue = f"{{{stem}{i}}}"
+        chosen.setdefault(_master_of(redis, queue), queue)
+        if len(chosen) == count:
+            return list(chosen.values())
+    raise AssertionError(f"fewer than {count} masters serve the queues tried")
 
 
 def _master_of(redis: RedisCluster, key: str) -> str:
@@ -85,3 +100,72 @@ async def test_jobs_run_on_two_queues_on_different_masters(redis: RedisCluster, 
         for i, handle in enumerate(handles):
             raw = await redis.get(k.result_key_prefix + handle.job_id)
             assert deserialize_result(raw, deserializer=codec.loads).result == i + 1
+
+
+def _cluster_env(cluster: list[RedisServer], queue: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBS_")}
+    return {
+        **env, "JOBS_REDIS_CLUSTER": "true", "JOBS_REDIS_URL": f"redis://127.0.0.1:{cluster[0].port}",
+        "JOBS_QUEUE_NAME": queue,
+    }  # fmt: skip
+
+
+def _hasten(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    hasten = str(Path(sys.executable).parent / "hasten")
+    return subprocess.run([hasten, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.timeout(120)
+async def test_workers_run_jobs_retries_dead_letters_aborts_and_cron_on_three_masters(
+    cluster: list[RedisServer], redis: RedisCluster, spawn: Spawner, codec: Codec
+) -> None:
+    queues = _queues_on_masters(redis, "work")
+    assert len({_master_of(redis, q) for q in queues}) == 3
+    arq_worker = [sys.executable, "-m", "arq", "tests.cluster_settings.WorkerSettings"]
+    workers = [spawn(arq_worker, name=f"worker-{queue}", env=_cluster_env(cluster, queue)) for queue in queues]
+    settings = Settings(redis_cluster=True, redis_url=f"redis://127.0.0.1:{cluster[0].port}", queue_name=queues[0])
+    client = await JobClient.connect(settings.redis_settings(), codec, queue_name=queues[0])
+    try:
+        for queue in queues:
+            await _check_one_queue(client, queue)
+
+        # cron: every worker evaluates its table; each queue's ticks run once each, on its own master
+        async def ticks_of_every_queue() -> list[str] | None:
+            ticks = [t.decode().split()[0] for t in await redis.lrange("cluster-ticks", 0, -1)]
+            return ticks if all(sum(t.startswith(q) for t in ticks) >= 2 for q in queues) else None
+
+        ticks = await wait_for(ticks_of_every_queue, 30, message="two cron ticks of every queue")
+        assert len(ticks) == len(set(ticks)), "a tick ran twice"
+        for queue in queues:
+            cli = _cluster_env(cluster, queue)
+            status = _hasten(cli, "status", "--json")
+            assert status.returncode == 0, status.stderr
+            rows = {row["queue"]: row for row in json.loads(status.stdout)}
+            assert rows[queue]["dead"] == 1
+            listed = _hasten(cli, "dlq", "list")
+            assert listed.returncode == 0, listed.stderr
+            assert "refuse" in listed.stdout
+        for worker in workers:
+            assert worker.poll() is None, "a worker stopped"
+    finally:
+        await client.close()
+
+
+async def _check_one_queue(client: JobClient, queue: str) -> None:
+    """Jobs, a retry, a dead letter and an abort on ``queue``, run by its worker process."""
+    handles = [await client.enqueue(add.options(queue_name=queue), i, 1) for i in range(20)]
+    assert [await h.result(timeout_s=20) for h in handles] == [i + 1 for i in range(20)]
+    retried = await client.enqueue(flaky.options(queue_name=queue), 1)
+    assert await retried.result(timeout_s=20) == 2  # the second try succeeded
+    dead = await client.enqueue(refuse.options(queue_name=queue))
+    with pytest.raises(JobFailed):
+        await dead.result(timeout_s=20)
+    letters = DeadLetters(client.redis, queue)
+    assert [d.job_id for d in await letters.page()] == [dead.job_id]
+    running: JobHandle[float] = await client.enqueue(nap.options(queue_name=queue), 30)
+
+    async def started() -> bool:
+        return await running.status() == JobStatus.in_progress
+
+    await wait_for(started, 20, message="the long job started")
+    assert await running.abort(timeout_s=10)

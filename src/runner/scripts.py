@@ -7,6 +7,7 @@ Redis Cluster the server refuses a script touching keys of two slots instead of 
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from importlib.resources import files
 
@@ -36,6 +37,15 @@ def _prelude() -> str:
     return f"local {', '.join(_PREFIXES)} = {', '.join(repr(p) for p in _PREFIXES.values())}\n"
 
 
+#: the text of every script used so far by its SHA1, for a node that must be given it again (``cluster_pool.py``)
+_BY_SHA: dict[str, str] = {}
+
+
+def source_by_sha(sha: str) -> str | None:
+    """The text of a script used in this process whose SHA1 is ``sha``."""
+    return _BY_SHA.get(sha)
+
+
 @cache
 def source(name: str) -> str:
     """The text of ``scripts/<name>.lua`` as sent to Redis: its ``#!lua`` line, the prelude, its body."""
@@ -43,7 +53,9 @@ def source(name: str) -> str:
     shebang, _, body = text.partition("\n")
     if not shebang.startswith("#!lua"):
         raise ValueError(f"scripts/{name}.lua must begin with a '#!lua' line declaring its flags")
-    return f"{shebang}\n{_prelude()}{body}"
+    text = f"{shebang}\n{_prelude()}{body}"
+    _BY_SHA[hashlib.sha1(text.encode()).hexdigest()] = text
+    return text
 
 
 def script(redis: Redis, name: str) -> AsyncScript:

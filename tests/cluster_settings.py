@@ -1,0 +1,31 @@
+"""WorkerSettings for the Redis Cluster tests: the project's settings (``JOBS_REDIS_CLUSTER``, ``JOBS_REDIS_URL``
+naming one node, ``JOBS_QUEUE_NAME`` a tagged queue), sample jobs and a cron entry every second."""
+
+from __future__ import annotations
+
+import os
+
+from src.runner import JobContext, cron, job, launch
+from src.settings import Settings
+from tests.fault_settings import tick
+from tests.sample_jobs import add, flaky, nap, refuse
+
+launch.install()
+
+_settings = Settings()
+
+
+@job(name="cluster_tick")
+async def cluster_tick(ctx: JobContext) -> None:
+    """Notes which tick ran (its job id, which carries the queue's tag) and in which process."""
+    await ctx.redis.rpush("cluster-ticks", f"{ctx.job_id} {os.getpid()}")
+
+
+class WorkerSettings:
+    functions = (add, flaky, nap, refuse, tick, cluster_tick)
+    cron_entries = (cron("every-second", "* * * * * *", cluster_tick),)
+    redis_settings = _settings.redis_settings()
+    queue_name = _settings.queue_name
+    lease_s = 2.0
+    shutdown_grace_s = 5.0
+    poll_delay = 0.2
