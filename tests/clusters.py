@@ -18,10 +18,13 @@ from src.runner.redis_server import RedisServer, free_port
 _READY_TIMEOUT_S = 15.0
 
 
-def cluster_node(data_dir: Path) -> RedisServer:
+def cluster_node(data_dir: Path, node_timeout_ms: int | None = None) -> RedisServer:
     """A cluster-enabled redis-server (not started), without persistence. Its bus port is a free one of its own:
-    the default (port + 10000) does not exist for the high ports the system hands out."""
+    the default (port + 10000) does not exist for the high ports the system hands out. ``node_timeout_ms``: how long
+    a master may be unreachable before its replica takes over (Redis's default: 15 s)."""
     options = {"cluster-enabled": "yes", "cluster-config-file": "nodes.conf", "cluster-port": str(free_port())}
+    if node_timeout_ms is not None:
+        options["cluster-node-timeout"] = str(node_timeout_ms)
     return RedisServer(data_dir, options={**options, "save": "''", "appendonly": "no"})
 
 
@@ -46,20 +49,41 @@ def start_single_node_cluster(data_dir: Path) -> RedisServer:
     return node
 
 
-def start_cluster(data_dir: Path, masters: int = 3) -> list[RedisServer]:
-    """``masters`` cluster nodes on loopback, joined by ``redis-cli --cluster create`` (slots split evenly, no
-    replicas)."""
-    nodes = [cluster_node(data_dir / f"node{i}") for i in range(masters)]
+def start_cluster(
+    data_dir: Path, masters: int = 3, *, replicas: int = 0, node_timeout_ms: int | None = None
+) -> list[RedisServer]:
+    """``masters`` cluster nodes on loopback, joined by ``redis-cli --cluster create`` (slots split evenly), each
+    with ``replicas`` replicas (``masters * (1 + replicas)`` nodes in all)."""
+    count = masters * (1 + replicas)
+    nodes = [cluster_node(data_dir / f"node{i}", node_timeout_ms) for i in range(count)]
     try:
         for node in nodes:
             node.start()
-        cli(nodes[0].port, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-yes")
+        addresses = (f"127.0.0.1:{n.port}" for n in nodes)
+        cli(nodes[0].port, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes")
         for node in nodes:
             wait_cluster_ok(node.port)
+        if replicas:
+            wait_replicas_in_sync(nodes, masters * replicas)
     except BaseException:
         stop_cluster(nodes)
         raise
     return nodes
+
+
+def wait_replicas_in_sync(nodes: list[RedisServer], expected: int) -> None:
+    """Until ``expected`` nodes are replicas whose link to their master is up."""
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while sum("master_link_status:up" in cli(n.port, "INFO", "replication") for n in nodes) < expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {expected} replicas in sync after {_READY_TIMEOUT_S}s")
+        time.sleep(0.05)
+
+
+def masters_of(nodes: list[RedisServer]) -> list[RedisServer]:
+    """The nodes that are masters now (asked of each node that answers)."""
+    alive = [n for n in nodes if n.ping()]
+    return [n for n in alive if "role:master" in cli(n.port, "INFO", "replication")]
 
 
 def stop_cluster(nodes: list[RedisServer]) -> None:

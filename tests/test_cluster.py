@@ -145,6 +145,12 @@ async def test_workers_run_jobs_retries_dead_letters_aborts_and_cron_on_three_ma
             listed = _hasten(cli, "dlq", "list")
             assert listed.returncode == 0, listed.stderr
             assert "refuse" in listed.stdout
+        # arq's own health check, through the cluster client: the worker's health-check key is on the queue's master
+        check = [*arq_worker, "--check"]
+        checked = subprocess.run(
+            check, env=_cluster_env(cluster, queues[2]), capture_output=True, text=True, timeout=60
+        )
+        assert checked.returncode == 0 and "Health check successful" in checked.stdout + checked.stderr, checked
         for worker in workers:
             assert worker.poll() is None, "a worker stopped"
     finally:

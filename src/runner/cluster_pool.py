@@ -124,6 +124,10 @@ class ClusterPool(RedisCluster):
         """Close the connections (``close_connection_pool``, arq's pool's argument, is taken and means the same)."""
         await super().aclose()
 
+    async def close(self, close_connection_pool: bool | None = None) -> None:
+        """:meth:`aclose` under arq's name for it."""
+        await super().aclose()
+
 
 def cluster_kwargs(settings: RedisSettings) -> dict[str, Any]:
     """``RedisCluster``'s arguments for arq's connection settings: credentials, TLS and bounded sockets."""
