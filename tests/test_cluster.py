@@ -7,6 +7,7 @@ per queue, run jobs, retries, dead letters, aborts and cron there, and the CLI r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
 from arq.jobs import JobStatus, deserialize_result, serialize_result
 from redis.asyncio.cluster import RedisCluster
@@ -22,6 +24,7 @@ from redis.asyncio.cluster import RedisCluster
 from src.runner import Codec, JobClient, JobHandle
 from src.runner import constants as k
 from src.runner.claim import Claimer
+from src.runner.dashboard import dashboard
 from src.runner.dlq import DeadLetters
 from src.runner.errors import JobFailed
 from src.runner.finish import Finisher, Outcome
@@ -102,6 +105,23 @@ async def test_jobs_run_on_two_queues_on_different_masters(redis: RedisCluster, 
             assert deserialize_result(raw, deserializer=codec.loads).result == i + 1
 
 
+async def test_a_waiter_is_woken_by_an_announcement_made_on_another_master(redis: RedisCluster, codec: Codec) -> None:
+    """One subscription (on the master of the first queue watched) hears the queues of every master: a plain
+    PUBLISH, also from a script, reaches every node of the cluster."""
+    first, other, _ = _queues_on_masters(redis, "ann")
+    client = JobClient(redis, codec, queue_name=other)  # type: ignore[arg-type]
+    waiters = await client._result_waiters(first)
+    assert waiters is not None, "no subscription on the cluster"
+    try:
+        assert await client._result_waiters(other) is waiters
+        handle = await client.enqueue(add, 1, 2)  # no worker: it stays queued
+        announced = waiters.expect(handle.job_id)
+        assert await client.abort(handle.job_id)  # the abort script announces it, on the other queue's master
+        await asyncio.wait_for(announced, 5)
+    finally:
+        await waiters.close()
+
+
 def _cluster_env(cluster: list[RedisServer], queue: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("JOBS_")}
     return {
@@ -145,6 +165,7 @@ async def test_workers_run_jobs_retries_dead_letters_aborts_and_cron_on_three_ma
             listed = _hasten(cli, "dlq", "list")
             assert listed.returncode == 0, listed.stderr
             assert "refuse" in listed.stdout
+        await _check_dashboard(cluster, queues)
         # arq's own health check, through the cluster client: the worker's health-check key is on the queue's master
         check = [*arq_worker, "--check"]
         checked = subprocess.run(
@@ -175,3 +196,33 @@ async def _check_one_queue(client: JobClient, queue: str) -> None:
 
     await wait_for(started, 20, message="the long job started")
     assert await running.abort(timeout_s=10)
+
+
+async def _check_dashboard(cluster: list[RedisServer], queues: list[str]) -> None:
+    """The dashboard's API on the cluster: every queue's counts, a queue's dead letters, a bulk delete of them."""
+    settings = Settings(
+        redis_cluster=True, redis_url=f"redis://127.0.0.1:{cluster[0].port}", queue_name=queues[0],
+        dashboard_token="t0ken",
+    )  # fmt: skip
+    app = dashboard(settings, jobs=[add])
+    transport = httpx2.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    headers = {"Authorization": "Bearer t0ken"}
+    async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1", headers=headers) as http:
+        try:
+            rows = {row["queue"]: row for row in (await http.get("/api/queues")).json()}
+            assert all(rows[q]["dead"] == 1 for q in queues), rows
+            dead = (await http.get("/api/dead-letters", params={"queue": queues[1]})).json()
+            assert [d["function"] for d in dead] == ["refuse"]
+            started = await http.post("/api/dead-letters-ops", params={"action": "delete", "queue": queues[1]})
+            assert started.status_code == 202, started.text
+            op_id = started.json()["op_id"]
+
+            async def finished() -> dict[str, object] | None:
+                row: dict[str, object] = (await http.get(f"/api/dead-letters-ops/{op_id}")).json()
+                return row if row["done"] else None
+
+            assert (await wait_for(finished, 20, message="the bulk delete done"))["acted"] == 1
+            rows = {row["queue"]: row for row in (await http.get("/api/queues")).json()}
+            assert [rows[q]["dead"] for q in queues] == [1, 0, 1]
+        finally:
+            await app.state.dashboard.close()

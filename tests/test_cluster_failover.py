@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from redis.exceptions import RedisError
 from src.runner import Codec, JobClient
 from src.runner import constants as k
 from src.runner.redis_server import RedisServer
+from src.runner.result_waiters import RECHECK_S
 from src.settings import Settings
 from tests.cluster_settings import counted
 from tests.clusters import masters_of, start_cluster, stop_cluster
@@ -83,6 +85,8 @@ async def test_workers_and_client_follow_a_master_killed_and_every_acknowledged_
         arq_worker = [sys.executable, "-m", "arq", "tests.cluster_settings.WorkerSettings"]
         workers = [spawn(arq_worker, name=f"worker-{q}", env=_env(cluster, q)) for q in queues]
         victim_queue = queues[0]
+        # the client's subscription to result announcements is on the victim's master: it must move too
+        assert await client._result_waiters(victim_queue) is not None
         victim = redis.get_node_from_key(victim_queue)
         assert victim is not None
         victim_server = next(n for n in cluster if n.port == victim.port)
@@ -105,6 +109,11 @@ async def test_workers_and_client_follow_a_master_killed_and_every_acknowledged_
         for queue in queues:
             runs = await redis.hgetall(f"{queue}runs")
             assert set(runs) == {i.encode() for i in ids[queue]}  # every job ran, none lost
+        # a job enqueued now is announced to a waiter again: woken, not found by the re-read every RECHECK_S
+        handle = await client.enqueue(counted.options(queue_name=victim_queue), 0)
+        started = time.monotonic()
+        await handle.result(timeout_s=30)
+        assert time.monotonic() - started < RECHECK_S / 2
         for worker in workers:
             assert worker.poll() is None, "a worker stopped"
     finally:
