@@ -18,18 +18,20 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from arq.jobs import JobStatus, deserialize_result, serialize_result
+from arq.jobs import Job, JobStatus, deserialize_result, serialize_result
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from src.runner import Codec, JobClient, JobHandle
 from src.runner import constants as k
 from src.runner.claim import Claimer
 from src.runner.dashboard import dashboard
 from src.runner.dlq import DeadLetters
-from src.runner.errors import JobFailed
+from src.runner.errors import JobFailed, KeyLayoutError
 from src.runner.finish import Finisher, Outcome
 from src.runner.keyspace import abort_key, tagged_id
 from src.runner.layout import is_cluster
+from src.runner.pools import create_pool
 from src.runner.redis_server import RedisServer
 from src.settings import Settings
 from tests.clusters import start_cluster, stop_cluster
@@ -120,6 +122,25 @@ async def test_a_waiter_is_woken_by_an_announcement_made_on_another_master(redis
         await asyncio.wait_for(announced, 5)
     finally:
         await waiters.close()
+
+
+async def test_what_cannot_work_on_a_cluster_is_refused_with_what_to_do(
+    cluster: list[RedisServer], codec: Codec
+) -> None:
+    settings = Settings(redis_cluster=True, redis_url=f"redis://127.0.0.1:{cluster[0].port}", queue_name="{ok}")
+    pool = await create_pool(settings.redis_settings())
+    try:
+        client = JobClient(pool, codec, queue_name="{ok}")
+        with pytest.raises(KeyLayoutError, match=r"queue 'plain' has no hash tag .* e\.g\. '\{plain\}'"):
+            await client.enqueue(add.options(queue_name="plain"), 1)
+        # arq's own client and Job API use MULTI over keys the cluster client cannot join
+        with pytest.raises(RedisClusterException, match=r"no MULTI transactions .* use JobClient and JobHandle"):
+            await pool.enqueue_job("add", 1, _queue_name="{ok}")
+        with pytest.raises(RedisClusterException, match="no MULTI transactions"):
+            await Job("{ok}1", pool, _queue_name="{ok}").status()
+        assert await client.status("{ok}1", "{ok}") == JobStatus.not_found  # ours reads in one script
+    finally:
+        await pool.aclose()
 
 
 def _cluster_env(cluster: list[RedisServer], queue: str) -> dict[str, str]:

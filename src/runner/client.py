@@ -20,13 +20,14 @@ from redis.exceptions import RedisError
 
 from . import constants as k
 from . import tracing
+from .cluster_pool import is_cluster_client
 from .codec import Codec
 from .cron import CronEntry
-from .errors import JobNotFound, PayloadTooLarge, ResultNotReady
+from .errors import JobNotFound, KeyLayoutError, PayloadTooLarge, ResultNotReady
 from .handle import JobHandle, JobInfo
 from .job import EnqueueOptions, JobCall, JobSpec
-from .keyspace import abort_key, tagged_id
-from .layout import is_cluster
+from .keyspace import abort_key, hash_tag, tagged_id
+from .layout import is_cluster, untagged_on_cluster
 from .lean_pool import make_lean
 from .pools import create_pool
 from .preflight import check_redis_async
@@ -81,6 +82,9 @@ class JobClient:
     Open with :meth:`connect` (and ``close()``), or ``async with await JobClient.connect(...)``.
     """
 
+    #: a cluster client: every queue must be tagged (its keys share one slot); False for clients without Redis
+    _on_cluster = False
+
     def __init__(
         self,
         redis: ArqRedis,
@@ -102,6 +106,7 @@ class JobClient:
         self._snapshot = script(redis, "snapshot")
         #: whether Redis is a cluster (where each queue has its own abort set), asked at the first abort
         self._cluster: bool | None = None
+        self._on_cluster = is_cluster_client(redis)
         #: ``result()`` is woken by the workers' announcements (result_waiters.py); False: it polls (a Redis proxy
         #: without pub/sub)
         self.result_wakeups = result_wakeups
@@ -270,6 +275,8 @@ class JobClient:
             score_ms = now_ms + _ms(opts.defer_by)
         ttl_ms = _ms(opts.expires) if opts.expires is not None else max(score_ms - now_ms, 0) + k.EXPIRES_EXTRA_MS
         queue = opts.queue_name or self.queue_name
+        if self._on_cluster and not hash_tag(queue):
+            raise KeyLayoutError(untagged_on_cluster(queue))
         # a tagged queue's job ids begin with its tag, so that the job's keys share the queue's slot (keyspace.py)
         job_id = tagged_id(queue, opts.job_id or uuid4().hex)
         data: dict[str, Any] = {"t": None, "f": spec.name, "a": [], "k": encoded_kwargs, "et": now_ms}
