@@ -20,7 +20,7 @@ import httpx2
 import pytest
 from arq.jobs import Job, JobStatus, deserialize_result, serialize_result
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException
+from redis.exceptions import RedisClusterException, RedisError
 
 from src.runner import Codec, JobClient, JobHandle
 from src.runner import constants as k
@@ -31,10 +31,12 @@ from src.runner.errors import JobFailed, KeyLayoutError
 from src.runner.finish import Finisher, Outcome
 from src.runner.keyspace import abort_key, tagged_id
 from src.runner.layout import is_cluster
+from src.runner.outage import is_refusal
 from src.runner.pools import create_pool
 from src.runner.redis_server import RedisServer
+from src.runner.wakeup import WakeUp
 from src.settings import Settings
-from tests.clusters import start_cluster, stop_cluster
+from tests.clusters import cli, start_cluster, stop_cluster
 from tests.sample_jobs import add, flaky, nap, refuse
 from tests.spawn import Spawner
 from tests.waiting import wait_for
@@ -141,6 +143,39 @@ async def test_what_cannot_work_on_a_cluster_is_refused_with_what_to_do(
         assert await client.status("{ok}1", "{ok}") == JobStatus.not_found  # ours reads in one script
     finally:
         await pool.aclose()
+
+
+async def test_the_wake_up_pop_follows_its_queue_slot_to_another_master(
+    cluster: list[RedisServer], redis: RedisCluster
+) -> None:
+    """A slot moved (as a reshard or a failover moves it): the worker's blocking pop, on a connection of its own to
+    the old master, gets ``MOVED`` — an outage, not a refusal — and its next wait is on the new master."""
+    queue = _queues_on_masters(redis, "mv")[0]
+    wake = WakeUp(redis, queue, tagged_id(queue, "w1"))  # type: ignore[arg-type]
+    try:
+        await redis.rpush(k.WAKE_KEY_PREFIX + queue, "1000")
+        assert await wake.wait(1) == 1000.0
+        _move_slot(cluster, redis.keyslot(queue), to=next(n for n in cluster if n.port != _port_of(redis, queue)))
+        await redis.rpush(k.WAKE_KEY_PREFIX + queue, "2000")  # the cluster client follows MOVED itself
+        with pytest.raises(RedisError) as raised:
+            await wake.wait(1)
+        assert not is_refusal(raised.value), raised.value
+        assert await wake.wait(1) == 2000.0
+    finally:
+        await wake.close()
+
+
+def _port_of(redis: RedisCluster, key: str) -> int:
+    node = redis.get_node_from_key(key)
+    assert node is not None
+    return int(node.port)
+
+
+def _move_slot(cluster: list[RedisServer], slot: int, to: RedisServer) -> None:
+    """Give an empty slot to ``to`` (``CLUSTER SETSLOT … NODE`` on every master, the new owner first)."""
+    target = cli(to.port, "CLUSTER", "MYID").strip()
+    for node in sorted(cluster, key=lambda n: n is not to):
+        cli(node.port, "CLUSTER", "SETSLOT", str(slot), "NODE", target)
 
 
 def _cluster_env(cluster: list[RedisServer], queue: str) -> dict[str, str]:

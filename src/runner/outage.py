@@ -1,7 +1,8 @@
 """Errors from Redis: an *outage* is ridden out, a *refusal* is shouted about.
 
 - Outage: connection refused or reset, timeouts, half-open sockets, ``LOADING``, ``OOM`` (full under
-  ``noeviction``), ``READONLY`` / ``MASTERDOWN`` (a failover), ``BUSY``, ``TRYAGAIN``, ``CLUSTERDOWN``. Redis will
+  ``noeviction``), ``READONLY`` / ``MASTERDOWN`` (a failover), ``BUSY``, ``TRYAGAIN``, ``CLUSTERDOWN``, ``MOVED`` /
+  ``ASK`` on a connection held to one cluster node (its slot moved). Redis will
   take the same command later: retry with backoff, keep outcomes in memory, log once per outage and once when
   Redis is back.
 - Refusal: ``WRONGTYPE``, ``NOPERM``, a Lua runtime error, anything else Redis answers with an error. Retrying

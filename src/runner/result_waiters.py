@@ -89,15 +89,17 @@ class ResultWaiters:
             await asyncio.wait_for(future, timeout_s)
 
     async def _listen(self, pubsub: PubSub) -> None:
+        current: PubSub | None = pubsub
         while True:
             try:
-                message = await pubsub.get_message(timeout=None)
+                if current is None:
+                    current = await self._resubscribe()
+                message = await current.get_message(timeout=None)
             except (RedisError, OSError) as e:  # the connection broke: redis-py subscribes again on the next read
                 logger.debug("result announcements: %s: %s", type(e).__name__, e)
                 await asyncio.sleep(_RETRY_S)
                 if self._cluster:  # the node may be gone for good: subscribe on one the cluster names now
-                    with contextlib.suppress(RedisError, OSError):
-                        pubsub = await self._resubscribe()
+                    current = None
                 continue
             if message is None or message.get("type") != "message":
                 continue
@@ -114,13 +116,15 @@ class ResultWaiters:
         return self._node.pubsub(ignore_subscribe_messages=True)
 
     async def _resubscribe(self) -> PubSub:
-        """A new subscription to every channel, on a node of the cluster's current layout."""
-        await self._close_pubsub()
-        await self._redis.nodes_manager.initialize()  # type: ignore[attr-defined]  # a cluster client
-        channels = sorted(self._channels)
-        self._pubsub = self._new_pubsub(channels[0])
-        await self._pubsub.subscribe(*channels)
-        return self._pubsub
+        """A new subscription to every channel, on a node of the cluster's current layout (raises while none
+        answers; the listener tries again)."""
+        async with self._subscribing:
+            await self._close_pubsub()
+            await self._redis.nodes_manager.initialize()  # type: ignore[attr-defined]  # a cluster client
+            channels = sorted(self._channels)
+            self._pubsub = self._new_pubsub(channels[0])
+            await self._pubsub.subscribe(*channels)
+            return self._pubsub
 
     async def _close_pubsub(self) -> None:
         if self._pubsub is not None:

@@ -109,6 +109,8 @@ class WakeUp:
         self._stale = False
 
     async def close(self) -> None:
-        await self._conn.aclose(close_connection_pool=True)
+        # on one node the connection is the worker pool's, lent for good (that pool stays open); on a cluster the
+        # node clients own their pools
+        await self._conn.aclose(close_connection_pool=self._cluster)
         if self._control is not None:
             await self._control.aclose(close_connection_pool=True)
