@@ -86,6 +86,27 @@ def masters_of(nodes: list[RedisServer]) -> list[RedisServer]:
     return [n for n in alive if "role:master" in cli(n.port, "INFO", "replication")]
 
 
+def migrate_slot(nodes: list[RedisServer], slot: int, source: RedisServer, target: RedisServer) -> int:
+    """Move ``slot`` with its keys from ``source`` to ``target`` as ``redis-cli --cluster reshard`` does, key batch
+    by key batch (``IMPORTING``/``MIGRATING``, ``MIGRATE``, then ``SETSLOT … NODE`` everywhere); returns how many
+    keys moved. While it runs, a command on keys of the slot is answered by the node that has them, or with ``ASK``
+    or ``TRYAGAIN``."""
+    source_id, target_id = cli(source.port, "CLUSTER", "MYID").strip(), cli(target.port, "CLUSTER", "MYID").strip()
+    cli(target.port, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+    cli(source.port, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+    moved = 0
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    while keys := cli(source.port, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
+        # redis-cli exits 0 on an error reply: read it, or a key that cannot move would loop here for ever
+        reply = cli(source.port, "MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *keys).strip()
+        if reply not in ("OK", "NOKEY") or time.monotonic() > deadline:
+            raise RuntimeError(f"MIGRATE of slot {slot}: {reply!r} ({moved} keys moved)")
+        moved += len(keys)
+    for node in sorted(nodes, key=lambda n: n is not target):  # the new owner first, as redis-cli does
+        cli(node.port, "CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+    return moved
+
+
 def stop_cluster(nodes: list[RedisServer]) -> None:
     for node in nodes:
         node.stop()
