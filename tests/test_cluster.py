@@ -218,9 +218,13 @@ async def test_workers_run_jobs_retries_dead_letters_aborts_and_cron_on_three_ma
             assert status.returncode == 0, status.stderr
             rows = {row["queue"]: row for row in json.loads(status.stdout)}
             assert rows[queue]["dead"] == 1
-            listed = _hasten(cli, "dlq", "list")
+            listed = _hasten(cli, "dlq", "list", "--json")
             assert listed.returncode == 0, listed.stderr
-            assert "refuse" in listed.stdout
+            [dead] = json.loads(listed.stdout)
+            assert dead["function"] == "refuse"
+            inspected = _hasten(cli, "inspect", dead["job_id"], "--json")
+            assert inspected.returncode == 0, inspected.stderr
+            assert json.loads(inspected.stdout)["status"] == "complete"  # failed for good: its result is kept
         await _check_dashboard(cluster, queues)
         # arq's own health check, through the cluster client: the worker's health-check key is on the queue's master
         check = [*arq_worker, "--check"]
