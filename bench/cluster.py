@@ -87,7 +87,7 @@ async def _drain(variant: str, nodes: list[RedisServer], settings: Settings, add
 
 
 def _queues(client: JobClient, nodes: list[RedisServer], variant: str) -> list[str]:
-    """One queue per worker on one node; on the cluster, one queue per master (asserted: three masters)."""
+    """On one node, one queue for all the workers; on the cluster, one queue on each master (tags tried in turn)."""
     if variant != "cluster":
         return ["{b0}"]
     chosen: dict[str, str] = {}
