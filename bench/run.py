@@ -425,6 +425,13 @@ class Bench:
         cpu = await self.redis.info("cpu")
         return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
+    async def cluster(self, variant: str) -> None:
+        """The same workers on one Redis and on three cluster masters: drain rate, each shard's Redis CPU per job
+        and the projected per-shard ceiling (``bench/cluster.py``: the method)."""
+        from bench import cluster
+
+        await cluster.drain(variant, self.results.add)
+
     async def remote(self, variant: str) -> None:
         """Redis 2 ms away (``delay_proxy.py``: 1 ms each way): drain and pickup, where round trips per job count."""
         port = free_port()
@@ -529,6 +536,7 @@ async def main() -> None:
             await each(RUNS, ["ours", "arq-tuned"], b.fleet)
             await each(RUNS, ["ours", "arq-tuned"], b.redis_cpu)
             await each(RUNS, ["ours", "arq-tuned"], b.remote)
+            await each(RUNS, ["one node", "cluster"], b.cluster)
             await each(1, ["ours", "arq-tuned"], b.backlog)
             report = render(b.results, time.perf_counter() - started)
     finally:

@@ -31,6 +31,7 @@ from src.runner import redis_url
 from src.runner.client import JobClient
 from src.runner.codec import Codec
 from src.runner.errors import JobsError, SettingsInvalid
+from src.runner.keyspace import hash_tag
 from src.runner.loop_watch import DEFAULT_LOOP_LAG_WARN_S
 from src.runner.metrics_config import MetricsConfig
 from src.runner.offload import DEFAULT_JOB_PROCESSES, DEFAULT_SYNC_THREADS
@@ -78,6 +79,10 @@ class Settings(BaseSettings):
     redis_sentinels: str | None = None
     #: the sentinels' own password (``requirepass`` in their configuration), when they have one
     redis_sentinel_password: SecretStr | None = None
+    #: Redis Cluster: ``redis_url`` names one node of the cluster (any; the client learns the others from it), its
+    #: password, user and scheme (``rediss``: TLS to every node) apply to all nodes; database 0 only. Every queue
+    #: must be named with a hash tag (``{orders}``); see README "Scaling out"
+    redis_cluster: bool = False
     #: ``rediss://`` only: CA bundle the server's certificate must chain to (default: the system's CAs);
     #: the certificate must also name the URL's host
     redis_ca_file: FilePath | None = None
@@ -145,6 +150,23 @@ class Settings(BaseSettings):
         if value is not None:
             sentinel_addresses(value)  # raises ValueError on a bad address
         return value
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_node(self) -> Settings:
+        if not self.redis_cluster:
+            return self
+        if self.redis_sentinels is not None:
+            raise ValueError("redis_cluster and redis_sentinels exclude each other: a cluster fails over by itself")
+        if self.redis_url is None or urlsplit(self.redis_url).scheme == "unix":
+            raise ValueError("with redis_cluster, redis_url names one node of the cluster: redis://host:port")
+        if redis_url.redis_settings(self.redis_url).database != 0:
+            raise ValueError("a Redis Cluster has database 0 only: drop the database from redis_url")
+        if not hash_tag(self.queue_name):
+            raise ValueError(
+                f"on a Redis Cluster a queue is named with a hash tag, so that its keys share one slot: "
+                f"use '{{{self.queue_name}}}' (JOBS_QUEUE_NAME)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sentinels_need_a_master(self) -> Settings:
@@ -247,6 +269,7 @@ class Settings(BaseSettings):
         return _RedisSettings(**{
             **asdict(plain),
             **sentinel,
+            "cluster": self.redis_cluster,
             # no connection retries: a Redis that does not answer is reported at once (preflight.py), not after 5 s
             "conn_retries": 0,
             # arq checks the certificate but not that it names the host: any valid certificate would do
@@ -288,9 +311,11 @@ class Settings(BaseSettings):
 @dataclass(repr=False)
 class _RedisSettings(RedisSettings):
     """arq's settings, whose repr does not show the passwords (arq's prints every field), with the sentinels' own
-    password (``pools.py`` uses it)."""
+    password and the cluster flag (``pools.py`` uses them)."""
 
     sentinel_password: str | None = None
+    #: ``host``/``port`` are one node of a Redis Cluster (``cluster_pool.py``)
+    cluster: bool = False
 
     def __repr__(self) -> str:
         hidden = {name: "***" if getattr(self, name) else None for name in ("password", "sentinel_password")}

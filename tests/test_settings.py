@@ -237,6 +237,55 @@ def test_sentinel_settings_name_the_master_and_hide_both_passwords(monkeypatch: 
     assert "pw" not in repr(redis_settings)
 
 
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"JOBS_REDIS_URL": ""}, "with redis_cluster, redis_url names one node of the cluster"),
+        ({"JOBS_REDIS_URL": "unix:///tmp/r.sock"}, "redis_url names one node of the cluster: redis://host:port"),
+        ({"JOBS_REDIS_URL": "redis://:s3cret@h:7000/2"}, "a Redis Cluster has database 0 only"),
+        ({"JOBS_REDIS_SENTINELS": "h:26379"}, "redis_cluster and redis_sentinels exclude each other"),
+        ({"JOBS_QUEUE_NAME": "orders"}, "use '{orders}' (JOBS_QUEUE_NAME)"),
+        ({"JOBS_REDIS_CLUSTER": "maybe"}, "JOBS_REDIS_CLUSTER: input should be a valid boolean"),
+    ],
+)
+def test_cluster_settings_are_checked(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str) -> None:
+    monkeypatch.setenv("JOBS_REDIS_CLUSTER", "true")
+    monkeypatch.setenv("JOBS_REDIS_URL", "redis://10.0.0.1:7000")
+    monkeypatch.setenv("JOBS_QUEUE_NAME", "{orders}")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    with pytest.raises(SettingsInvalid) as raised:
+        get_settings()
+    get_settings.cache_clear()
+    assert problem in str(raised.value) and "s3cret" not in str(raised.value)
+    assert len(str(raised.value).splitlines()) == 1
+
+
+def test_cluster_settings_carry_tls_and_password_to_every_node(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from src.runner.cluster_pool import cluster_kwargs
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    monkeypatch.setenv("JOBS_REDIS_CLUSTER", "true")
+    monkeypatch.setenv("JOBS_REDIS_URL", "rediss://app:data-pw@10.0.0.1:7000")
+    monkeypatch.setenv("JOBS_REDIS_CA_FILE", str(ca))
+    monkeypatch.setenv("JOBS_QUEUE_NAME", "{orders}")
+    redis_settings = Settings().redis_settings()
+    assert redis_settings.cluster is True  # type: ignore[attr-defined]  # our RedisSettings
+    assert "pw" not in repr(redis_settings)
+    kwargs = cluster_kwargs(redis_settings)
+    assert (kwargs["host"], kwargs["port"], kwargs["username"], kwargs["password"]) == (
+        "10.0.0.1",
+        7000,
+        "app",
+        "data-pw",
+    )
+    assert kwargs["ssl"] and kwargs["ssl_ca_certs"] == str(ca) and kwargs["ssl_check_hostname"]
+    # no resend of a command whose connection broke: the caller's outage handling decides
+    assert kwargs["cluster_error_retry_attempts"] == 0 and kwargs["connection_error_retry_attempts"] == 0
+
+
 def test_pool_sizes_reach_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     from src.runner.launch import worker_kwargs
     from src.settings import _worker_settings

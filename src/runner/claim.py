@@ -64,6 +64,7 @@ class Claimer:
         abort_set: str = k.abort_jobs_ss,
     ) -> None:  # fmt: skip
         self._script = script(redis, "claim")
+        self._unregister = script(redis, "unregister")
         self._keys = [
             queue_name, k.IDLE_KEY_PREFIX + queue_name, k.WORKER_LIST_PREFIX + worker_id, abort_set,
             k.PAUSED_KEY_PREFIX + queue_name, k.LIMITS_KEY_PREFIX + queue_name, k.WAKE_KEY_PREFIX + queue_name,
@@ -119,9 +120,6 @@ class Claimer:
 
     async def unregister(self, redis: Redis) -> list[Claimed]:
         """Stop being handed jobs; returns those handed over but not yet taken (they must be given back)."""
-        async with redis.pipeline(transaction=True) as tx:
-            tx.zrem(self._keys[1], self._idle_member)
-            tx.lrange(self._keys[2], 0, -1)
-            tx.delete(self._keys[2])
-            _, leftovers, _ = await tx.execute()
+        # one script, not MULTI: the idle set and the worker's list share the queue's slot (keyspace.py)
+        leftovers = await self._unregister(keys=self._keys[1:3], args=[self._idle_member], client=redis)
         return [Claimed.unpack(packed) for packed in leftovers]

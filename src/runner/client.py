@@ -21,13 +21,14 @@ from redis.exceptions import RedisError
 from . import constants as k
 from . import tracing
 from .canvas import Flow
+from .cluster_pool import is_cluster_client
 from .codec import Codec
 from .cron import CronEntry
-from .errors import JobNotFound, PayloadTooLarge, ResultNotReady
+from .errors import JobNotFound, KeyLayoutError, PayloadTooLarge, ResultNotReady
 from .handle import JobHandle, JobInfo
 from .job import EnqueueOptions, JobCall, JobSpec
-from .keyspace import abort_key, tagged_id
-from .layout import is_cluster
+from .keyspace import abort_key, hash_tag, tagged_id
+from .layout import is_cluster, untagged_on_cluster
 from .lean_pool import make_lean
 from .pools import create_pool
 from .preflight import check_redis_async
@@ -85,6 +86,9 @@ class JobClient:
     Open with :meth:`connect` (and ``close()``), or ``async with await JobClient.connect(...)``.
     """
 
+    #: a cluster client: every queue must be tagged (its keys share one slot); False for clients without Redis
+    _on_cluster = False
+
     def __init__(
         self,
         redis: ArqRedis,
@@ -103,8 +107,10 @@ class JobClient:
         self.enqueue_counter = enqueue_counter
         self._enqueue = script(redis, "enqueue")
         self._abort = script(redis, "abort")
+        self._snapshot = script(redis, "snapshot")
         #: whether Redis is a cluster (where each queue has its own abort set), asked at the first abort
         self._cluster: bool | None = None
+        self._on_cluster = is_cluster_client(redis)
         #: ``result()`` is woken by the workers' announcements (result_waiters.py); False: it polls (a Redis proxy
         #: without pub/sub)
         self.result_wakeups = result_wakeups
@@ -296,6 +302,8 @@ class JobClient:
                 )
             score_ms -= opts.priority * k.PRIORITY_STEP_MS
         queue = opts.queue_name or self.queue_name
+        if self._on_cluster and not hash_tag(queue):
+            raise KeyLayoutError(untagged_on_cluster(queue))
         # a tagged queue's job ids begin with its tag, so that the job's keys share the queue's slot (keyspace.py)
         job_id = tagged_id(queue, opts.job_id or uuid4().hex)
         data: dict[str, Any] = {"t": None, "f": spec.name, "a": [], "k": encoded_kwargs, "et": now_ms}
@@ -324,24 +332,38 @@ class JobClient:
         return Job(job_id, self.redis, _queue_name=queue, _deserializer=self.codec.loads)
 
     async def status(self, job_id: str, queue_name: str | None = None) -> JobStatus:
-        """Where the job is; ``queue_name``: the queue it was enqueued in (default: the client's)."""
-        return await self._arq_job(job_id, queue_name).status()
+        """Where the job is; ``queue_name``: the queue it was enqueued in (default: the client's). arq's
+        ``Job.status()`` reads the same keys in a MULTI, which a cluster does not take: one script reads them."""
+        result, _, in_progress, score = await self._read_snapshot(job_id, queue_name or self.queue_name)
+        if result is not None:
+            return JobStatus.complete
+        if in_progress:
+            return JobStatus.in_progress
+        if score is not None:
+            return JobStatus.deferred if float(score) > time.time() * 1000 else JobStatus.queued
+        return JobStatus.not_found
+
+    async def _read_snapshot(self, job_id: str, queue: str) -> tuple[bytes | None, bool, bool, bytes | None]:
+        """Result, whether the job exists, whether it runs, its score: one read (``scripts/snapshot.lua``)."""
+        keys = [
+            k.result_key_prefix + job_id, k.job_key_prefix + job_id, k.in_progress_key_prefix + job_id, queue,
+        ]  # fmt: skip
+        raw, pending, in_progress, score = await self._snapshot(keys=keys, args=[job_id])
+        return raw, bool(pending), bool(in_progress), score
 
     async def wait_result(self, job_id: str, timeout_s: float | None, queue_name: str | None = None) -> JobResult:
         """The stored outcome, once there. The wait is woken by the worker's announcement that the job ended, and
         reads the result again at least every second (``result_waiters.py``); without wake-ups (``result_wakeups``
         off, or the subscription failed) it polls with a short, growing delay."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        waiters = await self._result_waiters(queue_name or self.queue_name)
+        queue = queue_name or self.queue_name
+        waiters = await self._result_waiters(queue)
         delay_s = 0.001
         while True:
             expected = None if waiters is None else waiters.expect(job_id)
             try:
                 # one atomic snapshot: a job finishing between two reads would look "not found"
-                async with self.redis.pipeline(transaction=True) as tr:
-                    tr.get(k.result_key_prefix + job_id)
-                    tr.exists(k.job_key_prefix + job_id)
-                    raw, pending = await tr.execute()
+                raw, pending, _, _ = await self._read_snapshot(job_id, queue)
                 if raw is not None:
                     return deserialize_result(raw, deserializer=self.codec.loads)
                 if not pending:
@@ -396,7 +418,7 @@ class JobClient:
         if state == 0:
             return False
         try:
-            outcome = await self.wait_result(job_id, timeout_s)
+            outcome = await self.wait_result(job_id, timeout_s, queue)
         except JobNotFound:
             return bool(state == 1)  # aborted, with results not kept
         return bool(not outcome.success and isinstance(outcome.result, asyncio.CancelledError))
@@ -404,7 +426,7 @@ class JobClient:
     async def info(self, job_id: str, queue_name: str | None = None) -> JobInfo:
         """Status, arguments (those the job redacts masked: ``@job(redact=...)``), outcome, try errors, progress."""
         job = self._arq_job(job_id, queue_name)
-        status = await job.status()
+        status = await self.status(job_id, queue_name)
         definition = await job.info()
         if definition is None:
             info = JobInfo(job_id, status, None, {}, None, None)

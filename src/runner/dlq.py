@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 from redis.asyncio import Redis
 
 from . import constants as k
+from .cluster_pool import is_cluster_client
 from .codec import describe_exception
 from .errors import RequeueRefused
 from .redact import mask_arguments, redact_text, redact_value
@@ -166,7 +167,9 @@ class DeadLetters:
         return await self._each_page(function, requeue_page, progress, orphans=None)
 
     async def purge(self, job_id: str) -> bool:
-        async with self.redis.pipeline(transaction=True) as tx:
+        # both keys are in the queue's slot (the id carries its tag): one node's MULTI, or on a cluster one pipeline
+        # to that node, where the entry is deleted after its index: cut between, it expires on its own
+        async with self.redis.pipeline(transaction=not is_cluster_client(self.redis)) as tx:
             tx.zrem(self._key, job_id)
             tx.delete(k.DLQ_ENTRY_KEY_PREFIX + job_id)
             removed, _ = await tx.execute()

@@ -22,15 +22,18 @@ import logging.config
 import sys
 from typing import Any
 
+import arq.constants
 import arq.worker
 import uvloop
 
-from . import logs, telemetry
+from . import logs, pools, telemetry
 from .errors import JobsError
 from .preflight import check_redis
 from .worker import Worker
 
 logger = logging.getLogger("hasten.worker")
+#: where arq's health check logs its verdict
+arq_logger = logging.getLogger("arq.worker")
 
 
 def create_worker(settings_cls: Any, **overrides: Any) -> Worker:
@@ -74,7 +77,26 @@ def check_health(settings_cls: Any) -> int:
     except JobsError as e:
         logger.error("%s", e)
         return 1
+    if getattr(redis_settings, "cluster", False):  # arq's check connects to one node, which may not hold the key
+        return asyncio.run(_check_cluster_health(settings_cls, redis_settings))
     return _arq_check_health(settings_cls)
+
+
+async def _check_cluster_health(settings_cls: Any, redis_settings: Any) -> int:
+    """arq's health check (same key, same lines) through the cluster client."""
+    kwargs = worker_kwargs(settings_cls)
+    queue_name = kwargs.get("queue_name") or arq.constants.default_queue_name
+    key = kwargs.get("health_check_key") or queue_name + arq.constants.health_check_key_suffix
+    redis = await pools.create_pool(redis_settings)
+    try:
+        data = await redis.get(key)
+    finally:
+        await redis.aclose()
+    if not data:
+        arq_logger.warning("Health check failed: no health check sentinel value found")
+        return 1
+    arq_logger.info("Health check successful: %s", data)
+    return 0
 
 
 def install() -> None:

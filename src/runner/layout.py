@@ -16,7 +16,7 @@ from . import constants as k
 from .errors import KeyLayoutError
 from .keyspace import hash_tag
 
-__all__ = ["MIN_REDIS_VERSION", "check_layout", "is_cluster"]
+__all__ = ["MIN_REDIS_VERSION", "check_layout", "is_cluster", "untagged_on_cluster"]
 
 #: the scripts declare their flags (``#!lua``), which Redis reads from 7.0 on
 MIN_REDIS_VERSION = (7, 0)
@@ -33,10 +33,7 @@ async def check_layout(redis: Redis, queue_name: str) -> bool:
         )
     cluster = bool(info.get("cluster_enabled"))
     if cluster and not hash_tag(queue_name):
-        raise KeyLayoutError(
-            f"queue {queue_name!r} has no hash tag and Redis is a cluster, where a queue's keys must share one slot: "
-            f"name it with a tag, e.g. '{{{queue_name}}}'"
-        )
+        raise KeyLayoutError(untagged_on_cluster(queue_name))
     # the marker as found, written in the same command when absent
     found: bytes | None = await redis.set(k.LAYOUT_KEY, k.KEY_LAYOUT_VERSION, nx=True, get=True)
     if found is not None and found != str(k.KEY_LAYOUT_VERSION).encode():
@@ -45,6 +42,14 @@ async def check_layout(redis: Redis, queue_name: str) -> bool:
             f"{k.KEY_LAYOUT_VERSION} only: run the hasten version that wrote it, or a newer one"
         )
     return cluster
+
+
+def untagged_on_cluster(queue_name: str) -> str:
+    """What an untagged queue on a cluster is refused with."""
+    return (
+        f"queue {queue_name!r} has no hash tag and Redis is a cluster, where a queue's keys must share one slot: "
+        f"name it with a tag, e.g. '{{{queue_name}}}'"
+    )
 
 
 async def is_cluster(redis: Redis) -> bool:

@@ -95,8 +95,11 @@ def _has_unread_data(connection: AbstractConnection) -> bool:
 
 def make_lean(redis: Redis) -> None:
     """Make ``redis``'s pool lean: its connections, the ones it has and the ones it opens, pack with hiredis,
-    and its checkout does not yield. Idempotent."""
-    pool = redis.connection_pool
+    and its checkout does not yield. Idempotent. A cluster client (one pool per node, redis-py's own) is left as
+    it is: its connections pack in Python."""
+    pool = getattr(redis, "connection_pool", None)
+    if pool is None:
+        return
     if not isinstance(pool, _LeanCheckout):
         pool.__class__ = type(f"Lean{type(pool).__name__}", (_LeanCheckout, type(pool)), {})
     base = pool.connection_class

@@ -1,7 +1,8 @@
 """Errors from Redis: an *outage* is ridden out, a *refusal* is shouted about.
 
 - Outage: connection refused or reset, timeouts, half-open sockets, ``LOADING``, ``OOM`` (full under
-  ``noeviction``), ``READONLY`` / ``MASTERDOWN`` (a failover), ``BUSY``, ``TRYAGAIN``, ``CLUSTERDOWN``. Redis will
+  ``noeviction``), ``READONLY`` / ``MASTERDOWN`` (a failover), ``BUSY``, ``TRYAGAIN``, ``CLUSTERDOWN``, ``MOVED`` /
+  ``ASK`` on a connection held to one cluster node (its slot moved). Redis will
   take the same command later: retry with backoff, keep outcomes in memory, log once per outage and once when
   Redis is back.
 - Refusal: ``WRONGTYPE``, ``NOPERM``, a Lua runtime error, anything else Redis answers with an error. Retrying
@@ -17,7 +18,17 @@ import logging
 import time
 from collections.abc import Callable
 
-from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger("hasten.worker")
@@ -28,8 +39,12 @@ REDIS_DOWN = (RedisError, OSError)
 #: error replies that mean "not now" rather than "never"; Redis puts the code first, a script's error after it
 _TRANSIENT_CODES = ("OOM", "READONLY", "LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS")
 
-#: redis-py's classes for some of those codes (their message no longer starts with the code)
-_TRANSIENT_CLASSES = (OutOfMemoryError, BusyLoadingError, ReadOnlyError)
+#: redis-py's classes for some of those codes (their message no longer starts with the code); on a cluster,
+#: ``MOVED``/``ASK`` (AskError's subclass MovedError) reach a caller only from a connection held on one node (the
+#: blocking pop): its slot moved, and the next try connects to the new owner
+_TRANSIENT_CLASSES = (
+    OutOfMemoryError, BusyLoadingError, ReadOnlyError, AskError, TryAgainError, ClusterDownError, MasterDownError,
+)  # fmt: skip
 
 _FIRST_DELAY_S = 0.05
 _MAX_DELAY_S = 2.0

@@ -1,5 +1,5 @@
-"""Opening a connection pool for arq's connection settings: one Redis node (arq's ``create_pool``), or the master
-of a Redis Sentinel deployment.
+"""Opening a connection pool for arq's connection settings: one Redis node (arq's ``create_pool``), the master
+of a Redis Sentinel deployment, or a Redis Cluster (``cluster_pool.py``).
 
 With sentinels, every connection asks them where the master is when it connects, so after a failover the next
 connection goes to the new master: a command on a connection to the old one fails (refused, reset, or refused
@@ -18,6 +18,8 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.connections import create_pool as arq_create_pool
 from arq.constants import default_queue_name, expires_extra_ms
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+from .cluster_pool import create_cluster_pool
 
 logger = logging.getLogger("hasten.redis")
 
@@ -76,7 +78,12 @@ async def create_pool(
     expires_extra_ms: int = expires_extra_ms,
 ) -> ArqRedis:
     """arq's ``create_pool`` for one node (arq's defaults when ``settings`` is None); for sentinels, a pool on
-    the master they name, which follows it."""
+    the master they name, which follows it; for a cluster, a cluster client."""
+    if settings is not None and getattr(settings, "cluster", False):
+        return await create_cluster_pool(
+            settings, job_serializer=job_serializer, job_deserializer=job_deserializer,
+            default_queue_name=default_queue_name, expires_extra_ms=expires_extra_ms,
+        )  # fmt: skip
     if settings is None or not settings.sentinel:
         return await arq_create_pool(
             settings, job_serializer=job_serializer, job_deserializer=job_deserializer,

@@ -70,6 +70,8 @@ def describe(settings: RedisSettings) -> str:
         sentinels = ",".join(f"{host}:{port}" for host, port in addresses)
         return f"master {settings.sentinel_master!r} of the sentinels {sentinels}"
     scheme = "rediss" if settings.ssl else "redis"
+    if getattr(settings, "cluster", False):
+        return f"the Redis Cluster of node {scheme}://{auth}{settings.host}:{settings.port}"
     return f"{scheme}://{auth}{settings.host}:{settings.port}/{settings.database}"
 
 

@@ -9,6 +9,12 @@ id it expects, reads it, and only then waits — for its id, or at most :data:`R
 comes (a reconnect, a job ended by something that does not announce it: a stock arq worker) costs a late result, not
 a lost one. A waiting request costs one read every :data:`RECHECK_S` until its job ends, where polling cost about
 twenty a second.
+
+On a Redis Cluster, redis-py's asyncio cluster client (redis<6) has no pub/sub; a plain ``PUBLISH`` — also one from
+a script — reaches the subscribers of every node of the cluster, so the subscription is a connection of its own to
+one node (the master of the first queue's slot, :func:`~src.runner.cluster_pool.node_client`). When that node
+fails, the listener subscribes again on a node the cluster names then; meanwhile waiters read their results every
+:data:`RECHECK_S`, as after any missed announcement.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from . import constants as k
+from .cluster_pool import is_cluster_client, node_client
 
 logger = logging.getLogger("hasten.client")
 
@@ -37,6 +44,9 @@ class ResultWaiters:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._cluster = is_cluster_client(redis)
+        #: on a cluster, the node client the subscription uses
+        self._node: Redis | None = None
         self._pubsub: PubSub | None = None
         self._channels: set[str] = set()
         self._waiting: dict[str, set[asyncio.Future[None]]] = {}
@@ -51,7 +61,7 @@ class ResultWaiters:
             return
         async with self._subscribing:
             if self._pubsub is None:
-                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                self._pubsub = self._new_pubsub(channel)
             if channel not in self._channels:
                 await self._pubsub.subscribe(channel)
                 self._channels.add(channel)
@@ -79,12 +89,17 @@ class ResultWaiters:
             await asyncio.wait_for(future, timeout_s)
 
     async def _listen(self, pubsub: PubSub) -> None:
+        current: PubSub | None = pubsub
         while True:
             try:
-                message = await pubsub.get_message(timeout=None)
+                if current is None:
+                    current = await self._resubscribe()
+                message = await current.get_message(timeout=None)
             except (RedisError, OSError) as e:  # the connection broke: redis-py subscribes again on the next read
                 logger.debug("result announcements: %s: %s", type(e).__name__, e)
                 await asyncio.sleep(_RETRY_S)
+                if self._cluster:  # the node may be gone for good: subscribe on one the cluster names now
+                    current = None
                 continue
             if message is None or message.get("type") != "message":
                 continue
@@ -94,11 +109,36 @@ class ResultWaiters:
                     if not future.done():
                         future.set_result(None)
 
+    def _new_pubsub(self, channel: str) -> PubSub:
+        if not self._cluster:
+            return self._redis.pubsub(ignore_subscribe_messages=True)
+        self._node = node_client(self._redis, channel)
+        return self._node.pubsub(ignore_subscribe_messages=True)
+
+    async def _resubscribe(self) -> PubSub:
+        """A new subscription to every channel, on a node of the cluster's current layout (raises while none
+        answers; the listener tries again)."""
+        async with self._subscribing:
+            await self._close_pubsub()
+            await self._redis.nodes_manager.initialize()  # type: ignore[attr-defined]  # a cluster client
+            channels = sorted(self._channels)
+            self._pubsub = self._new_pubsub(channels[0])
+            await self._pubsub.subscribe(*channels)
+            return self._pubsub
+
+    async def _close_pubsub(self) -> None:
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
+            self._pubsub = None
+        if self._node is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._node.aclose(close_connection_pool=True)
+            self._node = None
+
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
+        await self._close_pubsub()

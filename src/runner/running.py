@@ -127,12 +127,14 @@ class RunningJobs:
         return [e.raw_id for e in self._jobs.values() if not e.lease_lost]
 
     def lease_lost(self, job_id: str) -> bool:
-        """Note that a job's lease is no longer ours; True the first time (so it is logged once)."""
+        """Note that a job's lease is no longer ours; True the first time (so it is logged once), unless the job's
+        outcome is being written: that write ends the lease itself, and a renewal that found the key gone raced
+        with it (a lease lost before is reported by the write, which does not clobber a new owner's job)."""
         entry = self._jobs.get(job_id)
         if entry is None or entry.lease_lost:
             return False
         entry.lease_lost = True
-        return True
+        return not entry.finishing
 
     def lost_ids(self) -> list[bytes]:
         """Raw ids of jobs running here without a lease: claims must skip them (never a second copy here)."""

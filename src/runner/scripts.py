@@ -8,6 +8,7 @@ A line ``--#include <file>.lua`` is replaced by that file's text: Lua shared by 
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from importlib.resources import files
 
@@ -54,6 +55,15 @@ def _prelude() -> str:
     return f"local {', '.join(names)} = {', '.join(values)}\n"
 
 
+#: the text of every script used so far by its SHA1, for a node that must be given it again (``cluster_pool.py``)
+_BY_SHA: dict[str, str] = {}
+
+
+def source_by_sha(sha: str) -> str | None:
+    """The text of a script used in this process whose SHA1 is ``sha``."""
+    return _BY_SHA.get(sha)
+
+
 @cache
 def source(name: str) -> str:
     """The text of ``scripts/<name>.lua`` as sent to Redis: its ``#!lua`` line, the prelude, its body (with the files
@@ -65,7 +75,9 @@ def source(name: str) -> str:
         _library(line.removeprefix(_INCLUDE).strip()) if line.startswith(_INCLUDE) else line
         for line in body.split("\n")
     ]
-    return f"{shebang}\n{_prelude()}{chr(10).join(lines)}"
+    text = f"{shebang}\n{_prelude()}{chr(10).join(lines)}"
+    _BY_SHA[hashlib.sha1(text.encode()).hexdigest()] = text
+    return text
 
 
 def _library(name: str) -> str:

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from . import constants as k
 
 
-def _keepalive_options() -> dict[int, int]:
+def keepalive_options() -> dict[int, int]:
     """Probe an idle connection after 10 s, every 5 s, give up after 3 misses (Linux names; elsewhere the
     system's defaults apply)."""
     names = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
@@ -27,12 +27,15 @@ def _keepalive_options() -> dict[int, int]:
 
 
 def bound(redis: Redis, socket_timeout_s: float = k.DEFAULT_SOCKET_TIMEOUT_S) -> None:
-    """Give ``redis``'s pool, its connections now and later, a socket timeout and keepalive. Idempotent."""
-    pool = redis.connection_pool
+    """Give ``redis``'s pool, its connections now and later, a socket timeout and keepalive. Idempotent.
+    A cluster client has them from its start (``cluster_pool.py``)."""
+    pool = getattr(redis, "connection_pool", None)
+    if pool is None:
+        return
     options: dict[str, Any] = {
         "socket_timeout": socket_timeout_s,
         "socket_keepalive": True,
-        "socket_keepalive_options": _keepalive_options(),
+        "socket_keepalive_options": keepalive_options(),
     }
     if "path" in pool.connection_kwargs:  # unix sockets have no TCP keepalive
         options = {"socket_timeout": socket_timeout_s}
@@ -43,6 +46,9 @@ def bound(redis: Redis, socket_timeout_s: float = k.DEFAULT_SOCKET_TIMEOUT_S) ->
 
 
 def retire_connections(redis: Redis) -> None:
-    """Replace every connection the pool has made so far at its next checkout (see ``lean_pool.py``)."""
-    pool = redis.connection_pool
-    pool.generation = getattr(pool, "generation", 0) + 1  # type: ignore[attr-defined]
+    """Replace every connection the pool has made so far at its next checkout (see ``lean_pool.py``). A cluster
+    client closes a node's connections itself when one fails, and reads the cluster's layout again."""
+    pool = getattr(redis, "connection_pool", None)
+    if pool is None:
+        return
+    pool.generation = getattr(pool, "generation", 0) + 1

@@ -9,6 +9,10 @@ wake at a precise moment (a deferred job falls due) a local timer unblocks the c
 A pop is bounded twice: it blocks for less than the pool's socket timeout (``sockets.py``; a longer idle wait is
 several pops), and a local timer of its own timeout plus a margin ends it: a half-open connection costs one
 margin and is then replaced by a new one.
+
+On a Redis Cluster the pop's connection goes to the master of the queue's slot (the worker's own list shares it);
+after an error — the master failed, or answered ``MOVED`` once its slot went elsewhere — the next wait reads the
+cluster's layout again and connects to the slot's master then.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from redis.exceptions import RedisError
 
 from . import constants as k
 from .claim import Claimed
+from .cluster_pool import is_cluster_client, node_client
 
 #: below this, Redis's own blocking timeout is too coarse and the local timer takes over
 _PRECISE_BELOW_S = 0.2
@@ -33,10 +38,15 @@ MAX_POP_S = k.DEFAULT_SOCKET_TIMEOUT_S - _POP_MARGIN_S - 0.5
 class WakeUp:
     def __init__(self, pool: Redis, queue_name: str, worker_id: str) -> None:
         self._pool = pool
-        # a connection of its own: the blocking pop holds it, and CLIENT UNBLOCK needs its id
-        self._conn: Redis = pool.client()
         # its own list first: a job handed to it (already claimed) beats a token
         self._keys = (k.WORKER_LIST_PREFIX + worker_id, k.WAKE_KEY_PREFIX + queue_name)
+        self._cluster = is_cluster_client(pool)
+        # a connection of its own: the blocking pop holds it, and CLIENT UNBLOCK needs its id
+        self._conn: Redis = node_client(pool, self._keys[1]) if self._cluster else pool.client()
+        #: on a cluster, where CLIENT UNBLOCK goes: the pop's node, on a connection of its own
+        self._control: Redis | None = node_client(pool, self._keys[1]) if self._cluster else None
+        #: on a cluster, the pop failed: its node may no longer own the slot
+        self._stale = False
         self._conn_id: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._unblocking: set[asyncio.Task[None]] = set()
@@ -47,6 +57,8 @@ class WakeUp:
 
         ``precise``: wake at ``timeout_s`` to the millisecond (a deferred job falls due then).
         """
+        if self._stale:
+            await self._follow_slot()
         timeout_s = min(timeout_s, MAX_POP_S)
         precise = precise or timeout_s < _PRECISE_BELOW_S
         if precise and self._conn_id is None:
@@ -61,6 +73,7 @@ class WakeUp:
                 popped = await self._conn.execute_command("BLPOP", *self._keys, server_timeout)  # type: ignore[no-untyped-call]
         except (RedisError, OSError):  # TimeoutError too: no reply within the margin, a half-open connection
             self._conn_id = None  # redis-py drops a connection interrupted mid-read: the next pop connects anew
+            self._stale = self._cluster
             raise
         finally:
             if self._timer is not None:
@@ -84,7 +97,20 @@ class WakeUp:
 
     async def _send_unblock(self, conn_id: int) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await self._pool.client_unblock(conn_id)
+            await (self._control or self._pool).client_unblock(conn_id)
+
+    async def _follow_slot(self) -> None:
+        """Read the cluster's layout again and connect to the master of the queue's slot (raises while the cluster
+        does not answer: the caller's outage handling retries)."""
+        await self._pool.nodes_manager.initialize()  # type: ignore[attr-defined]  # a cluster client
+        await self.close()
+        self._conn = node_client(self._pool, self._keys[1])
+        self._control = node_client(self._pool, self._keys[1])
+        self._stale = False
 
     async def close(self) -> None:
-        await self._conn.aclose()
+        # on one node the connection is the worker pool's, lent for good (that pool stays open); on a cluster the
+        # node clients own their pools
+        await self._conn.aclose(close_connection_pool=self._cluster)
+        if self._control is not None:
+            await self._control.aclose(close_connection_pool=True)

@@ -36,6 +36,7 @@ from .arq_options import arq_setup, with_arq_signature
 from .claim import Claimer
 from .claim_ids import claim_ids
 from .client import JobClient
+from .cluster_pool import describe_cluster, is_cluster_client
 from .codec import Codec
 from .context import CTX_DEFAULT_TIMEOUT_S, new_http_client
 from .cron import CronEntry
@@ -207,7 +208,10 @@ class Worker(arq.worker.Worker):
             )
         make_lean(self.pool)
         bound(self.pool)
-        await log_redis_info(self.pool, logger.info)
+        if is_cluster_client(self.pool):  # arq's INFO pipeline asks one node; a cluster has several
+            logger.info("redis cluster: %s", describe_cluster(self.pool, self.queue_name))
+        else:
+            await log_redis_info(self.pool, logger.info)
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)

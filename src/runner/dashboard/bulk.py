@@ -17,6 +17,7 @@ from typing import Literal
 from redis.asyncio import Redis
 
 from .. import constants as k
+from ..cluster_pool import is_cluster_client
 from ..dlq import DeadLetters
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,8 @@ class BulkOps:
 
 async def _save(redis: Redis, op: BulkOp) -> None:
     key = k.BULK_OP_KEY_PREFIX + op.op_id
-    async with redis.pipeline(transaction=True) as tx:
+    # one key: a MULTI, or on a cluster (which has none) one pipeline to the key's node
+    async with redis.pipeline(transaction=not is_cluster_client(redis)) as tx:
         tx.hset(key, mapping=op.fields())
         tx.pexpire(key, k.BULK_OP_TTL_MS)
         await tx.execute()
