@@ -184,6 +184,7 @@ class Bench:
         """Fill the queue with ``n`` jobs, run workers until all are done, stop them; the first worker's peak RSS."""
         await self.redis.flushdb()
         await self.fill(variant, job, n)
+        await self.redis.config_resetstat()  # the worker's commands only (``lua_calls_per_job``)
         procs = self.start(variant, n, **start)
         try:
             await self.wait_count(n, timeout_s)
@@ -216,6 +217,13 @@ class Bench:
         await self.run_filled(variant, "io", DRAIN_N, 300)
         self.results.add("drain 10k, I/O body (jobs/s)", variant, DRAIN_N / await self.first_to_last_s())
         self.results.add("drain 10k, I/O body, worker CPU per job (µs)", variant, await self.cpu_per_job_us(DRAIN_N))
+        if variant == "ours":  # what CPU per job varies with most from run to run (README "Per-job cost")
+            self.results.add("drain 10k, I/O body, Lua calls per job", variant, await self.lua_calls_per_job(DRAIN_N))
+
+    async def lua_calls_per_job(self, n: int) -> float:
+        """Scripts the worker ran (claims and outcome writes) per job, since ``run_filled`` reset the counts."""
+        stats = await self.redis.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval")) / n
 
     async def drain_metrics(self, variant: str) -> None:
         """What metrics cost: the drain with them off (``ours``) and on (``ours+metrics``), interleaved."""

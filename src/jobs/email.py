@@ -8,11 +8,15 @@ temporary (4xx) answers retry with backoff. Credentials only travel encrypted: w
 from __future__ import annotations
 
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
-import aiosmtplib
 from pydantic import BaseModel, EmailStr, Field
 
 from src.runner import Backoff, JobContext, Permanent, job
+
+if TYPE_CHECKING:
+    # imported when the job first runs: a worker that starts sends no mail yet (README "Performance": memory)
+    import aiosmtplib
 
 
 class Email(BaseModel):
@@ -60,6 +64,8 @@ def build_message(email: Email, sender: str, message_id: str) -> EmailMessage:
 
 @job(timeout_s=60, retry=Backoff(max_tries=6, base_s=5, max_s=900))
 async def send_email(ctx: JobContext, email: Email) -> EmailReceipt:
+    import aiosmtplib
+
     from src.settings import get_settings  # settings imports this module for WorkerSettings
 
     smtp = get_settings().smtp
@@ -96,6 +102,8 @@ async def send_email(ctx: JobContext, email: Email) -> EmailReceipt:
 
 def _raise_for(e: aiosmtplib.SMTPException) -> None:
     """Permanent answers as :class:`EmailRejected`; anything else is left to retry."""
+    import aiosmtplib
+
     if isinstance(e, aiosmtplib.SMTPRecipientsRefused):
         raise EmailRejected(f"all recipients refused: {e.recipients}") from e
     if isinstance(e, aiosmtplib.SMTPResponseException) and e.code >= 500:

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx2
 from pydantic import HttpUrl
 
 from src.runner import Permanent
@@ -65,6 +64,8 @@ async def pin(url: HttpUrl, allowed: Sequence[IPNetwork] = ()) -> PinnedTarget:
         )
     # IPv4 first: many hosts resolve names to IPv6 too without having an IPv6 route
     address = next((a for a in addresses if a.version == 4), addresses[0])
+    import httpx2  # when the job first runs: a worker that starts makes no HTTP call yet (README "Performance")
+
     # the URL keeps its port, path, query and user info (which httpx sends as basic auth); only the host changes
     pinned = str(httpx2.URL(str(url)).copy_with(host=str(address)))
     default_port = port == (443 if url.scheme == "https" else 80)

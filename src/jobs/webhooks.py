@@ -14,7 +14,6 @@ import hmac
 import time
 from typing import Any
 
-import httpx2
 import orjson
 from pydantic import BaseModel, Field, HttpUrl
 
@@ -54,6 +53,8 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 @job(timeout_s=30, retry=Backoff(max_tries=8, base_s=2, max_s=600))
 async def deliver_webhook(ctx: JobContext, delivery: Delivery) -> DeliveryReceipt:
+    import httpx2  # when the job first runs: a worker that starts makes no HTTP call yet (README "Performance")
+
     from src.settings import get_settings  # settings imports this module for WorkerSettings
 
     settings = get_settings()

@@ -7,7 +7,7 @@ registers the worker as idle when the queue has nothing more due for it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
@@ -32,10 +32,11 @@ class Claimed:
     job_try: int
     #: an abort was requested before the job started
     aborted: bool
+    #: ``raw_id`` as text, decoded once: the hot path reads it about ten times per job
+    job_id: str = field(init=False)
 
-    @property
-    def job_id(self) -> str:
-        return self.raw_id.decode(errors="backslashreplace")
+    def __post_init__(self) -> None:
+        self.job_id = self.raw_id.decode(errors="backslashreplace")
 
     @classmethod
     def unpack(cls, packed: bytes) -> Claimed:

@@ -110,6 +110,11 @@ class Executor:
         #: the worker's pools for sync and process jobs (``offload.py``)
         self.offload = offload
         self.metrics = metrics
+        #: arq's per-job hooks are set: each try builds arq's ctx dict for them (the hooks are frozen)
+        self._arq_hooks = bool(hooks)
+        #: per function name: its timeout (s) and how long its result is kept (ms), worked out once
+        self._timeouts_s: dict[str, float] = {}
+        self._keep_ms: dict[str, int] = {}
 
     async def execute(self, claimed: Claimed) -> None:
         """Run one claimed job and hand its outcome to the finisher (then ``after_job_end``, once written)."""
@@ -123,7 +128,8 @@ class Executor:
             outcome.function, outcome.duration_s = job.function, time.perf_counter() - job.called_s
         if outcome.action == "done" and not outcome.succeeded and step_of(claimed.job_id) is not None:
             outcome.workflow = workflow_steps.failure_note(outcome)  # fails its workflow (finish.lua)
-        if without_tag(claimed.job_id).startswith("cron:"):  # the entry's state notes how its runs end
+        # a cron run (its entry's state notes how its runs end); the bytes test spares most jobs the string work
+        if b"cron:" in claimed.raw_id and without_tag(claimed.job_id).startswith("cron:"):
             outcome.run_status = _run_status(outcome)
             outcome.run_ms = _now_ms() - start_ms
         # sent from this task before it first waits: the bytes leave in the step the function returned in
@@ -186,7 +192,7 @@ class Executor:
         if self.metrics is not None:
             job.meter = self.metrics.started(job.function, claimed.score_ms)
             job.started_s = time.perf_counter()
-        if not self.hooks and job.function in self.specs:  # a @job without hooks needs no arq ctx (hot path)
+        if not self._arq_hooks and job.function in self.specs:  # a @job without hooks needs no arq ctx (hot path)
             return await self._run(claimed, job, function, {}, start_ms), None
         ctx = {**self.ctx, "job_id": claimed.job_id, "job_try": job.job_try, "score": claimed.score_ms,
                "enqueue_time": ms_to_datetime(job.enqueue_time_ms)}  # fmt: skip
@@ -206,7 +212,9 @@ class Executor:
     ) -> Outcome:
         job_id = claimed.job_id
         spec = self.specs.get(job.function)
-        timeout_s = self._timeout_s(spec, function)
+        timeout_s = self._timeouts_s.get(job.function) or self._timeouts_s.setdefault(
+            job.function, self._timeout_s(spec, function)
+        )
         self.running.set_deadline(job_id, time.monotonic() + timeout_s, job.function)
         logger.debug("→ %s %s try=%d", job_id, job.function, job.job_try)
         job.called_s = time.perf_counter()
@@ -311,7 +319,12 @@ class Executor:
         self, claimed: Claimed, job: _Job, start_ms: int, result: Any, *, success: bool = False, dead: str = ""
     ) -> Outcome:
         """A final outcome; ``result`` is the exception unless ``success``; ``dead``: why it goes to the DLQ."""
-        keep_ms = self._keep_result_ms(self.functions.get(job.function))
+        keep_ms = self._keep_ms.get(job.function)
+        if keep_ms is None:
+            function = self.functions.get(job.function)
+            keep_ms = self._keep_result_ms(function)
+            if function is not None:  # cached for known names only: a payload's name is anyone's string
+                self._keep_ms[job.function] = keep_ms
         data = b""
         if keep_ms != 0:
             data = serialize_result(

@@ -22,7 +22,6 @@ worker behind. Signal handlers only record the signal; the supervisor's loop act
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -76,6 +75,8 @@ def tie_to_parent(parent_pid: int, sig: signal.Signals) -> None:
     """In a child: get ``sig`` when the parent ``parent_pid`` dies (Linux; elsewhere nothing)."""
     if not sys.platform.startswith("linux"):
         return
+    import ctypes  # here, in the child: the worker that imports this module for it need not load ctypes
+
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig))
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)

@@ -95,12 +95,15 @@ class JobSpec(Generic[P, R]):
     _args_model: type[BaseModel] = field(init=False, repr=False, compare=False)
     _result: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
     _params: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: the return annotation is None: a None result needs no validation
+    _returns_none: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         model, params, result = _signature_models(self.fn, self.name)
         object.__setattr__(self, "_args_model", model)
         object.__setattr__(self, "_params", params)
         object.__setattr__(self, "_result", result)
+        object.__setattr__(self, "_returns_none", result.core_schema["type"] == "none")
         for path in self.redact:
             if not path or path.split(".")[0] not in params:
                 raise TypeError(f"job {self.name!r}: redact={path!r} names no parameter (it has {', '.join(params)})")
@@ -172,6 +175,8 @@ class JobSpec(Generic[P, R]):
         return self.validate_args(*as_json).model_dump(mode="json")
 
     def encode_result(self, value: Any) -> Any:
+        if value is None and self._returns_none:
+            return None  # ``-> None`` and None returned: validating and dumping it cannot change or refuse it
         try:
             return self._result.dump_python(self._result.validate_python(value), mode="json")
         except ValidationError as e:
@@ -190,13 +195,22 @@ class JobSpec(Generic[P, R]):
     ) -> Any:
         """Validate the arguments, run, validate the result; returns the result's JSON form. A sync or process job
         runs in ``offload``'s pools (the worker's), else in the process-wide ones."""
-        arguments = self.validate_args(tuple(args), kwargs)
         if self.runs_in == "loop":
-            return self.encode_result(await cast(Callable[..., Awaitable[Any]], self.fn)(ctx, **dict(arguments)))
+            # the cast's type is a string: a subscripted Callable would be built anew on every call
+            fn = cast("Callable[..., Awaitable[Any]]", self.fn)
+            return self.encode_result(await fn(ctx, **self._arguments(args, kwargs)))
         pools = offload or offloading.shared
         if self.runs_in == "thread":
-            return self.encode_result(await pools.in_thread(self.fn, ctx, dict(arguments)))
+            return self.encode_result(await pools.in_thread(self.fn, ctx, self._arguments(args, kwargs)))
+        arguments = self.validate_args(tuple(args), kwargs)
         return await pools.in_process(self, ctx, arguments.model_dump(mode="json"))  # validated in the child
+
+    def _arguments(self, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The validated arguments by name, to call the function with."""
+        if not args and not kwargs and not self._params:
+            return {}  # a job without parameters, called without arguments: nothing that could fail
+        # the model's field values (what dict(model) copies, field by field, through its __iter__)
+        return self.validate_args(tuple(args), kwargs).__dict__
 
     def timeout_error(self, timeout_s: float) -> JobTimeout:
         return JobTimeout(f"{self.name}() exceeded its timeout of {timeout_s:g}s")

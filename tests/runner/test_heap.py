@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Callable
 
 from src.runner import JobClient
+from src.runner.heap import YOUNG_THRESHOLD
 from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
 from tests import sample_jobs
@@ -43,18 +44,20 @@ def test_a_worker_that_owns_its_process_freezes_what_startup_built(redis_server:
         worker = Worker([sample_jobs.frozen_objects], redis_settings=settings, queue_name="{{heap}}", burst=True,
                         handle_signals=False, poll_delay=0.01)
         worker.run()
-        print(before, asyncio.run(result(job_id)))
+        print(before, asyncio.run(result(job_id)), gc.get_threshold()[0])
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    before, during_job = map(int, done.stdout.split())
+    before, during_job, young_threshold = map(int, done.stdout.split())
     assert before == 0 and during_job > 10_000  # the interpreter, arq, redis-py, pydantic, the jobs …
+    assert young_threshold == YOUNG_THRESHOLD  # young collections made rarer too
 
 
 async def test_a_worker_awaited_in_another_process_leaves_its_heap_alone(
     client: JobClient, running_worker: Callable[..., Worker]
 ) -> None:
-    before = gc.get_freeze_count()
+    before, threshold = gc.get_freeze_count(), gc.get_threshold()
     running_worker([sample_jobs.frozen_objects])
     handle = await client.enqueue(sample_jobs.frozen_objects)
     assert await handle.result(timeout_s=10) == before
+    assert gc.get_threshold() == threshold

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -44,6 +45,25 @@ def test_result_is_validated_against_the_annotation() -> None:
     assert add.encode_result(3) == 3
     with pytest.raises(ResultInvalid, match="lies"):
         lies.encode_result("not a number")
+
+
+async def test_the_worker_side_shortcuts_still_refuse_what_they_must() -> None:
+    """A job without parameters skips its argument model and a ``-> None`` job its result adapter only when nothing
+    could fail: arguments sent anyway, or a value returned, are still refused when the job runs."""
+
+    @job
+    async def no_params(ctx: JobContext) -> None:
+        return "a value"  # type: ignore[return-value]
+
+    ctx = JobContext("id", 1, 1, datetime.now(UTC), "no_params")
+    with pytest.raises(ArgumentsInvalid, match="takes 0 arguments but 1 were given"):
+        await no_params.invoke(ctx, (1,), {})
+    with pytest.raises(ArgumentsInvalid, match="x: Extra inputs are not permitted"):
+        await no_params.invoke(ctx, (), {"x": 1})
+    with pytest.raises(ResultInvalid, match="no_params"):
+        await no_params.invoke(ctx, (), {})
+    assert no_params.encode_result(None) is None
+    assert await add.invoke(ctx, (1,), {"b": 2}) == 3
 
 
 def test_decorator_refuses_what_it_cannot_validate() -> None:
