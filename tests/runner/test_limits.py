@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
@@ -15,7 +16,7 @@ from src.runner import NO_RETRY, Codec, JobClient, JobContext, JobFailed, JobSta
 from src.runner import constants as k
 from src.runner.dlq import DeadLetters
 from src.runner.limits import Limit, Rate, declare_limits, limit_rows, parse_rate, set_limit
-from src.runner.queue_admin import find_jobs
+from src.runner.queue_admin import find_jobs, purge_queue
 from src.runner.queue_stats import queue_stats
 from src.runner.worker import Worker
 from tests.waiting import wait_for
@@ -170,3 +171,58 @@ async def _running_one(redis: ArqRedis, ids: list[str]) -> str | None:
     """The one of ``ids`` that runs, once only one does."""
     running = [i for i in ids if await redis.exists(k.in_progress_key_prefix + i)]
     return running[0] if len(running) == 1 else None
+
+
+async def _hold_three(redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]) -> list[str]:
+    """One gate() running for a while and three held behind it; the held ones' ids, in their order."""
+    running_worker([gate])
+    handles = [await client.enqueue(gate, False, 1.0) for _ in range(4)]
+    running = await wait_for(lambda: _running_one(redis, [h.job_id for h in handles]), 5, message="one running")
+    held = f"{k.LIMIT_HELD_KEY_PREFIX}{client.queue_name}\ngate"
+    await wait_for(lambda: _equals(redis.zcard(held), 3), 5, message="three held")
+    ids = [i.decode() for i in await redis.zrange(held, 0, -1)]
+    assert running not in ids
+    return ids
+
+
+async def _equals(value: Any, expected: object) -> bool:
+    return bool(await value == expected)
+
+
+async def _held_row(redis: ArqRedis, queue: str) -> tuple[int, int]:
+    [row] = [r for r in await limit_rows(redis, queue) if r.function == "gate" and r.key is None]
+    return row.running, row.held
+
+
+async def test_a_held_job_whose_definition_expired_leaves_no_trace(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """A held job whose job key expired is dropped when its turn comes: not left in the queue at the held score for
+    ever (counted as held by every status), nor in its bucket."""
+    held_ids = await _hold_three(redis, client, running_worker)
+    await redis.delete(k.job_key_prefix + held_ids[0])  # as its ttl would
+    queue = client.queue_name
+    # its turn comes when the running one ends: it is dropped, and the next one runs
+    await wait_for(lambda: redis.exists(k.in_progress_key_prefix + held_ids[1]), 10, message="the next one running")
+    assert await redis.zscore(queue, held_ids[0]) is None
+    assert not await redis.exists(k.LIMIT_OF_KEY_PREFIX + held_ids[0])
+
+
+async def test_an_aborted_held_job_leaves_its_bucket_at_once(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    held_ids = await _hold_three(redis, client, running_worker)
+    assert await client.abort(held_ids[1], 5.0, client.queue_name)
+    assert await _held_row(redis, client.queue_name) == (1, 2)  # not still counted as held
+    assert not await redis.exists(k.LIMIT_OF_KEY_PREFIX + held_ids[1])
+
+
+async def test_a_purge_of_held_jobs_empties_their_bucket(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    held_ids = await _hold_three(redis, client, running_worker)
+    assert await purge_queue(redis, client.queue_name) == 3
+    assert await _held_row(redis, client.queue_name) == (1, 0)
+    assert not any([await redis.exists(k.LIMIT_OF_KEY_PREFIX + i) for i in held_ids])
+    stats = await queue_stats(redis, client.queue_name)
+    assert stats.held == 0

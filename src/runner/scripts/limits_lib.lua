@@ -46,6 +46,25 @@ local function prune(running, now)
   end
 end
 
+-- Job `id` leaves its bucket without running (aborted or purged before it started, or its job key expired while it
+-- was held): its held place, its slot if it was given one, and its side entry go. Nothing is promoted here: a slot it
+-- held (a promotion not yet claimed) comes back to the jobs behind it at the next finish or sweep of the bucket.
+local function forget(queue, id)
+  local side = LIMIT_OF_KEY_PREFIX .. id
+  local entry = redis.call('HMGET', side, 'f', 'k')
+  if not entry[1] then
+    return
+  end
+  redis.call('DEL', side)
+  local bucket = bucket_of(entry[1], entry[2])
+  local running, held = running_key(queue, bucket), held_key(queue, bucket)
+  redis.call('ZREM', held, id)
+  redis.call('ZREM', running, id)
+  if redis.call('EXISTS', running, held) == 0 then
+    redis.call('SREM', LIMIT_BUCKETS_KEY_PREFIX .. queue, bucket)
+  end
+end
+
 -- Move held jobs of a bucket back into the queue, due now and in their order, while slots are free (all of them, up
 -- to `most`, when max is nil: the limit was lifted); each promoted job is given its slot until `grace` ms from now,
 -- so that no newcomer takes it first. Returns how many were promoted.
@@ -65,7 +84,12 @@ local function promote(queue, bucket, max, now, grace, most)
     local id = head[1]
     -- still held (not aborted, purged or expired meanwhile)
     local score = tonumber(redis.call('ZSCORE', queue, id) or '0')
-    if score >= HELD_SCORE_MS and redis.call('EXISTS', JOB_KEY_PREFIX .. id) == 1 then
+    local alive = redis.call('EXISTS', JOB_KEY_PREFIX .. id) == 1
+    if score >= HELD_SCORE_MS and not alive then
+      -- its job key expired while it waited: nobody could run it, and no claim reaches the held score to clean up
+      redis.call('ZREM', queue, id)
+      redis.call('DEL', LIMIT_OF_KEY_PREFIX .. id)
+    elseif score >= HELD_SCORE_MS then
       redis.call('ZADD', queue, now, id)
       if max then
         redis.call('ZADD', running, now + grace, id)
