@@ -52,6 +52,8 @@ __all__ = [
     "LIMITS_KEY_PREFIX",
     "LIMIT_BUCKETS_KEY_PREFIX",
     "LIMIT_HELD_KEY_PREFIX",
+    "LIMIT_KEY_KEPT_CHARS",
+    "LIMIT_KEY_MAX_CHARS",
     "LIMIT_OF_KEY_PREFIX",
     "LIMIT_RATE_KEY_PREFIX",
     "LIMIT_RUNNING_KEY_PREFIX",
@@ -218,5 +220,9 @@ LIMIT_RATE_KEY_PREFIX = "jobs:limit:rate:"
 LIMIT_BUCKETS_KEY_PREFIX = "jobs:limit:buckets:"
 #: queue score of a held job: far beyond any due time (year 33658), so no claim (ours or stock arq's) takes it
 HELD_SCORE_MS = 10**15
+#: a limit key longer than this (characters) is kept as its first LIMIT_KEY_KEPT_CHARS and a digest of the whole: it is
+#: part of several key names and set members per job, and printed by ``hasten limits``
+LIMIT_KEY_MAX_CHARS = 200
+LIMIT_KEY_KEPT_CHARS = 100
 #: buckets one claim looks at when it sweeps (slots whose lease ended with nobody to finish them)
 LIMIT_SWEEP_BUCKETS = 16

@@ -65,6 +65,16 @@ def test_the_decorator_refuses_what_it_cannot_honour() -> None:
     assert job(fn).limit_entry({"customer": "acme"}) == ""
 
 
+def test_a_huge_or_odd_limit_key_makes_a_bounded_bucket_of_its_own() -> None:
+    async def fn(ctx: JobContext, customer: str) -> None: ...
+
+    spec = job(max_concurrency=1, concurrency_key="customer")(fn)
+    one, other = spec.limit_entry({"customer": "x" * 1_000_000}), spec.limit_entry({"customer": "x" * 999_999})
+    assert len(one) < 300 and len(other) < 300 and one != other
+    assert one == spec.limit_entry({"customer": "x" * 1_000_000})
+    assert spec.limit_entry({"customer": "a\nb{c}"}) == "fn\na\nb{c}"  # short keys are kept as they are
+
+
 async def test_a_limit_changed_at_run_time_outlives_worker_starts(redis: ArqRedis) -> None:
     queue = k.default_queue_name
     await declare_limits(redis, queue, {"f": Limit(5), "g": Limit(1)})
