@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import NO_RETRY, Codec, JobClient, JobContext, JobFailed, JobStatus, Permanent, job
+from src.runner import NO_RETRY, Codec, JobClient, JobContext, JobFailed, JobStatus, Permanent, chain, chord, group, job
 from src.runner import constants as k
 from src.runner.dlq import DeadLetters
 from src.runner.limits import Limit, Rate, declare_limits, limit_rows, parse_rate, set_limit
@@ -20,6 +20,7 @@ from src.runner.queue_admin import find_jobs, purge_queue
 from src.runner.queue_stats import queue_stats
 from src.runner.worker import Worker
 from tests.waiting import wait_for
+from tests.workflow_jobs import total
 
 ORDER_KEY = "order"
 
@@ -33,6 +34,20 @@ async def one_at_a_time(ctx: JobContext, n: int) -> int:
 
 @job
 async def free(ctx: JobContext, n: int) -> int:
+    return n
+
+
+@job(max_concurrency=2)
+async def two_at_a_time(ctx: JobContext, n: int) -> int:
+    """Records how many of its runs were running when it started (``peaks``)."""
+    await ctx.redis.rpush("peaks", await ctx.redis.incr("now_running"))
+    await asyncio.sleep(0.05)
+    await ctx.redis.decr("now_running")
+    return n
+
+
+@job(max_concurrency=1, concurrency_key="customer")
+async def per_customer(ctx: JobContext, customer: int, n: int) -> int:
     return n
 
 
@@ -236,3 +251,23 @@ async def test_a_purge_of_held_jobs_empties_their_bucket(
     assert not any([await redis.exists(k.LIMIT_OF_KEY_PREFIX + i) for i in held_ids])
     stats = await queue_stats(redis, client.queue_name)
     assert stats.held == 0
+
+
+async def test_a_chord_of_a_limited_function_keeps_to_its_limit(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([two_at_a_time, total], max_jobs=20)
+    handle = await client.enqueue_workflow(chord(group([two_at_a_time.s(n) for n in range(10)]), total.s()))
+    assert await handle.result(timeout_s=15) == sum(range(10))
+    peaks = [int(p) for p in await redis.lrange("peaks", 0, -1)]
+    assert len(peaks) == 10 and max(peaks) == 2
+    assert not await redis.keys(k.LIMIT_OF_KEY_PREFIX + "*")  # side entries go with their steps
+
+
+async def test_a_step_keyed_by_its_input_is_refused(client: JobClient) -> None:
+    with pytest.raises(ValueError, match="taken from 'customer', which is the result of the steps before it"):
+        await client.enqueue_workflow(chain(free.s(1), per_customer.s(n=2)))
+    keyed = job(max_concurrency=1, concurrency_key=lambda args: args.n, name="keyed")(per_customer.fn)
+    with pytest.raises(ValueError, match="taken by a function of its arguments"):
+        await client.enqueue_workflow(chain(free.s(1), keyed.s(n=2)))
+    await client.enqueue_workflow(chain(per_customer.s(1, 2), free.s()))  # keyed by its own argument: fine

@@ -33,6 +33,19 @@ local function held_key(queue, bucket)
   return LIMIT_HELD_KEY_PREFIX .. queue .. '\n' .. bucket
 end
 
+-- The side entry of a job of a limited function, written with the job (enqueue.lua, workflow.lua): `limit` is its
+-- function, and for a limit per key a newline and the key; it lives as long as the job key (`ttl_ms`).
+local function note_limit(id, limit, ttl_ms)
+  local side = LIMIT_OF_KEY_PREFIX .. id
+  local cut = string.find(limit, '\n', 1, true)
+  if cut then
+    redis.call('HSET', side, 'f', string.sub(limit, 1, cut - 1), 'k', string.sub(limit, cut + 1))
+  else
+    redis.call('HSET', side, 'f', limit)
+  end
+  redis.call('PEXPIRE', side, ttl_ms)
+end
+
 -- Slots whose recorded lease end has passed: kept (with the lease's new end) while the job's in-progress key
 -- lives, given back when it is gone (a killed worker's job, a promotion never claimed).
 local function prune(running, now)
