@@ -46,6 +46,21 @@ async def two_at_a_time(ctx: JobContext, n: int) -> int:
     return n
 
 
+@job(max_concurrency=1)
+async def limited_gated(ctx: JobContext, name: str) -> str:
+    """Records that it started, then waits for its gate (``gate:<name>``)."""
+    await ctx.redis.rpush("started", name)
+    await ctx.redis.blpop([f"gate:{name}"], timeout=30)
+    return name
+
+
+@job
+async def gated(ctx: JobContext, name: str) -> str:
+    await ctx.redis.rpush("started", name)
+    await ctx.redis.blpop([f"gate:{name}"], timeout=30)
+    return name
+
+
 @job(max_concurrency=1, concurrency_key="customer")
 async def per_customer(ctx: JobContext, customer: int, n: int) -> int:
     return n
@@ -271,3 +286,36 @@ async def test_a_step_keyed_by_its_input_is_refused(client: JobClient) -> None:
     with pytest.raises(ValueError, match="taken by a function of its arguments"):
         await client.enqueue_workflow(chain(free.s(1), keyed.s(n=2)))
     await client.enqueue_workflow(chain(per_customer.s(1, 2), free.s()))  # keyed by its own argument: fine
+
+
+async def test_a_held_job_with_a_priority_starts_next_when_its_slot_frees(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """A busy worker (two slots), 40 plain jobs queued: an urgent job of a limited function, held while the limit's
+    one slot is taken, keeps its head start when that slot frees (promoted at its place, not at the queue's tail)."""
+
+    async def started() -> list[str]:
+        return [x.decode() for x in await redis.lrange("started", 0, -1)]
+
+    async def started_are(n: int) -> bool:
+        return len(await started()) == n
+
+    running_worker([limited_gated, gated], max_jobs=2)
+    first = await client.enqueue(limited_gated, "first")
+    await wait_for(lambda: started_are(1), 5)
+    plain = [await client.enqueue(gated, f"plain-{n}") for n in range(40)]
+    await wait_for(lambda: started_are(2), 5)  # both slots busy
+    urgent = await client.enqueue(limited_gated.options(priority=5), "urgent")
+    await redis.rpush("gate:plain-0", 1)  # a slot frees: the claim finds the urgent job first, and holds it
+    held = f"{k.LIMIT_HELD_KEY_PREFIX}{client.queue_name}\nlimited_gated"
+    await wait_for(lambda: redis.zscore(held, urgent.job_id), 5, message="the urgent job held")
+    await wait_for(lambda: started_are(3), 5)  # plain-1 took the slot
+    await redis.rpush("gate:first", 1)  # the limit's slot frees, and the worker's
+    assert await first.result(timeout_s=5) == "first"
+    await wait_for(lambda: started_are(4), 5)
+    assert (await started())[3] == "urgent"
+    await redis.rpush("gate:urgent", 1)
+    for n in range(1, 40):
+        await redis.rpush(f"gate:plain-{n}", 1)
+    assert await urgent.result(timeout_s=10) == "urgent"
+    assert [await h.result(timeout_s=10) for h in plain] == [f"plain-{n}" for n in range(40)]

@@ -78,9 +78,12 @@ local function forget(queue, id)
   end
 end
 
--- Move held jobs of a bucket back into the queue, due now and in their order, while slots are free (all of them, up
--- to `most`, when max is nil: the limit was lifted); each promoted job is given its slot until `grace` ms from now,
--- so that no newcomer takes it first. Returns how many were promoted.
+-- Move held jobs of a bucket back into the queue, in their order, while slots are free (all of them, up to `most`,
+-- when max is nil: the limit was lifted); each promoted job is given its slot until `grace` ms from now, so that no
+-- newcomer takes it first. A promoted job goes back at its own due time (a priority's head start and the time it
+-- waited count, as for any job: it is not put behind the jobs enqueued while it was held); every worker's claim
+-- cursor may be past that place, so the queue's rewind marker (see claim.lua) makes the next claim scan from there.
+-- Returns how many were promoted.
 local function promote(queue, bucket, max, now, grace, most)
   local running, held = running_key(queue, bucket), held_key(queue, bucket)
   local free = most
@@ -89,12 +92,14 @@ local function promote(queue, bucket, max, now, grace, most)
     free = math.min(most, max - redis.call('ZCARD', running))
   end
   local moved = 0
+  local earliest = false
   while free > 0 do
     local head = redis.call('ZPOPMIN', held)
     if #head == 0 then
       break
     end
     local id = head[1]
+    local due = math.min(tonumber(head[2]), now)
     -- still held (not aborted, purged or expired meanwhile)
     local score = tonumber(redis.call('ZSCORE', queue, id) or '0')
     local alive = redis.call('EXISTS', JOB_KEY_PREFIX .. id) == 1
@@ -103,12 +108,22 @@ local function promote(queue, bucket, max, now, grace, most)
       redis.call('ZREM', queue, id)
       redis.call('DEL', LIMIT_OF_KEY_PREFIX .. id)
     elseif score >= HELD_SCORE_MS then
-      redis.call('ZADD', queue, now, id)
+      redis.call('ZADD', queue, due, id)
+      if not earliest or due < earliest then
+        earliest = due
+      end
       if max then
         redis.call('ZADD', running, now + grace, id)
       end
       free = free - 1
       moved = moved + 1
+    end
+  end
+  if earliest and earliest < now then
+    local rewind = REWIND_KEY_PREFIX .. queue
+    local marked = redis.call('GET', rewind)
+    if not marked or earliest < tonumber(marked) then
+      redis.call('SET', rewind, string.format('%d', earliest))
     end
   end
   if redis.call('EXISTS', running, held) == 0 then
