@@ -126,13 +126,15 @@ class RunningJobs:
         """Raw ids of the running jobs whose lease is still ours (the renewer extends these)."""
         return [e.raw_id for e in self._jobs.values() if not e.lease_lost]
 
-    def lease_lost(self, job_id: str) -> bool:
-        """Note that a job's lease is no longer ours; True the first time (so it is logged once)."""
+    def lease_lost(self, job_id: str, gone: bool = False) -> bool:
+        """Note that a job's lease is no longer ours; True the first time (so it is logged once). ``gone``: its key
+        is gone, rather than another worker's: once the job's function has returned, that is its outcome's write
+        (which deletes the key, on another connection than the renewal's), so False: nothing was lost."""
         entry = self._jobs.get(job_id)
         if entry is None or entry.lease_lost:
             return False
         entry.lease_lost = True
-        return True
+        return not (gone and entry.finishing)
 
     def lost_ids(self) -> list[bytes]:
         """Raw ids of jobs running here without a lease: claims must skip them (never a second copy here)."""
