@@ -12,13 +12,27 @@ from typing import Any
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import NO_RETRY, Codec, JobClient, JobContext, JobFailed, JobStatus, Permanent, chain, chord, group, job
+from src.runner import (
+    NO_RETRY,
+    Codec,
+    JobClient,
+    JobContext,
+    JobFailed,
+    JobStatus,
+    Permanent,
+    WorkflowFailed,
+    chain,
+    chord,
+    group,
+    job,
+)
 from src.runner import constants as k
 from src.runner.dlq import DeadLetters
 from src.runner.limits import Limit, Rate, declare_limits, limit_rows, parse_rate, set_limit
 from src.runner.queue_admin import find_jobs, purge_queue
 from src.runner.queue_stats import queue_stats
 from src.runner.worker import Worker
+from src.runner.workflow_ids import step_id
 from tests.waiting import wait_for
 from tests.workflow_jobs import total
 
@@ -319,3 +333,17 @@ async def test_a_held_job_with_a_priority_starts_next_when_its_slot_frees(
         await redis.rpush(f"gate:plain-{n}", 1)
     assert await urgent.result(timeout_s=10) == "urgent"
     assert [await h.result(timeout_s=10) for h in plain] == [f"plain-{n}" for n in range(40)]
+
+
+async def test_a_cancelled_workflow_step_leaves_its_limit_bucket(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([limited_gated, gate], max_jobs=5)
+    handle = await client.enqueue_workflow(group([limited_gated.s("a"), limited_gated.s("b"), gate.s(True, 0)]))
+    b_id = step_id(handle.workflow_id, 1)
+    with pytest.raises(WorkflowFailed):  # gate() fails for good: the member still queued is cancelled
+        await handle.result(timeout_s=10)
+    await redis.rpush("gate:a", 1)
+    assert (await handle.info()).steps[1].status in ("cancelled", "aborted")
+    held = f"{k.LIMIT_HELD_KEY_PREFIX}{client.queue_name}\nlimited_gated"
+    assert await redis.zcard(held) == 0 and not await redis.exists(k.LIMIT_OF_KEY_PREFIX + b_id)

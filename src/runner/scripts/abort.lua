@@ -8,8 +8,8 @@
 -- fails its workflow once, as a step that fails for good does (workflow_step.lua), announced with the job.
 -- Returns 1: aborted before it started, 2: running (its worker cancels it), 0: no such job in the queue.
 local queue, abort_set = KEYS[1], KEYS[2]
---#include workflow_step
 --#include limits_lib
+--#include workflow_step
 local id = ARGV[1]
 local in_progress = KEYS[3]
 if redis.call('SET', in_progress, '1', 'PX', 5000, 'NX') then
