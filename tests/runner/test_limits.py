@@ -347,3 +347,28 @@ async def test_a_cancelled_workflow_step_leaves_its_limit_bucket(
     assert (await handle.info()).steps[1].status in ("cancelled", "aborted")
     held = f"{k.LIMIT_HELD_KEY_PREFIX}{client.queue_name}\nlimited_gated"
     assert await redis.zcard(held) == 0 and not await redis.exists(k.LIMIT_OF_KEY_PREFIX + b_id)
+
+
+async def test_a_dead_slot_among_many_busy_keys_comes_back_at_the_next_sweep(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """Per key, 400 keys with a live run each and one whose run's worker died, with a job waiting behind it: the sweep
+    looks at the buckets where jobs wait, so it finds that one at once (not by luck among the 401)."""
+    queue = client.queue_name
+    running_worker([per_customer], lease_s=0.6)
+    await wait_for(lambda: redis.hexists(k.LIMITS_KEY_PREFIX + queue, "per_customer"), 10)
+    now_ms = int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        for n in range(400):
+            pipe.set(k.in_progress_key_prefix + f"busy{n}", "live-worker", px=60_000)
+            pipe.zadd(f"{k.LIMIT_RUNNING_KEY_PREFIX}{queue}\nper_customer\n{n}", {f"busy{n}": now_ms + 60_000})
+            pipe.sadd(k.LIMIT_BUCKETS_KEY_PREFIX + queue, f"per_customer\n{n}")
+        pipe.set(k.in_progress_key_prefix + "ghost", "dead-worker", px=300)
+        pipe.zadd(f"{k.LIMIT_RUNNING_KEY_PREFIX}{queue}\nper_customer\n1000", {"ghost": now_ms + 300})
+        pipe.sadd(k.LIMIT_BUCKETS_KEY_PREFIX + queue, "per_customer\n1000")
+        await pipe.execute()
+    handle = await client.enqueue(per_customer, 1000, 7)
+    await wait_for(lambda: redis.zcard(f"{k.LIMIT_HELD_KEY_PREFIX}{queue}\nper_customer\n1000"), 5, message="held")
+    started = time.monotonic()
+    assert await handle.result(timeout_s=10) == 7
+    assert time.monotonic() - started < 0.3 + 2 * 0.2 + 0.3  # the ghost's 0.3 s, a sweep (every 0.2 s), slack

@@ -6,7 +6,8 @@
 --   LIMIT_HELD_KEY_PREFIX .. B     zset of jobs waiting for a slot, scored by their due time (their order); a held
 --                                  job stays in the queue at HELD_SCORE_MS, where no claim reaches it
 --   LIMIT_RATE_KEY_PREFIX .. B     the rate's theoretical arrival time (GCRA, ms)
--- LIMIT_BUCKETS_KEY_PREFIX .. queue is the set of buckets with running or held jobs.
+-- LIMIT_BUCKETS_KEY_PREFIX .. queue is the set of buckets with running or held jobs, LIMIT_WAITING_KEY_PREFIX .. queue
+-- the set of those with held jobs (the ones a sweep looks at).
 
 -- max concurrency, rate count, rate period (ms) of fn in queue (nil for each not set); nil when fn has no entry
 local function limit_config(queue, fn)
@@ -73,8 +74,11 @@ local function forget(queue, id)
   local running, held = running_key(queue, bucket), held_key(queue, bucket)
   redis.call('ZREM', held, id)
   redis.call('ZREM', running, id)
-  if redis.call('EXISTS', running, held) == 0 then
-    redis.call('SREM', LIMIT_BUCKETS_KEY_PREFIX .. queue, bucket)
+  if redis.call('EXISTS', held) == 0 then
+    redis.call('SREM', LIMIT_WAITING_KEY_PREFIX .. queue, bucket)
+    if redis.call('EXISTS', running) == 0 then
+      redis.call('SREM', LIMIT_BUCKETS_KEY_PREFIX .. queue, bucket)
+    end
   end
 end
 
@@ -126,8 +130,11 @@ local function promote(queue, bucket, max, now, grace, most)
       redis.call('SET', rewind, string.format('%d', earliest))
     end
   end
-  if redis.call('EXISTS', running, held) == 0 then
-    redis.call('SREM', LIMIT_BUCKETS_KEY_PREFIX .. queue, bucket)
+  if redis.call('EXISTS', held) == 0 then
+    redis.call('SREM', LIMIT_WAITING_KEY_PREFIX .. queue, bucket)
+    if redis.call('EXISTS', running) == 0 then
+      redis.call('SREM', LIMIT_BUCKETS_KEY_PREFIX .. queue, bucket)
+    end
   end
   return moved
 end
@@ -156,6 +163,7 @@ local function admit(queue, id, score, now, grace)
       redis.call('ZADD', held, score, id)
       redis.call('ZADD', queue, HELD_SCORE_MS, id)
       redis.call('SADD', LIMIT_BUCKETS_KEY_PREFIX .. queue, bucket)
+      redis.call('SADD', LIMIT_WAITING_KEY_PREFIX .. queue, bucket)
       -- jobs waited behind a full limit whose slots came back by leases' ends: promote them, in order
       return false, promote(queue, bucket, max, now, grace, max)
     end
@@ -215,11 +223,12 @@ local function release(queue, id, done, now, grace, keep_ms)
   return promote(queue, bucket, max, now, grace, max or 1000)
 end
 
--- Look after up to `most` buckets (random ones): slots whose lease ended with nobody left to finish them come back
--- and their held jobs are promoted. Returns how many were promoted.
+-- Look after up to `most` buckets where jobs wait (random ones): slots whose lease ended with nobody left to finish
+-- them come back and their held jobs are promoted. (A bucket where nobody waits needs no sweep: its next job's claim
+-- takes back such slots.) Returns how many were promoted.
 local function sweep(queue, now, grace, most)
   local moved = 0
-  for _, bucket in ipairs(redis.call('SRANDMEMBER', LIMIT_BUCKETS_KEY_PREFIX .. queue, most)) do
+  for _, bucket in ipairs(redis.call('SRANDMEMBER', LIMIT_WAITING_KEY_PREFIX .. queue, most)) do
     local fn = string.match(bucket, '^([^\n]*)')
     local max = limit_config(queue, fn)
     moved = moved + promote(queue, bucket, max, now, grace, max or 1000)
