@@ -372,3 +372,22 @@ async def test_a_dead_slot_among_many_busy_keys_comes_back_at_the_next_sweep(
     started = time.monotonic()
     assert await handle.result(timeout_s=10) == 7
     assert time.monotonic() - started < 0.3 + 2 * 0.2 + 0.3  # the ghost's 0.3 s, a sweep (every 0.2 s), slack
+
+
+async def test_a_limited_job_with_a_priority_its_limit_allows_starts_next_in_a_busy_worker(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """Its limit has room: the claim after the next free slot finds it first (the rewind marker), behind 30 plain
+    jobs and every worker's claim cursor."""
+    running_worker([limited_gated, gated], max_jobs=1)
+    plain = [await client.enqueue(gated, f"plain-{n}") for n in range(30)]
+    await wait_for(lambda: redis.llen("started"), 5)
+    urgent = await client.enqueue(limited_gated.options(priority=1), "urgent")
+    await redis.rpush("gate:plain-0", 1)
+    await wait_for(lambda: _equals(redis.llen("started"), 2), 5)
+    assert (await redis.lindex("started", 1)) == b"urgent"
+    await redis.rpush("gate:urgent", 1)
+    for n in range(1, 30):
+        await redis.rpush(f"gate:plain-{n}", 1)
+    assert await urgent.result(timeout_s=10) == "urgent"
+    assert [await h.result(timeout_s=10) for h in plain] == [f"plain-{n}" for n in range(30)]
