@@ -7,13 +7,12 @@ renews the keys of all its running jobs together, every third of a lease, with a
 (``scripts/renew.lua``): a lease that is gone (it expired while the process stalled) or held by someone else is
 logged once and never renewed again — the job may run elsewhere now, and this worker's outcome for it will not be
 written over the new owner's (``scripts/finish.lua``). Once a job's function has returned, its outcome's write
-deletes the key, on another connection than the renewal's: a renewal that finds the key gone then is not a lost
-lease (the outcome was written, or will be, as the key is nobody's), and is not logged; one held by another worker
-still is. After a crash the job is claimed again once its lease runs
-out. A job handed to an idle worker (``enqueue.lua``) carries a short hand-off lease, so that a worker that died
-just after registering as idle holds it for seconds only; the claim call that takes it from the worker's list
-makes it a full lease, and so does the renewer, within a third of the hand-off lease, for one the blocking pop
-took.
+ends the lease (on another connection: a renewal may cross it), so the renewer says nothing of that job any more;
+if its lease was in fact lost before, the finish script refuses the outcome and the finisher logs that. After a
+crash the job is claimed again once its lease runs out. A job handed to an idle worker (``enqueue.lua``) carries a
+short hand-off lease, so that a worker that died just after registering as idle holds it for seconds only; the claim
+call that takes it from the worker's list makes it a full lease, and so does the renewer, within a third of the
+hand-off lease, for one the blocking pop took.
 """
 
 from __future__ import annotations
@@ -91,8 +90,8 @@ class LeaseKeeper:
             return
         keys = [k.in_progress_key_prefix.encode() + raw_id for raw_id in ids]
         for position in await self._script(keys=keys, args=[self._owner, self._lease_ms]):
-            job_id = ids[abs(int(position)) - 1].decode(errors="backslashreplace")
-            if self._running.lease_lost(job_id, gone=int(position) < 0):
+            job_id = ids[int(position) - 1].decode(errors="backslashreplace")
+            if self._running.lease_lost(job_id):
                 logger.warning(
                     "job %s: lease lost (it expired or another worker took the job over); not renewed again, "
                     "and this worker's outcome for it will not be written over the new owner's",

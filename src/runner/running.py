@@ -9,7 +9,8 @@ invariants hold in one place:
 - a cancel reason lives exactly as long as its try (it is dropped with the entry when the task ends), and
   only the worker sets one: a ``CancelledError`` with no reason was raised by the job itself;
 - a lease, once lost, is never renewed again (:meth:`lease_lost`), and its job id stays out of claims
-  (:meth:`lost_ids`) until the running copy ends.
+  (:meth:`lost_ids`) until the running copy ends; once the job's function has returned, its outcome's write is
+  what ends the lease, and what tells whether it was lost.
 """
 
 from __future__ import annotations
@@ -126,15 +127,16 @@ class RunningJobs:
         """Raw ids of the running jobs whose lease is still ours (the renewer extends these)."""
         return [e.raw_id for e in self._jobs.values() if not e.lease_lost]
 
-    def lease_lost(self, job_id: str, gone: bool = False) -> bool:
-        """Note that a job's lease is no longer ours; True the first time (so it is logged once). ``gone``: its key
-        is gone, rather than another worker's: once the job's function has returned, that is its outcome's write
-        (which deletes the key, on another connection than the renewal's), so False: nothing was lost."""
+    def lease_lost(self, job_id: str) -> bool:
+        """Note that a job's lease is no longer ours; True the first time it is to be logged (once). Not once the
+        job's function has returned: its outcome's write ends the lease (it deletes the key, on another connection
+        than a renewal's, so the two cross; a retried job may be another worker's at once), and when the lease was
+        in fact lost first, the finish script refuses that outcome and the finisher says so (``finish.py``, at INFO)."""
         entry = self._jobs.get(job_id)
         if entry is None or entry.lease_lost:
             return False
         entry.lease_lost = True
-        return not (gone and entry.finishing)
+        return not entry.finishing
 
     def lost_ids(self) -> list[bytes]:
         """Raw ids of jobs running here without a lease: claims must skip them (never a second copy here)."""

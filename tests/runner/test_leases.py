@@ -155,3 +155,35 @@ async def test_fast_jobs_never_report_a_lost_lease(
 
 async def _queue_empty(client: JobClient) -> bool:
     return bool(await client.redis.zcard(client.queue_name) == 0)
+
+
+@job(retry=Backoff(max_tries=2, base_s=0.01))
+async def fails_then_waits(ctx: JobContext) -> str:
+    runs.append(f"{ctx.job_id}:{ctx.job_try}")
+    if ctx.job_try == 1:
+        raise RuntimeError("first try fails")
+    await asyncio.sleep(0.5)
+    return "second"
+
+
+async def test_a_retried_job_taken_by_another_worker_is_not_a_lost_lease_of_the_first(
+    client: JobClient, running_worker: Callable[..., Worker], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first try's outcome ('again') is written, another worker takes the job at once, and the first worker's
+    task is still in its registry (an ``after_job_end`` hook): its renewal finds the key another worker's. That is
+    the outcome written, then the job taken up as usual, not a lease this worker lost."""
+    hooks_done: list[str] = []
+
+    async def after_job_end(ctx: dict[str, object]) -> None:
+        await asyncio.sleep(0.3)  # past the next renewals (every 0.1 s), while the second try runs elsewhere
+        hooks_done.append(str(ctx["job_id"]))
+
+    caplog.set_level(logging.INFO, logger="hasten")
+    running_worker([fails_then_waits], lease_s=0.3, after_job_end=after_job_end, max_jobs=1)
+    handle = await client.enqueue(fails_then_waits)
+    await wait_for(lambda: len(runs) == 1, 5, message="the first try started")
+    running_worker([fails_then_waits], lease_s=0.3, max_jobs=1)
+    assert await handle.result(timeout_s=10) == "second"
+    await wait_for(lambda: len(hooks_done) == 1, 5, message="the first worker's after_job_end hook done")
+    assert runs == [f"{handle.job_id}:1", f"{handle.job_id}:2"]
+    assert _lease_warnings(caplog) == []
