@@ -32,14 +32,17 @@ from src.runner.errors import JobFailed, KeyLayoutError
 from src.runner.finish import Finisher, Outcome
 from src.runner.keyspace import abort_key, tagged_id
 from src.runner.layout import is_cluster
+from src.runner.limits import Limit, declare_limits, limit_rows
 from src.runner.outage import is_refusal
 from src.runner.pools import create_pool
+from src.runner.queue_admin import purge_queue
 from src.runner.redis_server import RedisServer
 from src.runner.scripts import script
 from src.runner.wakeup import WakeUp
 from src.runner.workflow_ids import step_id
 from src.settings import Settings
 from tests.clusters import cli, start_cluster, stop_cluster
+from tests.limit_jobs import one_per_customer
 from tests.sample_jobs import add, flaky, nap, refuse
 from tests.spawn import Spawner
 from tests.waiting import wait_for
@@ -326,3 +329,30 @@ async def _check_dashboard(cluster: list[RedisServer], queues: list[str]) -> Non
             assert [rows[q]["dead"] for q in queues] == [1, 0, 1]
         finally:
             await app.state.dashboard.close()
+
+
+async def test_limits_hold_and_promote_within_the_queues_slot(redis: RedisCluster, codec: Codec) -> None:
+    """A limit per key with an odd key (braces, a newline): held, promoted (with the rewind marker and the set of
+    buckets where jobs wait), aborted while held and purged, every key in the queue's slot."""
+    queue = _queues_on_two_masters(redis)[1]
+    await declare_limits(redis, queue, {"one_per_customer": Limit(1)})  # type: ignore[arg-type]
+    client = JobClient(redis, codec, queue_name=queue, result_wakeups=False)  # type: ignore[arg-type]
+    odd = "{other}\nkey"
+    handles = [await client.enqueue(one_per_customer, odd, 0) for _ in range(4)]
+    worker_id = tagged_id(queue, "w1")
+    aborts = abort_key(queue, cluster=True)
+    claimer = Claimer(redis, queue, worker_id, lease_ms=30_000, idle_ttl_ms=1_000, abort_set=aborts)  # type: ignore[arg-type]
+    finisher = Finisher(redis, queue, worker_id, dlq_retention_ms=60_000, abort_set=aborts)  # type: ignore[arg-type]
+    first = (await claimer.claim(20)).jobs
+    assert len(first) == 1  # the others are held
+    finisher.add(Outcome(first[0].raw_id, "done", b"", 0, succeeded=True))
+    await finisher.drain()  # promotes the next one
+    claimer.reset()
+    second = (await claimer.claim(20)).jobs
+    assert len(second) == 1 and second[0].job_id != first[0].job_id
+    rest = [h.job_id for h in handles if h.job_id not in (first[0].job_id, second[0].job_id)]
+    job_keys = (k.in_progress_key_prefix, k.result_key_prefix, k.job_key_prefix, k.retry_key_prefix)
+    keys = [queue, aborts, *(prefix + rest[0] for prefix in job_keys), k.DONE_CHANNEL_PREFIX + queue]
+    assert await script(redis, "abort")(keys=keys, args=[rest[0], int(time.time() * 1000), b"", 0]) == 1  # type: ignore[arg-type]
+    assert await purge_queue(redis, queue) == 1  # type: ignore[arg-type]
+    assert [r.held for r in await limit_rows(redis, queue) if r.key is not None] == [0]  # type: ignore[arg-type]

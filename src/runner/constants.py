@@ -52,10 +52,13 @@ __all__ = [
     "LIMITS_KEY_PREFIX",
     "LIMIT_BUCKETS_KEY_PREFIX",
     "LIMIT_HELD_KEY_PREFIX",
+    "LIMIT_KEY_KEPT_CHARS",
+    "LIMIT_KEY_MAX_CHARS",
     "LIMIT_OF_KEY_PREFIX",
     "LIMIT_RATE_KEY_PREFIX",
     "LIMIT_RUNNING_KEY_PREFIX",
     "LIMIT_SWEEP_BUCKETS",
+    "LIMIT_WAITING_KEY_PREFIX",
     "MAX_WAKE_TOKENS",
     "MAX_WRITES_IN_FLIGHT",
     "OUTCOMES_KEY_PREFIX",
@@ -216,7 +219,14 @@ LIMIT_HELD_KEY_PREFIX = "jobs:limit:held:"
 LIMIT_RATE_KEY_PREFIX = "jobs:limit:rate:"
 #: + queue name: the buckets with running or held jobs (a set), for ``hasten limits`` and the claim's sweep
 LIMIT_BUCKETS_KEY_PREFIX = "jobs:limit:buckets:"
+#: + queue name: the buckets with held jobs (a set): the ones a claim's sweep looks at (a slot given back there by a
+#: lease's end lets a held job run; elsewhere it is found by the next claim of that bucket's jobs)
+LIMIT_WAITING_KEY_PREFIX = "jobs:limit:waiting:"
 #: queue score of a held job: far beyond any due time (year 33658), so no claim (ours or stock arq's) takes it
 HELD_SCORE_MS = 10**15
+#: a limit key longer than this (characters) is kept as its first LIMIT_KEY_KEPT_CHARS and a digest of the whole: it is
+#: part of several key names and set members per job, and printed by ``hasten limits``
+LIMIT_KEY_MAX_CHARS = 200
+LIMIT_KEY_KEPT_CHARS = 100
 #: buckets one claim looks at when it sweeps (slots whose lease ended with nobody to finish them)
 LIMIT_SWEEP_BUCKETS = 16

@@ -6,11 +6,13 @@ long before anyone runs it again. Our worker writes its own id into the key for 
 renews the keys of all its running jobs together, every third of a lease, with a compare-and-renew
 (``scripts/renew.lua``): a lease that is gone (it expired while the process stalled) or held by someone else is
 logged once and never renewed again — the job may run elsewhere now, and this worker's outcome for it will not be
-written over the new owner's (``scripts/finish.lua``). After a crash the job is claimed again once its lease runs
-out. A job handed to an idle worker (``enqueue.lua``) carries a short hand-off lease, so that a worker that died
-just after registering as idle holds it for seconds only; the claim call that takes it from the worker's list
-makes it a full lease, and so does the renewer, within a third of the hand-off lease, for one the blocking pop
-took.
+written over the new owner's (``scripts/finish.lua``). Once a job's function has returned, its outcome's write
+ends the lease (on another connection: a renewal may cross it), so the renewer says nothing of that job any more;
+if its lease was in fact lost before, the finish script refuses the outcome and the finisher logs that. After a
+crash the job is claimed again once its lease runs out. A job handed to an idle worker (``enqueue.lua``) carries a
+short hand-off lease, so that a worker that died just after registering as idle holds it for seconds only; the claim
+call that takes it from the worker's list makes it a full lease, and so does the renewer, within a third of the
+hand-off lease, for one the blocking pop took.
 """
 
 from __future__ import annotations

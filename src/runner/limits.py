@@ -15,6 +15,7 @@ limit can be changed at run time only for a function that declares one in its ``
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -104,7 +105,15 @@ class JobLimits:
         if self.key is None:
             return function
         value = kwargs.get(self.key) if isinstance(self.key, str) else self.key(validate(kwargs))
-        return f"{function}\n{value if isinstance(value, str) else orjson.dumps(value).decode()}"
+        return f"{function}\n{_bounded(value if isinstance(value, str) else orjson.dumps(value).decode())}"
+
+
+def _bounded(key: str) -> str:
+    """``key``, or for a long one its start and a digest of the whole (one bucket per distinct key all the same)."""
+    if len(key) <= k.LIMIT_KEY_MAX_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode(errors="surrogatepass")).hexdigest()[:32]
+    return f"{key[: k.LIMIT_KEY_KEPT_CHARS]}…{digest}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,20 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, delete, event, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    event,
+    insert,
+    select,
+)
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -50,6 +63,9 @@ outbox_table = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("score_ms", BigInteger, nullable=False),
     Column("ttl_ms", BigInteger, nullable=False),
+    # the job's limit entry (limits.py: its function, and for a limit per key a newline and the key), sent with it so
+    # that a relayed job is limited as one enqueued directly; NULL for a job of an unlimited function
+    Column("limit_entry", Text, nullable=True),
 )
 
 #: rows one relay transaction moves
@@ -63,7 +79,7 @@ async def write(session: AsyncSession, job: _Prepared, function: str) -> None:
     await session.execute(
         insert(outbox_table).values(
             queue=job.queue, job_id=job.job_id, function=function, payload=job.payload, score_ms=job.score_ms,
-            ttl_ms=job.ttl_ms,
+            ttl_ms=job.ttl_ms, limit_entry=job.limit or None,
         )
     )  # fmt: skip
 
@@ -144,7 +160,7 @@ class OutboxRelay:
             rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
             if not rows:
                 return 0
-            jobs = [_Prepared(r.job_id, r.queue, r.payload, r.score_ms, r.ttl_ms) for r in rows]
+            jobs = [_Prepared(r.job_id, r.queue, r.payload, r.score_ms, r.ttl_ms, r.limit_entry or "") for r in rows]
             await self.client.send_prepared(jobs)
             moved = await self._delete(session, [r.id for r in rows])
         self.relayed += moved

@@ -9,7 +9,8 @@ invariants hold in one place:
 - a cancel reason lives exactly as long as its try (it is dropped with the entry when the task ends), and
   only the worker sets one: a ``CancelledError`` with no reason was raised by the job itself;
 - a lease, once lost, is never renewed again (:meth:`lease_lost`), and its job id stays out of claims
-  (:meth:`lost_ids`) until the running copy ends.
+  (:meth:`lost_ids`) until the running copy ends; once the job's function has returned, its outcome's write is
+  what ends the lease, and what tells whether it was lost.
 """
 
 from __future__ import annotations
@@ -127,9 +128,10 @@ class RunningJobs:
         return [e.raw_id for e in self._jobs.values() if not e.lease_lost]
 
     def lease_lost(self, job_id: str) -> bool:
-        """Note that a job's lease is no longer ours; True the first time (so it is logged once), unless the job's
-        outcome is being written: that write ends the lease itself, and a renewal that found the key gone raced
-        with it (a lease lost before is reported by the write, which does not clobber a new owner's job)."""
+        """Note that a job's lease is no longer ours; True the first time it is to be logged (once). Not once the
+        job's function has returned: its outcome's write ends the lease (it deletes the key, on another connection
+        than a renewal's, so the two cross; a retried job may be another worker's at once), and when the lease was
+        in fact lost first, the finish script refuses that outcome and the finisher says so (``finish.py``, at INFO)."""
         entry = self._jobs.get(job_id)
         if entry is None or entry.lease_lost:
             return False

@@ -75,7 +75,7 @@ async def enqueue_workflow(
         *(item for pair in fields.items() for item in pair),
     ]  # fmt: skip
     for step, job in zip(laid.steps, prepared, strict=True):
-        args += [job.job_id, job.payload, job.ttl_ms, 0 if step.inputs else 1]
+        args += [job.job_id, job.payload, job.ttl_ms, 0 if step.inputs else 1, job.limit]
     keys = [queue, k.WAKE_KEY_PREFIX + queue, state_key(workflow_id)]
     await script(client.redis, "workflow")(keys=keys, args=args)
     if client.enqueue_counter is not None:  # every step's job is written now, held or queued
@@ -101,6 +101,18 @@ def _refuse_options(step: Step) -> None:
                 f"step {step.index} {step.spec.name}(): {name} is not honoured in a workflow (a step's id is made "
                 "from the workflow's, and it runs as soon as the steps before it are done); set it on a plain job"
             )
+    limits = step.spec.limits
+    if step.inputs and limits is not None and limits.key is not None and not isinstance(limits.key, str):
+        raise ValueError(
+            f"step {step.index} {step.spec.name}(): its limit is per key, taken by a function of its arguments, "
+            "and one of them is the result of the steps before it, unknown at enqueue; name the key's parameter "
+            "(concurrency_key='<parameter>') or make it the workflow's first step"
+        )
+    if step.inputs and limits is not None and limits.key is not None and limits.key == step.input_arg:
+        raise ValueError(
+            f"step {step.index} {step.spec.name}(): its limit is per key, taken from {step.input_arg!r}, which is the "
+            "result of the steps before it, unknown at enqueue; key it by another parameter"
+        )
     if options.priority:
         # a successor is queued by the finish script, due when its last input is done, with no head start
         raise ValueError(

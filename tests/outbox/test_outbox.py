@@ -22,11 +22,12 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, s
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from src.runner import JobClient, JobStatus
+from src.runner import constants as k
 from src.runner.outbox import OutboxRelay, outbox_table
 from src.runner.redis_server import RedisServer
 from src.runner.worker import Worker
 from tests.conftest import ROOT
-from tests.outbox_jobs import count_run
+from tests.outbox_jobs import count_run, one_order_at_a_time
 from tests.postgres_server import PostgresServer
 from tests.spawn import Spawner
 from tests.waiting import SLOW_FACTOR
@@ -87,6 +88,19 @@ async def test_a_commit_reaches_the_worker_through_the_relay(
     assert await _outbox_rows(engine) == 0
     running_worker([count_run])
     assert await handle.result(timeout_s=10) == 1
+
+
+async def test_a_relayed_job_of_a_limited_function_keeps_to_its_limit(
+    engine: AsyncEngine, client: JobClient, redis: ArqRedis, running_worker: Callable[..., Worker]
+) -> None:
+    sessions = async_sessionmaker(engine)
+    async with sessions() as session, session.begin():
+        handles = [await client.enqueue_in(session, one_order_at_a_time, order_id=n) for n in range(6)]
+    assert await OutboxRelay(sessions, client).relay_once() == 6
+    assert all([await redis.exists(k.LIMIT_OF_KEY_PREFIX + h.job_id) for h in handles])  # the limit entry went too
+    running_worker([one_order_at_a_time], max_jobs=10)
+    assert [await h.result(timeout_s=10) for h in handles] == list(range(6))
+    assert max(int(p) for p in await redis.lrange("test:peaks", 0, -1)) == 1
 
 
 async def test_a_relay_killed_after_its_redis_write_still_gets_the_job_run_once(

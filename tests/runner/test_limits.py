@@ -7,18 +7,34 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
 
-from src.runner import NO_RETRY, Codec, JobClient, JobContext, JobFailed, JobStatus, Permanent, job
+from src.runner import (
+    NO_RETRY,
+    Codec,
+    JobClient,
+    JobContext,
+    JobFailed,
+    JobStatus,
+    Permanent,
+    WorkflowFailed,
+    chain,
+    chord,
+    group,
+    job,
+)
 from src.runner import constants as k
 from src.runner.dlq import DeadLetters
 from src.runner.limits import Limit, Rate, declare_limits, limit_rows, parse_rate, set_limit
-from src.runner.queue_admin import find_jobs
+from src.runner.queue_admin import find_jobs, purge_queue
 from src.runner.queue_stats import queue_stats
 from src.runner.worker import Worker
+from src.runner.workflow_ids import step_id
 from tests.waiting import wait_for
+from tests.workflow_jobs import total
 
 ORDER_KEY = "order"
 
@@ -32,6 +48,35 @@ async def one_at_a_time(ctx: JobContext, n: int) -> int:
 
 @job
 async def free(ctx: JobContext, n: int) -> int:
+    return n
+
+
+@job(max_concurrency=2)
+async def two_at_a_time(ctx: JobContext, n: int) -> int:
+    """Records how many of its runs were running when it started (``peaks``)."""
+    await ctx.redis.rpush("peaks", await ctx.redis.incr("now_running"))
+    await asyncio.sleep(0.05)
+    await ctx.redis.decr("now_running")
+    return n
+
+
+@job(max_concurrency=1)
+async def limited_gated(ctx: JobContext, name: str) -> str:
+    """Records that it started, then waits for its gate (``gate:<name>``)."""
+    await ctx.redis.rpush("started", name)
+    await ctx.redis.blpop([f"gate:{name}"], timeout=30)
+    return name
+
+
+@job
+async def gated(ctx: JobContext, name: str) -> str:
+    await ctx.redis.rpush("started", name)
+    await ctx.redis.blpop([f"gate:{name}"], timeout=30)
+    return name
+
+
+@job(max_concurrency=1, concurrency_key="customer")
+async def per_customer(ctx: JobContext, customer: int, n: int) -> int:
     return n
 
 
@@ -62,6 +107,16 @@ def test_the_decorator_refuses_what_it_cannot_honour() -> None:
     spec = job(max_concurrency=2, rate_limit="1/s", concurrency_key=lambda args: args.customer.upper())(fn)
     assert spec.limit_entry({"customer": "acme"}) == "fn\nACME"
     assert job(fn).limit_entry({"customer": "acme"}) == ""
+
+
+def test_a_huge_or_odd_limit_key_makes_a_bounded_bucket_of_its_own() -> None:
+    async def fn(ctx: JobContext, customer: str) -> None: ...
+
+    spec = job(max_concurrency=1, concurrency_key="customer")(fn)
+    one, other = spec.limit_entry({"customer": "x" * 1_000_000}), spec.limit_entry({"customer": "x" * 999_999})
+    assert len(one) < 300 and len(other) < 300 and one != other
+    assert one == spec.limit_entry({"customer": "x" * 1_000_000})
+    assert spec.limit_entry({"customer": "a\nb{c}"}) == "fn\na\nb{c}"  # short keys are kept as they are
 
 
 async def test_a_limit_changed_at_run_time_outlives_worker_starts(redis: ArqRedis) -> None:
@@ -170,3 +225,170 @@ async def _running_one(redis: ArqRedis, ids: list[str]) -> str | None:
     """The one of ``ids`` that runs, once only one does."""
     running = [i for i in ids if await redis.exists(k.in_progress_key_prefix + i)]
     return running[0] if len(running) == 1 else None
+
+
+async def _hold_three(redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]) -> list[str]:
+    """One gate() running for a while and three held behind it; the held ones' ids, in their order."""
+    running_worker([gate])
+    handles = [await client.enqueue(gate, False, 1.0) for _ in range(4)]
+    running = await wait_for(lambda: _running_one(redis, [h.job_id for h in handles]), 5, message="one running")
+    held = f"{k.LIMIT_HELD_KEY_PREFIX}{client.queue_name}\ngate"
+    await wait_for(lambda: _equals(redis.zcard(held), 3), 5, message="three held")
+    ids = [i.decode() for i in await redis.zrange(held, 0, -1)]
+    assert running not in ids
+    return ids
+
+
+async def _equals(value: Any, expected: object) -> bool:
+    return bool(await value == expected)
+
+
+async def _held_row(redis: ArqRedis, queue: str) -> tuple[int, int]:
+    [row] = [r for r in await limit_rows(redis, queue) if r.function == "gate" and r.key is None]
+    return row.running, row.held
+
+
+async def test_a_held_job_whose_definition_expired_leaves_no_trace(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """A held job whose job key expired is dropped when its turn comes: not left in the queue at the held score for
+    ever (counted as held by every status), nor in its bucket."""
+    held_ids = await _hold_three(redis, client, running_worker)
+    await redis.delete(k.job_key_prefix + held_ids[0])  # as its ttl would
+    queue = client.queue_name
+    # its turn comes when the running one ends: it is dropped, and the next one runs
+    await wait_for(lambda: redis.exists(k.in_progress_key_prefix + held_ids[1]), 10, message="the next one running")
+    assert await redis.zscore(queue, held_ids[0]) is None
+    assert not await redis.exists(k.LIMIT_OF_KEY_PREFIX + held_ids[0])
+
+
+async def test_an_aborted_held_job_leaves_its_bucket_at_once(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    held_ids = await _hold_three(redis, client, running_worker)
+    assert await client.abort(held_ids[1], 5.0, client.queue_name)
+    assert await _held_row(redis, client.queue_name) == (1, 2)  # not still counted as held
+    assert not await redis.exists(k.LIMIT_OF_KEY_PREFIX + held_ids[1])
+
+
+async def test_a_purge_of_held_jobs_empties_their_bucket(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    held_ids = await _hold_three(redis, client, running_worker)
+    assert await purge_queue(redis, client.queue_name) == 3
+    assert await _held_row(redis, client.queue_name) == (1, 0)
+    assert not any([await redis.exists(k.LIMIT_OF_KEY_PREFIX + i) for i in held_ids])
+    stats = await queue_stats(redis, client.queue_name)
+    assert stats.held == 0
+
+
+async def test_a_chord_of_a_limited_function_keeps_to_its_limit(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([two_at_a_time, total], max_jobs=20)
+    handle = await client.enqueue_workflow(chord(group([two_at_a_time.s(n) for n in range(10)]), total.s()))
+    assert await handle.result(timeout_s=15) == sum(range(10))
+    peaks = [int(p) for p in await redis.lrange("peaks", 0, -1)]
+    assert len(peaks) == 10 and max(peaks) == 2
+    assert not await redis.keys(k.LIMIT_OF_KEY_PREFIX + "*")  # side entries go with their steps
+
+
+async def test_a_step_keyed_by_its_input_is_refused(client: JobClient) -> None:
+    with pytest.raises(ValueError, match="taken from 'customer', which is the result of the steps before it"):
+        await client.enqueue_workflow(chain(free.s(1), per_customer.s(n=2)))
+    keyed = job(max_concurrency=1, concurrency_key=lambda args: args.n, name="keyed")(per_customer.fn)
+    with pytest.raises(ValueError, match="taken by a function of its arguments"):
+        await client.enqueue_workflow(chain(free.s(1), keyed.s(n=2)))
+    await client.enqueue_workflow(chain(per_customer.s(1, 2), free.s()))  # keyed by its own argument: fine
+
+
+async def test_a_held_job_with_a_priority_starts_next_when_its_slot_frees(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """A busy worker (two slots), 40 plain jobs queued: an urgent job of a limited function, held while the limit's
+    one slot is taken, keeps its head start when that slot frees (promoted at its place, not at the queue's tail)."""
+
+    async def started() -> list[str]:
+        return [x.decode() for x in await redis.lrange("started", 0, -1)]
+
+    async def started_are(n: int) -> bool:
+        return len(await started()) == n
+
+    running_worker([limited_gated, gated], max_jobs=2)
+    first = await client.enqueue(limited_gated, "first")
+    await wait_for(lambda: started_are(1), 5)
+    plain = [await client.enqueue(gated, f"plain-{n}") for n in range(40)]
+    await wait_for(lambda: started_are(2), 5)  # both slots busy
+    urgent = await client.enqueue(limited_gated.options(priority=5), "urgent")
+    await redis.rpush("gate:plain-0", 1)  # a slot frees: the claim finds the urgent job first, and holds it
+    held = f"{k.LIMIT_HELD_KEY_PREFIX}{client.queue_name}\nlimited_gated"
+    await wait_for(lambda: redis.zscore(held, urgent.job_id), 5, message="the urgent job held")
+    await wait_for(lambda: started_are(3), 5)  # plain-1 took the slot
+    await redis.rpush("gate:first", 1)  # the limit's slot frees, and the worker's
+    assert await first.result(timeout_s=5) == "first"
+    await wait_for(lambda: started_are(4), 5)
+    assert (await started())[3] == "urgent"
+    await redis.rpush("gate:urgent", 1)
+    for n in range(1, 40):
+        await redis.rpush(f"gate:plain-{n}", 1)
+    assert await urgent.result(timeout_s=10) == "urgent"
+    assert [await h.result(timeout_s=10) for h in plain] == [f"plain-{n}" for n in range(40)]
+
+
+async def test_a_cancelled_workflow_step_leaves_its_limit_bucket(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    running_worker([limited_gated, gate], max_jobs=5)
+    handle = await client.enqueue_workflow(group([limited_gated.s("a"), limited_gated.s("b"), gate.s(True, 0)]))
+    b_id = step_id(handle.workflow_id, 1)
+    with pytest.raises(WorkflowFailed):  # gate() fails for good: the member still queued is cancelled
+        await handle.result(timeout_s=10)
+    await redis.rpush("gate:a", 1)
+    assert (await handle.info()).steps[1].status in ("cancelled", "aborted")
+    held = f"{k.LIMIT_HELD_KEY_PREFIX}{client.queue_name}\nlimited_gated"
+    assert await redis.zcard(held) == 0 and not await redis.exists(k.LIMIT_OF_KEY_PREFIX + b_id)
+
+
+async def test_a_dead_slot_among_many_busy_keys_comes_back_at_the_next_sweep(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """Per key, 800 keys with a live run each and one whose run's worker died, with a job waiting behind it: the sweep
+    looks at the buckets where jobs wait, so it finds that one at once (not by luck among the 801)."""
+    queue = client.queue_name
+    running_worker([per_customer], lease_s=0.6)
+    await wait_for(lambda: redis.hexists(k.LIMITS_KEY_PREFIX + queue, "per_customer"), 10)
+    now_ms = int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        for n in range(800):
+            pipe.set(k.in_progress_key_prefix + f"busy{n}", "live-worker", px=60_000)
+            pipe.zadd(f"{k.LIMIT_RUNNING_KEY_PREFIX}{queue}\nper_customer\n{n}", {f"busy{n}": now_ms + 60_000})
+            pipe.sadd(k.LIMIT_BUCKETS_KEY_PREFIX + queue, f"per_customer\n{n}")
+        pipe.set(k.in_progress_key_prefix + "ghost", "dead-worker", px=300)
+        pipe.zadd(f"{k.LIMIT_RUNNING_KEY_PREFIX}{queue}\nper_customer\n1000", {"ghost": now_ms + 300})
+        pipe.sadd(k.LIMIT_BUCKETS_KEY_PREFIX + queue, "per_customer\n1000")
+        await pipe.execute()
+    handle = await client.enqueue(per_customer, 1000, 7)
+    await wait_for(lambda: redis.zcard(f"{k.LIMIT_HELD_KEY_PREFIX}{queue}\nper_customer\n1000"), 5, message="held")
+    started = time.monotonic()
+    assert await handle.result(timeout_s=10) == 7
+    # the ghost's 0.3 s, then a sweep (every 0.2 s here) with slack; picked by luck, 16 of 801 a sweep, it took 2-6 s
+    assert time.monotonic() - started < 1.5
+
+
+async def test_a_limited_job_with_a_priority_its_limit_allows_starts_next_in_a_busy_worker(
+    redis: ArqRedis, client: JobClient, running_worker: Callable[..., Worker]
+) -> None:
+    """Its limit has room: the claim after the next free slot finds it first (the rewind marker), behind 30 plain
+    jobs and every worker's claim cursor."""
+    running_worker([limited_gated, gated], max_jobs=1)
+    plain = [await client.enqueue(gated, f"plain-{n}") for n in range(30)]
+    await wait_for(lambda: redis.llen("started"), 5)
+    urgent = await client.enqueue(limited_gated.options(priority=1), "urgent")
+    await redis.rpush("gate:plain-0", 1)
+    await wait_for(lambda: _equals(redis.llen("started"), 2), 5)
+    assert (await redis.lindex("started", 1)) == b"urgent"
+    await redis.rpush("gate:urgent", 1)
+    for n in range(1, 30):
+        await redis.rpush(f"gate:plain-{n}", 1)
+    assert await urgent.result(timeout_s=10) == "urgent"
+    assert [await h.result(timeout_s=10) for h in plain] == [f"plain-{n}" for n in range(30)]

@@ -8,6 +8,7 @@
 -- fails its workflow once, as a step that fails for good does (workflow_step.lua), announced with the job.
 -- Returns 1: aborted before it started, 2: running (its worker cancels it), 0: no such job in the queue.
 local queue, abort_set = KEYS[1], KEYS[2]
+--#include limits_lib
 --#include workflow_step
 local id = ARGV[1]
 local in_progress = KEYS[3]
@@ -22,6 +23,7 @@ if redis.call('SET', in_progress, '1', 'PX', 5000, 'NX') then
   end
   redis.call('DEL', KEYS[5], KEYS[6], in_progress)
   redis.call('ZREM', queue, id)
+  forget(queue, id)  -- a job of a limited function (held, or waiting in the queue) leaves its bucket
   local _, wf = workflow_step(id, 'aborted', 'was aborted', tonumber(ARGV[2]))
   redis.call('PUBLISH', KEYS[7], wf and (id .. '\0' .. wf) or id)
   return 1

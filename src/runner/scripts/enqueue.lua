@@ -11,6 +11,7 @@
 --   newline and the key: written as the job's side entry, read by the claim, limits.py)
 -- Returns one 1 (written) or 0 (a job or result with that id exists, or the tick was taken) per job; 2 for a
 -- tick skipped because the previous run is unfinished.
+--#include limits_lib
 local queue, wake, idle, rewind = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = tonumber(ARGV[2])
 local n = (#ARGV - 6) / 5
@@ -54,14 +55,7 @@ for j = 0, n - 1 do
     redis.call('ZADD', queue, score, id)
     written[#written + 1] = 1
     if limit ~= '' then
-      local side = LIMIT_OF_KEY_PREFIX .. id
-      local cut = string.find(limit, '\n', 1, true)
-      if cut then
-        redis.call('HSET', side, 'f', string.sub(limit, 1, cut - 1), 'k', string.sub(limit, cut + 1))
-      else
-        redis.call('HSET', side, 'f', limit)
-      end
-      redis.call('PEXPIRE', side, ttl)
+      note_limit(id, limit, ttl)
     end
     if limit ~= '' and tonumber(score) <= now then
       -- a job of a limited function is not handed over: the claim decides by its limits. A token wakes an idle

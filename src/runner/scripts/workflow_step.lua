@@ -1,5 +1,6 @@
 -- Included (scripts.py: a '--#include workflow_step' line) by finish.lua and abort.lua, where the locals `queue`
--- (the queue zset) and `abort_set` (the abort set a running step is flagged in) are in scope.
+-- (the queue zset) and `abort_set` (the abort set a running step is flagged in) are in scope, after limits_lib.lua
+-- (a cancelled step of a limited function leaves its bucket: `forget`).
 --
 -- A workflow step's job id is '<workflow id>:<step>'; the state hash WORKFLOW_KEY_PREFIX .. <workflow id> holds
 -- 'status' (running, complete, failed), 'on_failure' (cancel, continue), 'steps' (how many), 'left' (final steps not
@@ -66,6 +67,7 @@ local function workflow_step(id, kind, note, now)
       local other_st = redis.call('HGET', state, 'st:' .. i)
       if other_st == 'held' then
         redis.call('DEL', JOB_KEY_PREFIX .. other)
+        forget(queue, other)
         redis.call('HSET', state, 'st:' .. i, 'cancelled')
       elseif other_st == 'queued' and on_failure == 'cancel' then
         if redis.call('EXISTS', IN_PROGRESS_KEY_PREFIX .. other) == 1 then
@@ -73,6 +75,7 @@ local function workflow_step(id, kind, note, now)
         else
           redis.call('ZREM', queue, other)
           redis.call('DEL', JOB_KEY_PREFIX .. other, RETRY_KEY_PREFIX .. other)
+          forget(queue, other)  -- held by its limits, or waiting in the queue
           redis.call('HSET', state, 'st:' .. i, 'cancelled')
         end
       end
