@@ -40,6 +40,7 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.exc import ArgumentError
@@ -76,12 +77,13 @@ DEFAULT_IDLE_POLL_S = 0.2
 
 async def write(session: AsyncSession, job: _Prepared, function: str) -> None:
     """One prepared job into the outbox, in ``session``'s transaction."""
-    await session.execute(
-        insert(outbox_table).values(
-            queue=job.queue, job_id=job.job_id, function=function, payload=job.payload, score_ms=job.score_ms,
-            ttl_ms=job.ttl_ms, limit_entry=job.limit or None,
-        )
-    )  # fmt: skip
+    row: dict[str, Any] = {
+        "queue": job.queue, "job_id": job.job_id, "function": function, "payload": job.payload,
+        "score_ms": job.score_ms, "ttl_ms": job.ttl_ms,
+    }  # fmt: skip
+    if job.limit:  # only then: a table made before the column existed still takes every unlimited job
+        row["limit_entry"] = job.limit
+    await session.execute(insert(outbox_table).values(**row))
 
 
 def send_after_commit(session: AsyncSession, client: JobClient, job: _Prepared) -> None:
@@ -133,6 +135,7 @@ class OutboxRelay:
         #: rows moved since this relay started
         self.relayed = 0
         self._engine: AsyncEngine | None = None
+        self._columns: list[Column[Any]] | None = None
 
     @classmethod
     def for_url(cls, url: str, client: JobClient, **options: Any) -> OutboxRelay:
@@ -156,15 +159,33 @@ class OutboxRelay:
         from .client import _Prepared
 
         async with self.sessions() as session, session.begin():
-            query = select(outbox_table).order_by(outbox_table.c.id).limit(self.batch)
+            if self._columns is None:
+                self._columns = await self._readable_columns(session)
+            query = select(*self._columns).order_by(outbox_table.c.id).limit(self.batch)
             rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
             if not rows:
                 return 0
-            jobs = [_Prepared(r.job_id, r.queue, r.payload, r.score_ms, r.ttl_ms, r.limit_entry or "") for r in rows]
+            jobs = [
+                _Prepared(r.job_id, r.queue, r.payload, r.score_ms, r.ttl_ms, getattr(r, "limit_entry", None) or "")
+                for r in rows
+            ]
             await self.client.send_prepared(jobs)
             moved = await self._delete(session, [r.id for r in rows])
         self.relayed += moved
         return moved
+
+    async def _readable_columns(self, session: AsyncSession) -> list[Column[Any]]:
+        """The table's columns this relay reads: all of them, or — a table created before ``limit_entry`` existed —
+        the others, said once (its jobs are relayed without limits; a limited job cannot be written into it)."""
+        names = await session.run_sync(
+            lambda sync: {c["name"] for c in inspect(sync.connection()).get_columns(outbox_table.name)}
+        )
+        if "limit_entry" not in names:
+            logger.warning(
+                "outbox table %s has no limit_entry column: jobs are relayed without their limits; add it with "
+                "ALTER TABLE %s ADD COLUMN limit_entry TEXT", outbox_table.name, outbox_table.name,
+            )  # fmt: skip
+        return [c for c in outbox_table.columns if c.name in names]
 
     async def _delete(self, session: AsyncSession, ids: list[int]) -> int:
         """Delete the sent rows; how many this transaction deleted (without row locks — SQLite — another relay

@@ -237,3 +237,27 @@ def test_the_relay_command_refuses_a_missing_or_unusable_database(
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode in (1, 2) and says in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_a_table_made_before_the_limit_column_still_relays_unlimited_jobs(
+    tmp_path: Path, client: JobClient, redis: ArqRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outbox table created by an earlier version (no ``limit_entry`` column) keeps working for jobs without a
+    limit: the write leaves the column out, the relay reads the columns the table has and says once what to add."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    old = Table("hasten_outbox", MetaData(), *(c._copy() for c in outbox_table.columns if c.name != "limit_entry"))
+    async with engine.begin() as conn:
+        await conn.run_sync(old.metadata.create_all)
+    sessions = async_sessionmaker(engine)
+    async with sessions() as session, session.begin():
+        handle = await client.enqueue_in(session, count_run, order_id=7)
+    relay = OutboxRelay(sessions, client)
+    with caplog.at_level("WARNING", logger="hasten.outbox"):
+        assert await relay.relay_once() == 1
+        assert await relay.relay_once() == 0
+    assert [r.getMessage() for r in caplog.records].count(
+        "outbox table hasten_outbox has no limit_entry column: jobs are relayed without their limits; add it with "
+        "ALTER TABLE hasten_outbox ADD COLUMN limit_entry TEXT"
+    ) == 1
+    assert await handle.status() is JobStatus.queued
+    await engine.dispose()
