@@ -18,6 +18,8 @@ migration, a failover) by itself. What differs from one node:
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Generator
 from typing import Any, cast
 
@@ -26,7 +28,7 @@ from arq.constants import default_queue_name as arq_default_queue_name
 from arq.constants import expires_extra_ms as arq_expires_extra_ms
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.exceptions import NoScriptError, RedisClusterException
+from redis.exceptions import ClusterError, NoScriptError, RedisClusterException, TryAgainError
 
 from . import constants as k
 from .scripts import source_by_sha
@@ -111,6 +113,21 @@ class ClusterPool(RedisCluster):
     _get_job_result = ArqRedis._get_job_result
     _get_job_def = ArqRedis._get_job_def
 
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """A command, sent again while the cluster refuses it without running it: ``TRYAGAIN`` (a multi-key command
+        or script whose keys are split between two masters while their slot moves), or redis-py's "TTL exhausted"
+        (every one of its attempts was redirected or refused). Nothing else is sent twice."""
+        deadline = time.monotonic() + k.CLUSTER_REFUSED_RETRY_S
+        pause_s = 0.01
+        while True:
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except (TryAgainError, ClusterError) as e:
+                if not _not_run(e) or time.monotonic() + pause_s > deadline:
+                    raise
+            await asyncio.sleep(pause_s)
+            pause_s = min(pause_s * 2, 0.2)
+
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
         if transaction:
             raise RedisClusterException(NO_TRANSACTIONS)
@@ -127,6 +144,11 @@ class ClusterPool(RedisCluster):
     async def close(self, close_connection_pool: bool | None = None) -> None:
         """:meth:`aclose` under arq's name for it."""
         await super().aclose()
+
+
+def _not_run(error: Exception) -> bool:
+    """Whether the cluster refused the command before running it (so it may be sent again)."""
+    return isinstance(error, TryAgainError) or str(error) == "TTL exhausted."
 
 
 def cluster_kwargs(settings: RedisSettings) -> dict[str, Any]:

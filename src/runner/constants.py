@@ -19,6 +19,7 @@ __all__ = [
     "ABORT_KEY_PREFIX",
     "BULK_OP_KEY_PREFIX",
     "BULK_OP_TTL_MS",
+    "CLUSTER_REFUSED_RETRY_S",
     "CRON_ENTRIES_KEY",
     "CRON_STARTUP_WINDOW_MS",
     "CRON_STATE_KEY_PREFIX",
@@ -104,6 +105,9 @@ DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
 DEFAULT_MAX_RESULT_BYTES = 512 * 1024
 #: a worker's Redis commands wait this long for a reply before the connection counts as dead (half-open)
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
+#: how long the cluster client sends a command again that the cluster refused without running it (``TRYAGAIN``
+#: while its slot moves between masters): the length of a slot move it rides out
+CLUSTER_REFUSED_RETRY_S = 30.0
 #: outcome writes a worker keeps in flight side by side: a finished job's outcome waits for none of them (the
 #: window a crash loses it in is one turn of the loop), yet batches still grow once all are busy
 MAX_WRITES_IN_FLIGHT = 4

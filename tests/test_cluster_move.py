@@ -1,0 +1,166 @@
+"""``hasten cluster move``: a queue's slot moved to another master while worker processes run its jobs and a
+producer enqueues. The command pauses the queue, waits for its running jobs, moves the keys and resumes it; every
+acknowledged job runs exactly once, no enqueue is refused (``TRYAGAIN`` is sent again), and the workers follow the
+slot (``MOVED``) without a restart. A move waits for a long job, or gives up after ``--wait`` with the queue
+resumed and the slot where it was."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from src.runner import Codec, JobClient, JobHandle
+from src.runner import constants as k
+from src.runner.pausing import paused_since_ms
+from src.runner.redis_server import RedisServer
+from src.settings import Settings
+from tests.cluster_settings import counted
+from tests.clusters import cli, start_cluster, stop_cluster
+from tests.sample_jobs import nap
+from tests.spawn import Spawner
+from tests.waiting import wait_for
+
+JOBS = 600
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[RedisServer]]:
+    nodes = start_cluster(tmp_path / "cluster")
+    yield nodes
+    stop_cluster(nodes)
+
+
+def _env(url: str, queue: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBS_")}
+    return env | {"JOBS_REDIS_CLUSTER": "true", "JOBS_REDIS_URL": url, "JOBS_QUEUE_NAME": queue, "JOBS_MAX_JOBS": "20"}
+
+
+def _owner(cluster: list[RedisServer], queue: str) -> RedisServer:
+    """The master that serves ``queue``'s slot, as the cluster says now (not a client's cached view)."""
+    slot = int(cli(cluster[0].port, "CLUSTER", "KEYSLOT", queue))
+    for node in cluster:
+        if _serves(node, slot):
+            return node
+    raise AssertionError(f"no master serves slot {slot}")
+
+
+def _serves(node: RedisServer, slot: int) -> bool:
+    myself = next(line for line in cli(node.port, "CLUSTER", "NODES").splitlines() if "myself" in line)
+    for part in myself.split()[8:]:
+        low, _, high = part.partition("-")
+        if low.isdigit() and int(low) <= slot <= int(high or low):
+            return True
+    return False
+
+
+async def _move(url: str, queue: str, to: RedisServer, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "src.cli", "cluster", "move", queue, "--to", f"127.0.0.1:{to.port}", *extra]
+    return await asyncio.to_thread(subprocess.run, args, env=_env(url, queue), capture_output=True, text=True,
+                                   timeout=120)  # fmt: skip
+
+
+@pytest.mark.timeout(240)
+async def test_hasten_cluster_move_moves_a_busy_queue_and_loses_nothing(
+    cluster: list[RedisServer], spawn: Spawner, codec: Codec
+) -> None:
+    queue = "{moving}"
+    url = f"redis://127.0.0.1:{cluster[0].port}"
+    client = await JobClient.connect(
+        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
+    )
+    redis: RedisCluster = client.redis  # type: ignore[assignment]  # a cluster client
+    try:
+        command = [sys.executable, "-m", "arq", "tests.cluster_settings.WorkerSettings"]
+        workers = [spawn(command, name=f"worker{i}", env=_env(url, queue)) for i in range(2)]
+        handles = await client.enqueue_many([counted.options(queue_name=queue).call(0.02) for _ in range(JOBS)])
+        source = _owner(cluster, queue)
+        target = next(n for n in cluster if n is not source)
+        during: list[JobHandle[None]] = []
+        moving = True
+
+        async def produce() -> None:
+            """Enqueue one job after another while the slot moves: none may be refused."""
+            while moving:
+                during.append(await client.enqueue(counted.options(queue_name=queue), 0.001))
+                await asyncio.sleep(0.005)
+
+        async def some_ran() -> bool:
+            return int(await redis.hlen(f"{queue}runs")) > 20
+
+        await wait_for(some_ran, 30, message="the workers started the queue's jobs")
+        producing = asyncio.create_task(produce())
+        try:
+            moved = await _move(url, queue, target)
+        finally:
+            moving = False
+            await producing
+        assert moved.returncode == 0, moved.stderr
+        assert f"to 127.0.0.1:{target.port}; queue resumed" in moved.stderr
+        assert _owner(cluster, queue) is target
+        slot = cli(source.port, "CLUSTER", "KEYSLOT", queue).strip()
+        assert int(cli(source.port, "CLUSTER", "COUNTKEYSINSLOT", slot)) == 0
+        assert await paused_since_ms(client.redis, queue) is None
+        # after the move: more jobs, which only the same (not restarted) workers can run, on the new master
+        after = await client.enqueue_many([counted.options(queue_name=queue).call(0.001) for _ in range(50)])
+        ids = [h.job_id for h in handles + during + after if h.enqueued]
+        assert len(ids) == JOBS + len(during) + 50 and len(during) > 10
+
+        async def all_done() -> bool:
+            found = 0
+            for i in range(0, len(ids), 500):
+                found += int(await redis.exists(*[k.result_key_prefix + job_id for job_id in ids[i : i + 500]]))
+            return found == len(ids)
+
+        await wait_for(all_done, 90, message="every acknowledged job done after the move")
+        runs = await redis.hgetall(f"{queue}runs")
+        assert {key.decode(): int(value) for key, value in runs.items()} == dict.fromkeys(ids, 1)
+        assert all(w.poll() is None for w in workers), "a worker stopped"
+    finally:
+        await client.close()
+
+
+@pytest.mark.timeout(180)
+async def test_a_move_waits_for_a_running_job_or_gives_up_with_the_queue_resumed(
+    cluster: list[RedisServer], spawn: Spawner, codec: Codec
+) -> None:
+    queue = "{napping}"
+    url = f"redis://127.0.0.1:{cluster[0].port}"
+    client = await JobClient.connect(
+        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
+    )
+    redis: RedisCluster = client.redis  # type: ignore[assignment]
+    try:
+        spawn([sys.executable, "-m", "arq", "tests.cluster_settings.WorkerSettings"], name="worker",
+              env=_env(url, queue))  # fmt: skip
+        source = _owner(cluster, queue)
+        target = next(n for n in cluster if n is not source)
+        long = await client.enqueue(nap.options(queue_name=queue), 8.0)
+
+        async def running() -> bool:
+            return bool(await redis.exists(k.in_progress_key_prefix + long.job_id))
+
+        await wait_for(running, 30, message="the long job started")
+        gave_up = await _move(url, queue, target, "--wait", "1")
+        assert gave_up.returncode == 1
+        assert "1 job(s) of {napping} still running after 1s" in gave_up.stderr
+        assert f"stays on 127.0.0.1:{source.port}; queue '{{napping}}' resumed" in gave_up.stderr
+        assert "waiting for 1 running job(s)" in gave_up.stderr
+        assert await paused_since_ms(client.redis, queue) is None
+        assert _owner(cluster, queue) is source
+
+        waited = await _move(url, queue, target, "--wait", "60")
+        assert waited.returncode == 0, waited.stderr
+        assert "waiting for 1 running job(s)" in waited.stderr
+        assert await long.result(timeout_s=5) == 8.0  # done before the move, read after it
+        assert _owner(cluster, queue) is target
+        quick = await client.enqueue(nap.options(queue_name=queue), 0.01)
+        assert await quick.result(timeout_s=30) == 0.01  # the worker follows the slot
+    finally:
+        await client.close()
