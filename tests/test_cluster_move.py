@@ -22,7 +22,7 @@ from src.runner.pausing import paused_since_ms
 from src.runner.redis_server import RedisServer
 from src.settings import Settings
 from tests.cluster_settings import counted
-from tests.clusters import cli, start_cluster, stop_cluster
+from tests.clusters import cli, migrate_slot, start_cluster, stop_cluster
 from tests.sample_jobs import nap
 from tests.spawn import Spawner
 from tests.waiting import wait_for
@@ -162,5 +162,40 @@ async def test_a_move_waits_for_a_running_job_or_gives_up_with_the_queue_resumed
         assert _owner(cluster, queue) is target
         quick = await client.enqueue(nap.options(queue_name=queue), 0.01)
         assert await quick.result(timeout_s=30) == 0.01  # the worker follows the slot
+    finally:
+        await client.close()
+
+
+@pytest.mark.timeout(60)
+async def test_an_enqueue_refused_while_the_slot_is_split_is_sent_again_until_the_move_ends(
+    cluster: list[RedisServer], codec: Codec
+) -> None:
+    """With the slot ``MIGRATING`` and the queue's keys still on the old master, an enqueue (a script over the queue
+    and a new job's keys) is refused with ``TRYAGAIN`` — longer than redis-py's own attempts (about 0.4 s) — and
+    still acknowledged, once, when the move ends."""
+    queue = "{split}"
+    url = f"redis://127.0.0.1:{cluster[0].port}"
+    client = await JobClient.connect(
+        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
+    )
+    redis: RedisCluster = client.redis  # type: ignore[assignment]
+    try:
+        first = await client.enqueue(nap.options(queue_name=queue), 0.01)
+        source = _owner(cluster, queue)
+        target = next(n for n in cluster if n is not source)
+        slot = str(redis.keyslot(queue))
+        source_id, target_id = cli(source.port, "CLUSTER", "MYID").strip(), cli(target.port, "CLUSTER", "MYID").strip()
+        cli(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        cli(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        started = asyncio.get_running_loop().time()
+        enqueueing = asyncio.create_task(client.enqueue(nap.options(queue_name=queue), 0.02))
+        await wait_for(lambda: asyncio.get_running_loop().time() - started > 1.5, 5, message="1.5 s of refusals")
+        assert not enqueueing.done(), "the enqueue ended while its keys were split"
+        migrate_slot(cluster, int(slot), source, target)
+        second = await asyncio.wait_for(enqueueing, 20)
+        assert second.enqueued
+        assert _owner(cluster, queue) is target
+        queued = await redis.zrange(queue, 0, -1)
+        assert sorted(queued) == sorted([first.job_id.encode(), second.job_id.encode()])
     finally:
         await client.close()
