@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from src.runner import Codec, JobClient, JobHandle
 from src.runner import constants as k
-from src.runner.pausing import paused_since_ms
+from src.runner.claim import Claimer
+from src.runner.keyspace import abort_key
+from src.runner.pausing import pause, paused_since_ms
 from src.runner.redis_server import RedisServer
 from src.settings import Settings
 from tests.cluster_settings import counted
@@ -198,4 +201,106 @@ async def test_an_enqueue_refused_while_the_slot_is_split_is_sent_again_until_th
         queued = await redis.zrange(queue, 0, -1)
         assert sorted(queued) == sorted([first.job_id.encode(), second.job_id.encode()])
     finally:
+        await client.close()
+
+
+@pytest.mark.timeout(240)
+async def test_a_slot_moved_by_other_tools_without_a_pause_loses_no_job(
+    cluster: list[RedisServer], spawn: Spawner, codec: Codec
+) -> None:
+    """A move as ``redis-cli --cluster reshard`` does it, key batch by key batch, with the queue NOT paused while
+    worker processes run its jobs and a producer enqueues: the scripts that read keys found through the queue are
+    refused (``TRYAGAIN``) while the slot is split and sent again after, so every acknowledged job runs."""
+    queue = "{unpaused}"
+    url = f"redis://127.0.0.1:{cluster[0].port}"
+    client = await JobClient.connect(
+        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
+    )
+    redis: RedisCluster = client.redis  # type: ignore[assignment]
+    try:
+        command = [sys.executable, "-m", "arq", "tests.cluster_settings.WorkerSettings"]
+        workers = [spawn(command, name=f"worker{i}", env=_env(url, queue)) for i in range(2)]
+        handles = await client.enqueue_many([counted.options(queue_name=queue).call(0.02) for _ in range(JOBS)])
+        source = _owner(cluster, queue)
+        target = next(n for n in cluster if n is not source)
+        during: list[JobHandle[None]] = []
+        moving = True
+
+        async def produce() -> None:
+            while moving:
+                during.append(await client.enqueue(counted.options(queue_name=queue), 0.001))
+                await asyncio.sleep(0.005)
+
+        async def some_ran() -> bool:
+            return int(await redis.hlen(f"{queue}runs")) > 20
+
+        await wait_for(some_ran, 30, message="the workers started the queue's jobs")
+        assert int(await redis.hlen(f"{queue}runs")) < JOBS, "the jobs were done before the move"
+        producing = asyncio.create_task(produce())
+        try:
+            await asyncio.to_thread(migrate_slot, cluster, redis.keyslot(queue), source, target)
+        finally:
+            moving = False
+            await producing
+        assert _owner(cluster, queue) is target
+        ids = [h.job_id for h in handles + during if h.enqueued]
+        assert len(ids) == JOBS + len(during)
+
+        async def all_done() -> bool:
+            found = 0
+            for i in range(0, len(ids), 500):
+                found += int(await redis.exists(*[k.result_key_prefix + job_id for job_id in ids[i : i + 500]]))
+            return found == len(ids)
+
+        await wait_for(all_done, 90, message="every acknowledged job done after the move")
+        runs = await redis.hgetall(f"{queue}runs")
+        assert {key.decode() for key in runs} == set(ids)
+        assert all(w.poll() is None for w in workers), "a worker stopped"
+    finally:
+        await client.close()
+
+
+@pytest.mark.timeout(60)
+async def test_the_claim_is_refused_while_its_slot_moves_even_when_every_key_it_names_exists(
+    cluster: list[RedisServer], codec: Codec
+) -> None:
+    """The claim reads keys it finds through the queue (a handed job's in-progress key): it declares a key that is
+    never written, so that Redis refuses it while the slot is ``MIGRATING`` even when every other key it names
+    exists there (a paused queue, a handed job, limits, a rewind marker)."""
+    queue = "{guarded}"
+    url = f"redis://127.0.0.1:{cluster[0].port}"
+    client = await JobClient.connect(
+        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
+    )
+    plain = RedisCluster(host="127.0.0.1", port=cluster[0].port)  # redis-py's own: gives up on TRYAGAIN in ~0.4 s
+    try:
+        await client.enqueue(nap.options(queue_name=queue), 0.01)  # the queue zset and its wake-up list
+        await pause(client.redis, queue)  # (it empties the idle set: filled below)
+        handed, worker = queue + "handed", queue + "w1"
+        await plain.rpush(k.WORKER_LIST_PREFIX + worker, f"{len(handed)}:{handed}1:1:")
+        await plain.zadd(k.IDLE_KEY_PREFIX + queue, {queue + "w2|100": 1})
+        await plain.sadd(abort_key(queue, True), "none")
+        await plain.hset(k.LIMITS_KEY_PREFIX + queue, "none", "{}")
+        await plain.set(k.REWIND_KEY_PREFIX + queue, "0")
+        await plain.rpush(k.WAKE_KEY_PREFIX + queue, "0")
+        claimer = Claimer(plain, queue, worker, lease_ms=30_000, idle_ttl_ms=1_000, abort_set=abort_key(queue, True))  # type: ignore[arg-type]
+        named = claimer._keys[:8]  # every key but the guard
+        for key in named:
+            assert await plain.exists(key), f"{key} is missing: the guard would not be what refuses the claim"
+        source = _owner(cluster, queue)
+        target = next(n for n in cluster if n is not source)
+        slot = str(plain.keyslot(queue))
+        source_id, target_id = cli(source.port, "CLUSTER", "MYID").strip(), cli(target.port, "CLUSTER", "MYID").strip()
+        cli(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        cli(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        with pytest.raises(RedisError):
+            await claimer.claim(5)
+        assert await plain.llen(k.WORKER_LIST_PREFIX + worker) == 1, "the claim ran while the slot was migrating"
+        for node in (source, target):
+            cli(node.port, "CLUSTER", "SETSLOT", slot, "STABLE")
+        batch = await claimer.claim(5)  # the slot stable again: it runs, and takes the handed job
+        assert [job.raw_id for job in batch.jobs] == [handed.encode()]
+        assert await plain.llen(k.WORKER_LIST_PREFIX + worker) == 0
+    finally:
+        await plain.aclose()
         await client.close()

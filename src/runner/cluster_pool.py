@@ -123,8 +123,10 @@ class ClusterPool(RedisCluster):
             try:
                 return await super().execute_command(*args, **kwargs)
             except (TryAgainError, ClusterError) as e:
-                if not _not_run(e) or time.monotonic() + pause_s > deadline:
+                if not _not_run(e):
                     raise
+                if time.monotonic() + pause_s > deadline:  # as TRYAGAIN: the caller's outage handling retries it
+                    raise TryAgainError(f"refused for {k.CLUSTER_REFUSED_RETRY_S:g}s: {e}") from e  # type: ignore[no-untyped-call]
             await asyncio.sleep(pause_s)
             pause_s = min(pause_s * 2, 0.2)
 

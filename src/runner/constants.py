@@ -68,6 +68,7 @@ __all__ = [
     "QUEUES_KEY",
     "REWIND_KEY_PREFIX",
     "SHUTDOWN_WRITE_BOUND_S",
+    "SLOT_GUARD_KEY_PREFIX",
     "TRY_ERRORS_KEY_PREFIX",
     "WAKE_KEY_PREFIX",
     "WIRE_VERSION",
@@ -135,6 +136,10 @@ PAUSED_KEY_PREFIX = "jobs:paused:"
 #: + queue name: the lowest due time of a job enqueued behind the present (a priority's head start), set by
 #: enqueue.lua when no idle worker took it; the next claim scans from there, since the workers' cursors are past it
 REWIND_KEY_PREFIX = "jobs:rewind:"
+#: + queue name: never written. A script that reads keys it finds through the queue declares it, so that while
+#: the queue's slot moves between masters the cluster refuses the script (``TRYAGAIN``: a declared key is
+#: missing) instead of running it where some of those keys have already left (slot_move.py)
+SLOT_GUARD_KEY_PREFIX = "jobs:slot-guard:"
 #: a job of priority p counts as enqueued p times this much earlier: it is scored so in the queue (readable by
 #: any arq worker), which is also the ageing rule — a job that waited longer than that runs before it
 PRIORITY_STEP_MS = 60_000
