@@ -1,8 +1,9 @@
 """``hasten cluster move``: a queue's slot moved to another master while worker processes run its jobs and a
 producer enqueues. The command pauses the queue, waits for its running jobs, moves the keys and resumes it; every
-acknowledged job runs exactly once, no enqueue is refused (``TRYAGAIN`` is sent again), and the workers follow the
-slot (``MOVED``) without a restart. A move waits for a long job, or gives up after ``--wait`` with the queue
-resumed and the slot where it was."""
+acknowledged job runs exactly once, no enqueue is refused (``TRYAGAIN`` is sent again), the workers follow the
+slot (``MOVED``) without a restart, and another queue on the same master goes on. A move waits for a long job, or
+gives up after ``--wait`` with the queue resumed and the slot where it was. Also: a move by other tools, without a
+pause (the claim is refused while the slot is split)."""
 
 from __future__ import annotations
 
@@ -85,13 +86,19 @@ async def test_hasten_cluster_move_moves_a_busy_queue_and_loses_nothing(
         handles = await client.enqueue_many([counted.options(queue_name=queue).call(0.02) for _ in range(JOBS)])
         source = _owner(cluster, queue)
         target = next(n for n in cluster if n is not source)
+        other = "{steady}"  # another queue on the same master, in another slot: not paused, not moved
+        other_owner = _owner(cluster, other)
+        assert other_owner is source
+        workers.append(spawn(command, name="other-worker", env=_env(url, other)))
+        others = await client.enqueue_many([counted.options(queue_name=other).call(0.02) for _ in range(200)])
         during: list[JobHandle[None]] = []
         moving = True
 
         async def produce() -> None:
-            """Enqueue one job after another while the slot moves: none may be refused."""
+            """Enqueue one job after another while the slot moves (and on the other queue): none may be refused."""
             while moving:
                 during.append(await client.enqueue(counted.options(queue_name=queue), 0.001))
+                others.append(await client.enqueue(counted.options(queue_name=other), 0.001))
                 await asyncio.sleep(0.005)
 
         async def some_ran() -> bool:
@@ -125,6 +132,8 @@ async def test_hasten_cluster_move_moves_a_busy_queue_and_loses_nothing(
         runs = await redis.hgetall(f"{queue}runs")
         assert {key.decode(): int(value) for key, value in runs.items()} == dict.fromkeys(ids, 1)
         assert all(w.poll() is None for w in workers), "a worker stopped"
+        assert _owner(cluster, other) is other_owner
+        assert [await h.result(timeout_s=30) for h in others] == [None] * len(others)
     finally:
         await client.close()
 
@@ -150,6 +159,10 @@ async def test_a_move_waits_for_a_running_job_or_gives_up_with_the_queue_resumed
             return bool(await redis.exists(k.in_progress_key_prefix + long.job_id))
 
         await wait_for(running, 30, message="the long job started")
+        nowhere = await _move(url, queue, target, "--to", "127.0.0.1:1")  # the last --to wins
+        assert nowhere.returncode == 1
+        assert "'127.0.0.1:1' is not a master of this cluster (masters: 127.0.0.1:" in nowhere.stderr
+        assert await paused_since_ms(client.redis, queue) is None  # refused before pausing
         gave_up = await _move(url, queue, target, "--wait", "1")
         assert gave_up.returncode == 1
         assert "1 job(s) of {napping} still running after 1s" in gave_up.stderr

@@ -19,6 +19,7 @@ migration, a failover) by itself. What differs from one node:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Generator
 from typing import Any, cast
@@ -29,6 +30,8 @@ from arq.constants import expires_extra_ms as arq_expires_extra_ms
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import ClusterError, NoScriptError, RedisClusterException, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import constants as k
 from .scripts import source_by_sha
@@ -130,6 +133,22 @@ class ClusterPool(RedisCluster):
             await asyncio.sleep(pause_s)
             pause_s = min(pause_s * 2, 0.2)
 
+    async def script_load(self, script: Any) -> str:
+        """Load a script on every node this client knows, whatever role it thinks each has, skipping those that do
+        not answer; returns its SHA1. redis-py loads on the nodes it takes for masters only, and after a slot move
+        its incremental map can take a master for a replica: that master would then refuse the script for ever."""
+        body = script.encode() if isinstance(script, str) else bytes(script)
+        loaded, last_error = 0, None
+        for node in self.get_nodes():
+            try:
+                await node.execute_command("SCRIPT", "LOAD", body)
+                loaded += 1
+            except (RedisConnectionError, RedisTimeoutError, OSError) as e:  # a node down has no scripts to run
+                last_error = e
+        if not loaded and last_error is not None:
+            raise last_error
+        return hashlib.sha1(body).hexdigest()
+
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
         if transaction:
             raise RedisClusterException(NO_TRANSACTIONS)
@@ -161,6 +180,9 @@ def cluster_kwargs(settings: RedisSettings) -> dict[str, Any]:
         "socket_keepalive": True, "socket_keepalive_options": keepalive_options(),
         # no resend: errors reach the caller's outage handling (see the module's docstring)
         "cluster_error_retry_attempts": 0, "connection_error_retry_attempts": 0,
+        # a MOVED (a slot moved) patches the client's slot map; redis-py would also, every fifth MOVED, close every
+        # connection at once, failing the commands other tasks are sending on them (jobs' own commands among them)
+        "reinitialize_steps": 0,
     }  # fmt: skip
     if settings.ssl:
         kwargs |= {
