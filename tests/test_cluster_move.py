@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.cluster import REPLICA
 from redis.exceptions import RedisError
 
 from src.runner import Codec, JobClient, JobHandle
@@ -316,4 +317,27 @@ async def test_the_claim_is_refused_while_its_slot_moves_even_when_every_key_it_
         assert await plain.llen(k.WORKER_LIST_PREFIX + worker) == 0
     finally:
         await plain.aclose()
+        await client.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_script_is_loaded_on_a_master_the_client_takes_for_a_replica(
+    cluster: list[RedisServer], codec: Codec
+) -> None:
+    """After a slot move redis-py's slot map can take a master for a replica (its incremental update on ``MOVED``
+    races between tasks); a script that master lacks is still loaded there, and the enqueue goes through."""
+    queue = "{relabelled}"
+    url = f"redis://127.0.0.1:{cluster[0].port}"
+    client = await JobClient.connect(
+        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
+    )
+    redis: RedisCluster = client.redis  # type: ignore[assignment]
+    try:
+        node = redis.get_node_from_key(queue)
+        assert node is not None
+        node.server_type = REPLICA  # what the race leaves behind
+        cli(node.port, "SCRIPT", "FLUSH")
+        handle = await client.enqueue(nap.options(queue_name=queue), 0.01)
+        assert handle.enqueued
+    finally:
         await client.close()
