@@ -42,6 +42,7 @@ __all__ = [
     "ClusterScriptPipeline",
     "create_cluster_pool",
     "describe_cluster",
+    "follow_slot",
     "is_cluster_client",
     "node_client",
 ]
@@ -226,6 +227,16 @@ def describe_cluster(cluster: object, queue_name: str) -> str:
     node = cluster.get_node_from_key(queue_name)
     where = "no master (the cluster is down?)" if node is None else node.name
     return f"{len(cluster.get_primaries())} masters; queue {queue_name!r} on {where}"
+
+
+async def follow_slot(cluster: object, key: str) -> None:
+    """Bring the client's map of ``key``'s slot up to date: one read of the key through the cluster client, which
+    follows ``MOVED`` and patches its map (or, after a connection error, reads the whole layout on the next command).
+    Not ``nodes_manager.initialize()``: that replaces every node object and closes the connections other tasks are
+    sending on (their commands fail half-way: a job's own command, an enqueue). Raises while the cluster does not
+    answer."""
+    assert isinstance(cluster, RedisCluster)
+    await cluster.execute_command("EXISTS", key)
 
 
 def node_client(cluster: object, key: str) -> Redis:
