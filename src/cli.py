@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from src import cli_dlq, cli_limits, cli_outbox, cli_pause, cli_queue, cli_workflow
+from src import cli_cluster, cli_dlq, cli_limits, cli_outbox, cli_pause, cli_queue, cli_workflow
 from src.runner.errors import JobsError, RedisUnreachable
 
 T = TypeVar("T")
@@ -171,6 +171,7 @@ app.add_typer(cli_queue.jobs_app, name="jobs")
 app.add_typer(cli_dlq.cron_app, name="cron")
 app.add_typer(cli_outbox.outbox_app, name="outbox")
 app.add_typer(cli_limits.limits_app, name="limits")
+app.add_typer(cli_cluster.cluster_app, name="cluster")
 
 
 def stop_processes(children: list[subprocess.Popen[bytes]], timeout_s: float = 15) -> None:

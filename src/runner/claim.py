@@ -69,7 +69,7 @@ class Claimer:
         self._keys = [
             queue_name, k.IDLE_KEY_PREFIX + queue_name, k.WORKER_LIST_PREFIX + worker_id, abort_set,
             k.PAUSED_KEY_PREFIX + queue_name, k.LIMITS_KEY_PREFIX + queue_name, k.WAKE_KEY_PREFIX + queue_name,
-            k.REWIND_KEY_PREFIX + queue_name,
+            k.REWIND_KEY_PREFIX + queue_name, k.SLOT_GUARD_KEY_PREFIX + queue_name,
         ]  # fmt: skip
         self._owner = worker_id
         self._lease_ms = lease_ms

@@ -18,6 +18,9 @@ migration, a failover) by itself. What differs from one node:
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import time
 from collections.abc import Generator
 from typing import Any, cast
 
@@ -26,7 +29,9 @@ from arq.constants import default_queue_name as arq_default_queue_name
 from arq.constants import expires_extra_ms as arq_expires_extra_ms
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.exceptions import NoScriptError, RedisClusterException
+from redis.exceptions import ClusterError, NoScriptError, RedisClusterException, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import constants as k
 from .scripts import source_by_sha
@@ -37,6 +42,7 @@ __all__ = [
     "ClusterScriptPipeline",
     "create_cluster_pool",
     "describe_cluster",
+    "follow_slot",
     "is_cluster_client",
     "node_client",
 ]
@@ -111,6 +117,39 @@ class ClusterPool(RedisCluster):
     _get_job_result = ArqRedis._get_job_result
     _get_job_def = ArqRedis._get_job_def
 
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """A command, sent again while the cluster refuses it without running it: ``TRYAGAIN`` (a multi-key command
+        or script whose keys are split between two masters while their slot moves), or redis-py's "TTL exhausted"
+        (every one of its attempts was redirected or refused). Nothing else is sent twice."""
+        deadline = time.monotonic() + k.CLUSTER_REFUSED_RETRY_S
+        pause_s = 0.01
+        while True:
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except (TryAgainError, ClusterError) as e:
+                if not _not_run(e):
+                    raise
+                if time.monotonic() + pause_s > deadline:  # as TRYAGAIN: the caller's outage handling retries it
+                    raise TryAgainError(f"refused for {k.CLUSTER_REFUSED_RETRY_S:g}s: {e}") from e  # type: ignore[no-untyped-call]
+            await asyncio.sleep(pause_s)
+            pause_s = min(pause_s * 2, 0.2)
+
+    async def script_load(self, script: Any) -> str:
+        """Load a script on every node this client knows, whatever role it thinks each has, skipping those that do
+        not answer; returns its SHA1. redis-py loads on the nodes it takes for masters only, and after a slot move
+        its incremental map can take a master for a replica: that master would then refuse the script for ever."""
+        body = script.encode() if isinstance(script, str) else bytes(script)
+        loaded, last_error = 0, None
+        for node in self.get_nodes():
+            try:
+                await node.execute_command("SCRIPT", "LOAD", body)
+                loaded += 1
+            except (RedisConnectionError, RedisTimeoutError, OSError) as e:  # a node down has no scripts to run
+                last_error = e
+        if not loaded and last_error is not None:
+            raise last_error
+        return hashlib.sha1(body).hexdigest()
+
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
         if transaction:
             raise RedisClusterException(NO_TRANSACTIONS)
@@ -129,6 +168,11 @@ class ClusterPool(RedisCluster):
         await super().aclose()
 
 
+def _not_run(error: Exception) -> bool:
+    """Whether the cluster refused the command before running it (so it may be sent again)."""
+    return isinstance(error, TryAgainError) or str(error) == "TTL exhausted."
+
+
 def cluster_kwargs(settings: RedisSettings) -> dict[str, Any]:
     """``RedisCluster``'s arguments for arq's connection settings: credentials, TLS and bounded sockets."""
     kwargs: dict[str, Any] = {
@@ -137,6 +181,9 @@ def cluster_kwargs(settings: RedisSettings) -> dict[str, Any]:
         "socket_keepalive": True, "socket_keepalive_options": keepalive_options(),
         # no resend: errors reach the caller's outage handling (see the module's docstring)
         "cluster_error_retry_attempts": 0, "connection_error_retry_attempts": 0,
+        # a MOVED (a slot moved) patches the client's slot map; redis-py would also, every fifth MOVED, close every
+        # connection at once, failing the commands other tasks are sending on them (jobs' own commands among them)
+        "reinitialize_steps": 0,
     }  # fmt: skip
     if settings.ssl:
         kwargs |= {
@@ -180,6 +227,16 @@ def describe_cluster(cluster: object, queue_name: str) -> str:
     node = cluster.get_node_from_key(queue_name)
     where = "no master (the cluster is down?)" if node is None else node.name
     return f"{len(cluster.get_primaries())} masters; queue {queue_name!r} on {where}"
+
+
+async def follow_slot(cluster: object, key: str) -> None:
+    """Bring the client's map of ``key``'s slot up to date: one read of the key through the cluster client, which
+    follows ``MOVED`` and patches its map (or, after a connection error, reads the whole layout on the next command).
+    Not ``nodes_manager.initialize()``: that replaces every node object and closes the connections other tasks are
+    sending on (their commands fail half-way: a job's own command, an enqueue). Raises while the cluster does not
+    answer."""
+    assert isinstance(cluster, RedisCluster)
+    await cluster.execute_command("EXISTS", key)
 
 
 def node_client(cluster: object, key: str) -> Redis:

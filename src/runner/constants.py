@@ -19,6 +19,7 @@ __all__ = [
     "ABORT_KEY_PREFIX",
     "BULK_OP_KEY_PREFIX",
     "BULK_OP_TTL_MS",
+    "CLUSTER_REFUSED_RETRY_S",
     "CRON_ENTRIES_KEY",
     "CRON_STARTUP_WINDOW_MS",
     "CRON_STATE_KEY_PREFIX",
@@ -70,6 +71,7 @@ __all__ = [
     "QUEUES_KEY",
     "REWIND_KEY_PREFIX",
     "SHUTDOWN_WRITE_BOUND_S",
+    "SLOT_GUARD_KEY_PREFIX",
     "TRY_ERRORS_KEY_PREFIX",
     "WAKE_KEY_PREFIX",
     "WIRE_VERSION",
@@ -107,6 +109,9 @@ DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024
 DEFAULT_MAX_RESULT_BYTES = 512 * 1024
 #: a worker's Redis commands wait this long for a reply before the connection counts as dead (half-open)
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
+#: how long the cluster client sends a command again that the cluster refused without running it (``TRYAGAIN``
+#: while its slot moves between masters): the length of a slot move it rides out
+CLUSTER_REFUSED_RETRY_S = 30.0
 #: outcome writes a worker keeps in flight side by side: a finished job's outcome waits for none of them (the
 #: window a crash loses it in is one turn of the loop), yet batches still grow once all are busy
 MAX_WRITES_IN_FLIGHT = 4
@@ -134,6 +139,10 @@ PAUSED_KEY_PREFIX = "jobs:paused:"
 #: + queue name: the lowest due time of a job enqueued behind the present (a priority's head start), set by
 #: enqueue.lua when no idle worker took it; the next claim scans from there, since the workers' cursors are past it
 REWIND_KEY_PREFIX = "jobs:rewind:"
+#: + queue name: never written. A script that reads keys it finds through the queue declares it, so that while
+#: the queue's slot moves between masters the cluster refuses the script (``TRYAGAIN``: a declared key is
+#: missing) instead of running it where some of those keys have already left (slot_move.py)
+SLOT_GUARD_KEY_PREFIX = "jobs:slot-guard:"
 #: a job of priority p counts as enqueued p times this much earlier: it is scored so in the queue (readable by
 #: any arq worker), which is also the ageing rule — a job that waited longer than that runs before it
 PRIORITY_STEP_MS = 60_000

@@ -28,7 +28,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from . import constants as k
-from .cluster_pool import is_cluster_client, node_client
+from .cluster_pool import follow_slot, is_cluster_client, node_client
 
 logger = logging.getLogger("hasten.client")
 
@@ -120,8 +120,8 @@ class ResultWaiters:
         answers; the listener tries again)."""
         async with self._subscribing:
             await self._close_pubsub()
-            await self._redis.nodes_manager.initialize()  # type: ignore[attr-defined]  # a cluster client
             channels = sorted(self._channels)
+            await follow_slot(self._redis, channels[0])
             self._pubsub = self._new_pubsub(channels[0])
             await self._pubsub.subscribe(*channels)
             return self._pubsub

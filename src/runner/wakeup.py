@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from . import constants as k
 from .claim import Claimed
-from .cluster_pool import is_cluster_client, node_client
+from .cluster_pool import follow_slot, is_cluster_client, node_client
 
 #: below this, Redis's own blocking timeout is too coarse and the local timer takes over
 _PRECISE_BELOW_S = 0.2
@@ -102,7 +102,7 @@ class WakeUp:
     async def _follow_slot(self) -> None:
         """Read the cluster's layout again and connect to the master of the queue's slot (raises while the cluster
         does not answer: the caller's outage handling retries)."""
-        await self._pool.nodes_manager.initialize()  # type: ignore[attr-defined]  # a cluster client
+        await follow_slot(self._pool, self._keys[1])
         await self.close()
         self._conn = node_client(self._pool, self._keys[1])
         self._control = node_client(self._pool, self._keys[1])

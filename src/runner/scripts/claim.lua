@@ -8,6 +8,8 @@
 --   queue's wake-up list (held jobs promoted when a slot came back by a lease's end wake a worker)
 -- KEYS[8] the queue's rewind marker: the lowest due time of a job enqueued behind the workers' cursors (a
 --   priority's head start, see enqueue.lua); the claim that reads it scans from there and clears it
+-- KEYS[9] the queue's slot guard, a key never written: declared so that a Redis Cluster refuses this script
+--   (TRYAGAIN) while the queue's slot moves, as it reads keys it finds through the queue (in-progress keys, jobs)
 -- ARGV[1] now (ms), ARGV[2] how many to claim, ARGV[3] in-progress ttl (ms),
 -- ARGV[4] cursor member ('' for none), ARGV[5] cursor score ('-inf' for none), ARGV[6] rows to scan at most,
 -- ARGV[7] this worker's idle member ('<id>|<hand-off lease ms>'), ARGV[8] idle registration ttl (ms),

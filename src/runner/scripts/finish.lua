@@ -4,7 +4,8 @@
 --   due time put back, so that the worker looks there even if its claim cursor is past it),
 -- KEYS[3] dead-letter zset, KEYS[4] this minute's outcome counts (a hash by kind), KEYS[5] this minute's try
 --   durations (a hash of counts by '<function>|<log-scale bucket>', see durations.py), KEYS[6] abort set,
--- KEYS[7] the queue's channel for ended jobs (not a key: named here, with the queue's hash tag, for its slot),
+-- KEYS[7] the queue's channel for ended jobs (not a key: named here, with the queue's hash tag, for its slot; as
+--   a key that never exists it also makes a Redis Cluster refuse this script while the queue's slot moves),
 -- KEYS[8] the queue's limits (limits.py): while it exists, a job of a limited function gives its slot back and the
 --   next held jobs of its bucket are promoted (back in the queue, due now, with a wake-up token)
 -- ARGV[1] max wake-up tokens kept, ARGV[2] now (ms), ARGV[3] dead-letter retention (ms), ARGV[4] owner (the
