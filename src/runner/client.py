@@ -33,7 +33,7 @@ from .lean_pool import make_lean
 from .pools import create_pool
 from .preflight import check_redis_async
 from .redact import REDACT_KEY, mask_arguments, redacted_paths
-from .result_waiters import RECHECK_S, ResultWaiters
+from .result_waiters import ResultWaiters, wait_turn
 from .scripts import script
 from .workflow import OnFailure, WorkflowHandle, enqueue_workflow
 
@@ -371,11 +371,7 @@ class JobClient:
                 remaining_s = None if deadline is None else deadline - time.monotonic()
                 if remaining_s is not None and remaining_s <= 0:
                     raise ResultNotReady(f"job {job_id} has no result after {timeout_s}s")
-                if waiters is not None and expected is not None:
-                    await waiters.wait(expected, RECHECK_S if remaining_s is None else min(RECHECK_S, remaining_s))
-                else:
-                    await asyncio.sleep(delay_s if remaining_s is None else min(delay_s, remaining_s))
-                    delay_s = min(delay_s * 2, _RESULT_POLL_MAX_S)
+                delay_s = await wait_turn(waiters, expected, remaining_s, delay_s, _RESULT_POLL_MAX_S)
             finally:
                 if waiters is not None and expected is not None:
                     waiters.forget(job_id, expected)

@@ -142,3 +142,19 @@ class ResultWaiters:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
         await self._close_pubsub()
+
+
+async def wait_turn(
+    waiters: ResultWaiters | None,
+    expected: asyncio.Future[None] | None,
+    remaining_s: float | None,
+    delay_s: float,
+    poll_max_s: float,
+) -> float:
+    """One wait of a loop that reads a result until it is there: until the result's announcement (re-read every
+    :data:`RECHECK_S` at most) or, without a subscription, one poll delay; returns the next poll delay."""
+    if waiters is not None and expected is not None:
+        await waiters.wait(expected, RECHECK_S if remaining_s is None else min(RECHECK_S, remaining_s))
+        return delay_s
+    await asyncio.sleep(delay_s if remaining_s is None else min(delay_s, remaining_s))
+    return min(delay_s * 2, poll_max_s)

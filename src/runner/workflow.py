@@ -8,7 +8,6 @@ A workflow runs in one queue: its state and its steps' keys carry the queue's ha
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import replace
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 from . import constants as k
 from .canvas import Flow
 from .errors import JobNotFound, ResultNotReady, WorkflowFailed
-from .result_waiters import RECHECK_S
+from .result_waiters import wait_turn
 from .scripts import script
 from .workflow_ids import WORKFLOW_INPUT_KEY, new_workflow_id, state_key, step_id
 from .workflow_info import StepInfo, WorkflowInfo, read_workflow
@@ -164,11 +163,7 @@ class WorkflowHandle(Generic[R]):
                 remaining_s = None if deadline is None else deadline - time.monotonic()
                 if remaining_s is not None and remaining_s <= 0:
                     raise ResultNotReady(f"workflow {self.workflow_id} has no result after {timeout_s}s")
-                if waiters is not None and expected is not None:
-                    await waiters.wait(expected, RECHECK_S if remaining_s is None else min(RECHECK_S, remaining_s))
-                else:
-                    await asyncio.sleep(delay_s if remaining_s is None else min(delay_s, remaining_s))
-                    delay_s = min(delay_s * 2, _POLL_MAX_S)
+                delay_s = await wait_turn(waiters, expected, remaining_s, delay_s, _POLL_MAX_S)
             finally:
                 if waiters is not None and expected is not None:
                     waiters.forget(self.workflow_id, expected)

@@ -60,6 +60,16 @@ local function prune(running, now)
   end
 end
 
+-- A bucket with no held job leaves the set of buckets where jobs wait; with no running one either, the set of all.
+local function untrack(queue, bucket, running, held)
+  if redis.call('EXISTS', held) == 0 then
+    redis.call('SREM', LIMIT_WAITING_KEY_PREFIX .. queue, bucket)
+    if redis.call('EXISTS', running) == 0 then
+      redis.call('SREM', LIMIT_BUCKETS_KEY_PREFIX .. queue, bucket)
+    end
+  end
+end
+
 -- Job `id` leaves its bucket without running (aborted or purged before it started, or its job key expired while it
 -- was held): its held place, its slot if it was given one, and its side entry go. Nothing is promoted here: a slot it
 -- held (a promotion not yet claimed) comes back to the jobs behind it at the next finish or sweep of the bucket.
@@ -74,12 +84,7 @@ local function forget(queue, id)
   local running, held = running_key(queue, bucket), held_key(queue, bucket)
   redis.call('ZREM', held, id)
   redis.call('ZREM', running, id)
-  if redis.call('EXISTS', held) == 0 then
-    redis.call('SREM', LIMIT_WAITING_KEY_PREFIX .. queue, bucket)
-    if redis.call('EXISTS', running) == 0 then
-      redis.call('SREM', LIMIT_BUCKETS_KEY_PREFIX .. queue, bucket)
-    end
-  end
+  untrack(queue, bucket, running, held)
 end
 
 -- Move held jobs of a bucket back into the queue, in their order, while slots are free (all of them, up to `most`,
@@ -130,12 +135,7 @@ local function promote(queue, bucket, max, now, grace, most)
       redis.call('SET', rewind, string.format('%d', earliest))
     end
   end
-  if redis.call('EXISTS', held) == 0 then
-    redis.call('SREM', LIMIT_WAITING_KEY_PREFIX .. queue, bucket)
-    if redis.call('EXISTS', running) == 0 then
-      redis.call('SREM', LIMIT_BUCKETS_KEY_PREFIX .. queue, bucket)
-    end
-  end
+  untrack(queue, bucket, running, held)
   return moved
 end
 
