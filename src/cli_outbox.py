@@ -4,6 +4,7 @@ a worker with ``JOBS_OUTBOX_URL`` runs the same relay as a task)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 
 import typer
@@ -49,6 +50,10 @@ def relay(
             return outbox.relayed
         finally:
             task.cancel()
+            # its transaction ends (and its connection goes back) before the engine is disposed: a connection left
+            # checked out is never closed, and SQLite's driver thread then keeps the process from exiting
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             await outbox.close()
 
     try:
