@@ -9,13 +9,18 @@ A line ``--#include <file>.lua`` is replaced by that file's text: Lua shared by 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from functools import cache
 from importlib.resources import files
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+from redis.typing import EncodableT, KeyT
 
 from . import constants as k
+from .lean_pool import direct_pool, execute
 
 #: the prefixes a script may build keys from (the key of a job it found, of an id it was given)
 _PREFIXES = {
@@ -88,6 +93,24 @@ def _library(name: str) -> str:
     return "\n".join(line for line in text.split("\n") if not line.startswith("#!lua"))
 
 
+class Script(AsyncScript):
+    """redis-py's script, sent by :func:`lean_pool.execute` where the client's pool allows it (``direct_pool``):
+    the same EVALSHA, and the script loaded again on a server that does not know it."""
+
+    async def __call__(
+        self, keys: Sequence[KeyT] | None = None, args: Iterable[EncodableT] | None = None, client: Any = None
+    ) -> Any:
+        pool = direct_pool(self.registered_client) if client is None else None
+        if pool is None:  # a pipeline, a cluster, or a pool with options redis-py's path keeps
+            return await super().__call__(keys, args, client)
+        keys, args = keys or (), args or ()
+        try:
+            return await execute(pool, "EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:  # a restarted or flushed server
+            self.sha = await self.registered_client.script_load(self.script)
+            return await execute(pool, "EVALSHA", self.sha, len(keys), *keys, *args)
+
+
 def script(redis: Redis, name: str) -> AsyncScript:
     """The script ``scripts/<name>.lua`` bound to ``redis``."""
-    return redis.register_script(source(name))
+    return Script(redis, source(name))

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-from arq.connections import ArqRedis
+import asyncio
+from typing import Any
 
-from src.runner.lean_pool import make_lean
+import pytest
+from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from src.runner.lean_pool import direct_pool, make_lean
+from src.runner.scripts import Script
 from tests.waiting import wait_for
 
 
@@ -56,3 +64,90 @@ async def test_a_connection_with_an_unread_reply_is_replaced(redis: ArqRedis) ->
     assert await redis.set("k", "v") is True  # not the stale reply of the GET (None)
     assert await redis.get("k") == b"v"
     assert await redis.client_id() != old_id  # the pool reconnected
+
+
+# the direct path of scripts (lean_pool.execute) --------------------------------------------------------------------
+def _lean(redis_settings: RedisSettings, **options: Any) -> Redis:
+    redis = Redis(host=str(redis_settings.host), port=redis_settings.port, **options)
+    make_lean(redis)
+    return redis
+
+
+async def test_a_script_goes_the_direct_way_and_is_loaded_again_after_a_flush(
+    redis_settings: RedisSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis = _lean(redis_settings, socket_timeout=5.0)
+    try:
+        assert direct_pool(redis) is redis.connection_pool
+        echo = Script(redis, "return {KEYS[1], ARGV[1], #ARGV}")
+
+        async def not_this_way(*args: object) -> None:
+            raise AssertionError("the script went through Redis.evalsha")
+
+        monkeypatch.setattr(redis, "evalsha", not_this_way)
+        assert await echo(keys=["k"], args=["a", 2]) == [b"k", b"a", 2]
+        await redis.script_flush()  # as a restarted server: it knows no script
+        assert await echo(keys=["k"], args=["b", 3]) == [b"k", b"b", 2]
+        assert not redis.connection_pool._in_use_connections
+    finally:
+        await redis.aclose()
+
+
+async def test_an_error_reply_is_raised_and_keeps_the_connection(redis_settings: RedisSettings) -> None:
+    redis = _lean(redis_settings, socket_timeout=5.0)
+    try:
+        refuse = Script(redis, "return redis.error_reply('refused here')")
+        before = await redis.client_id()
+        with pytest.raises(ResponseError, match="refused here"):
+            await refuse()
+        assert await redis.client_id() == before  # not closed: the reply was read whole
+        assert not redis.connection_pool._in_use_connections
+    finally:
+        await redis.aclose()
+
+
+async def test_a_timeout_or_a_cancel_closes_the_connection_and_returns_it(redis_settings: RedisSettings) -> None:
+    redis = _lean(redis_settings, socket_timeout=0.2)
+    other = _lean(redis_settings)
+    try:
+        one = Script(redis, "return 1")
+        assert await one() == 1
+        [connection] = redis.connection_pool._available_connections
+        await other.execute_command("CLIENT", "PAUSE", 1500, "ALL")  # type: ignore[no-untyped-call]
+        with pytest.raises(RedisTimeoutError):
+            await one()
+        assert not connection.is_connected and not redis.connection_pool._in_use_connections
+        waiting = asyncio.create_task(one())
+        await wait_for(lambda: bool(redis.connection_pool._in_use_connections), message="the call sent")
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        pool = redis.connection_pool
+        assert not pool._in_use_connections and not any(c.is_connected for c in pool._available_connections)
+        await wait_for(lambda: _answers(one), timeout_s=10, message="the pause ended")
+    finally:
+        await redis.aclose()
+        await other.aclose()
+
+
+async def _answers(one: Script) -> bool:
+    try:
+        return bool(await one() == 1)
+    except RedisTimeoutError:
+        return False
+
+
+async def test_options_only_redis_py_keeps_take_its_path(redis_settings: RedisSettings) -> None:
+    plain = Redis(host=str(redis_settings.host), port=redis_settings.port)
+    retrying = _lean(redis_settings, retry_on_timeout=True)
+    single = _lean(redis_settings, single_connection_client=True)
+    blocking = Redis.from_pool(BlockingConnectionPool(host=redis_settings.host, port=redis_settings.port))
+    make_lean(blocking)
+    try:
+        await single.ping()
+        for redis in (plain, retrying, single, blocking):
+            assert direct_pool(redis) is None
+            assert await Script(redis, "return 7")() == 7  # redis-py's own way
+    finally:
+        for redis in (plain, retrying, single, blocking):
+            await redis.aclose()

@@ -53,10 +53,17 @@ async def _looks_after(worker: Worker, n: int) -> None:
     await wait_for(lambda: worker.loop_watch.looks >= target, 10, message="the loop watch looking")
 
 
+async def _connected(client: JobClient) -> None:
+    """A result awaited once, so that the client's connections (its pool's, its subscription) are open before a job
+    blocks the loop this test shares with the worker: one opened during the block would time out connecting."""
+    await (await client.enqueue(awaits, 0)).result(timeout_s=15)
+
+
 async def test_a_job_blocking_the_loop_is_named_once(
     client: JobClient, running_worker: Callable[..., Worker], warnings: _Records
 ) -> None:
     worker = running_worker([blocks, awaits], loop_lag_warn_s=0.5)
+    await _connected(client)
     await _looks_after(worker, 1)
     handle = await client.enqueue(blocks, 1.0)
     await handle.result(timeout_s=15)
@@ -86,7 +93,8 @@ async def test_jobs_that_await_are_not_reported(
 async def test_zero_turns_the_warning_off_but_the_lag_is_still_measured(
     client: JobClient, running_worker: Callable[..., Worker], warnings: _Records
 ) -> None:
-    worker = running_worker([blocks], loop_lag_warn_s=0)
+    worker = running_worker([blocks, awaits], loop_lag_warn_s=0)
+    await _connected(client)
     await _looks_after(worker, 1)
     handle = await client.enqueue(blocks, 1.0)
     await handle.result(timeout_s=15)
