@@ -79,7 +79,7 @@ testcov: install ## Tests with branch coverage, worker subprocesses included: ta
 	$(PY) -m tests.coverage_branches
 
 .PHONY: bench
-bench: install ## Benchmark against stock arq (about 18 min); writes bench/RESULTS.md
+bench: install ## Benchmark against stock arq (about 20 min); writes bench/RESULTS.md
 	$(PY) -m bench.run
 
 .PHONY: lint
