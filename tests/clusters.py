@@ -8,11 +8,18 @@ all its keys in one slot, which is what a cluster of many nodes needs.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
 
+from arq.constants import result_key_prefix
+from redis.asyncio.cluster import RedisCluster
+
+from src.runner import JobClient
+from src.runner.codec import Codec
 from src.runner.redis_server import RedisServer, free_port
+from src.settings import Settings
 
 #: how long a new cluster may take to report ``cluster_state:ok``
 _READY_TIMEOUT_S = 15.0
@@ -110,3 +117,24 @@ def migrate_slot(nodes: list[RedisServer], slot: int, source: RedisServer, targe
 def stop_cluster(nodes: list[RedisServer]) -> None:
     for node in nodes:
         node.stop()
+
+
+def worker_env(url: str, queue: str) -> dict[str, str]:
+    """The environment of a worker process (or the command line) on the cluster of ``url``, serving ``queue``: this
+    process's, without its ``JOBS_`` settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBS_")}
+    return env | {"JOBS_REDIS_CLUSTER": "true", "JOBS_REDIS_URL": url, "JOBS_QUEUE_NAME": queue, "JOBS_MAX_JOBS": "20"}
+
+
+async def queue_client(url: str, queue: str, codec: Codec) -> JobClient:
+    """A client of the cluster of ``url`` whose jobs go to ``queue``."""
+    settings = Settings(redis_cluster=True, redis_url=url, queue_name=queue)
+    return await JobClient.connect(settings.redis_settings(), codec)
+
+
+async def results_stored(redis: RedisCluster, ids: list[str]) -> bool:
+    """Whether every job of ``ids`` has its result stored (read 500 keys a call)."""
+    found = 0
+    for i in range(0, len(ids), 500):
+        found += int(await redis.exists(*[result_key_prefix + job_id for job_id in ids[i : i + 500]]))
+    return found == len(ids)

@@ -8,7 +8,6 @@ pause (the claim is refused while the slot is split)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,15 +18,14 @@ from redis.asyncio.cluster import RedisCluster
 from redis.cluster import REPLICA
 from redis.exceptions import RedisError
 
-from src.runner import Codec, JobClient, JobHandle
+from src.runner import Codec, JobHandle
 from src.runner import constants as k
 from src.runner.claim import Claimer
 from src.runner.keyspace import abort_key
 from src.runner.pausing import pause, paused_since_ms
 from src.runner.redis_server import RedisServer
-from src.settings import Settings
 from tests.cluster_settings import counted
-from tests.clusters import cli, migrate_slot, start_cluster, stop_cluster
+from tests.clusters import cli, migrate_slot, queue_client, results_stored, start_cluster, stop_cluster, worker_env
 from tests.sample_jobs import nap
 from tests.spawn import Spawner
 from tests.waiting import wait_for
@@ -40,11 +38,6 @@ def cluster(tmp_path: Path) -> Iterator[list[RedisServer]]:
     nodes = start_cluster(tmp_path / "cluster")
     yield nodes
     stop_cluster(nodes)
-
-
-def _env(url: str, queue: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBS_")}
-    return env | {"JOBS_REDIS_CLUSTER": "true", "JOBS_REDIS_URL": url, "JOBS_QUEUE_NAME": queue, "JOBS_MAX_JOBS": "20"}
 
 
 def _owner(cluster: list[RedisServer], queue: str) -> RedisServer:
@@ -67,7 +60,7 @@ def _serves(node: RedisServer, slot: int) -> bool:
 
 async def _move(url: str, queue: str, to: RedisServer, *extra: str) -> subprocess.CompletedProcess[str]:
     args = [sys.executable, "-m", "src.cli", "cluster", "move", queue, "--to", f"127.0.0.1:{to.port}", *extra]
-    return await asyncio.to_thread(subprocess.run, args, env=_env(url, queue), capture_output=True, text=True,
+    return await asyncio.to_thread(subprocess.run, args, env=worker_env(url, queue), capture_output=True, text=True,
                                    timeout=120)  # fmt: skip
 
 
@@ -77,20 +70,18 @@ async def test_hasten_cluster_move_moves_a_busy_queue_and_loses_nothing(
 ) -> None:
     queue = "{moving}"
     url = f"redis://127.0.0.1:{cluster[0].port}"
-    client = await JobClient.connect(
-        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
-    )
+    client = await queue_client(url, queue, codec)
     redis: RedisCluster = client.redis  # type: ignore[assignment]  # a cluster client
     try:
         command = [sys.executable, "-m", "arq", "tests.cluster_settings.WorkerSettings"]
-        workers = [spawn(command, name=f"worker{i}", env=_env(url, queue)) for i in range(2)]
+        workers = [spawn(command, name=f"worker{i}", env=worker_env(url, queue)) for i in range(2)]
         handles = await client.enqueue_many([counted.options(queue_name=queue).call(0.02) for _ in range(JOBS)])
         source = _owner(cluster, queue)
         target = next(n for n in cluster if n is not source)
         other = "{steady}"  # another queue on the same master, in another slot: not paused, not moved
         other_owner = _owner(cluster, other)
         assert other_owner is source
-        workers.append(spawn(command, name="other-worker", env=_env(url, other)))
+        workers.append(spawn(command, name="other-worker", env=worker_env(url, other)))
         others = await client.enqueue_many([counted.options(queue_name=other).call(0.02) for _ in range(200)])
         during: list[JobHandle[None]] = []
         moving = True
@@ -122,14 +113,7 @@ async def test_hasten_cluster_move_moves_a_busy_queue_and_loses_nothing(
         after = await client.enqueue_many([counted.options(queue_name=queue).call(0.001) for _ in range(50)])
         ids = [h.job_id for h in handles + during + after if h.enqueued]
         assert len(ids) == JOBS + len(during) + 50 and len(during) > 10
-
-        async def all_done() -> bool:
-            found = 0
-            for i in range(0, len(ids), 500):
-                found += int(await redis.exists(*[k.result_key_prefix + job_id for job_id in ids[i : i + 500]]))
-            return found == len(ids)
-
-        await wait_for(all_done, 90, message="every acknowledged job done after the move")
+        await wait_for(lambda: results_stored(redis, ids), 90, message="every acknowledged job done after the move")
         runs = await redis.hgetall(f"{queue}runs")
         assert {key.decode(): int(value) for key, value in runs.items()} == dict.fromkeys(ids, 1)
         assert all(w.poll() is None for w in workers), "a worker stopped"
@@ -146,13 +130,11 @@ async def test_a_move_waits_for_a_running_job_or_gives_up_with_the_queue_resumed
 ) -> None:
     queue = "{napping}"
     url = f"redis://127.0.0.1:{cluster[0].port}"
-    client = await JobClient.connect(
-        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
-    )
+    client = await queue_client(url, queue, codec)
     redis: RedisCluster = client.redis  # type: ignore[assignment]
     try:
         spawn([sys.executable, "-m", "arq", "tests.cluster_settings.WorkerSettings"], name="worker",
-              env=_env(url, queue))  # fmt: skip
+              env=worker_env(url, queue))  # fmt: skip
         source = _owner(cluster, queue)
         target = next(n for n in cluster if n is not source)
         long = await client.enqueue(nap.options(queue_name=queue), 8.0)
@@ -197,9 +179,7 @@ async def test_an_enqueue_refused_while_the_slot_is_split_is_sent_again_until_th
     still acknowledged, once, when the move ends."""
     queue = "{split}"
     url = f"redis://127.0.0.1:{cluster[0].port}"
-    client = await JobClient.connect(
-        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
-    )
+    client = await queue_client(url, queue, codec)
     redis: RedisCluster = client.redis  # type: ignore[assignment]
     try:
         first = await client.enqueue(nap.options(queue_name=queue), 0.01)
@@ -232,13 +212,11 @@ async def test_a_slot_moved_by_other_tools_without_a_pause_loses_no_job(
     refused (``TRYAGAIN``) while the slot is split and sent again after, so every acknowledged job runs."""
     queue = "{unpaused}"
     url = f"redis://127.0.0.1:{cluster[0].port}"
-    client = await JobClient.connect(
-        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
-    )
+    client = await queue_client(url, queue, codec)
     redis: RedisCluster = client.redis  # type: ignore[assignment]
     try:
         command = [sys.executable, "-m", "arq", "tests.cluster_settings.WorkerSettings"]
-        workers = [spawn(command, name=f"worker{i}", env=_env(url, queue)) for i in range(2)]
+        workers = [spawn(command, name=f"worker{i}", env=worker_env(url, queue)) for i in range(2)]
         handles = await client.enqueue_many([counted.options(queue_name=queue).call(0.02) for _ in range(JOBS)])
         source = _owner(cluster, queue)
         target = next(n for n in cluster if n is not source)
@@ -264,14 +242,7 @@ async def test_a_slot_moved_by_other_tools_without_a_pause_loses_no_job(
         assert _owner(cluster, queue) is target
         ids = [h.job_id for h in handles + during if h.enqueued]
         assert len(ids) == JOBS + len(during)
-
-        async def all_done() -> bool:
-            found = 0
-            for i in range(0, len(ids), 500):
-                found += int(await redis.exists(*[k.result_key_prefix + job_id for job_id in ids[i : i + 500]]))
-            return found == len(ids)
-
-        await wait_for(all_done, 90, message="every acknowledged job done after the move")
+        await wait_for(lambda: results_stored(redis, ids), 90, message="every acknowledged job done after the move")
         runs = await redis.hgetall(f"{queue}runs")
         assert {key.decode() for key in runs} == set(ids)
         assert all(w.poll() is None for w in workers), "a worker stopped"
@@ -288,9 +259,7 @@ async def test_the_claim_is_refused_while_its_slot_moves_even_when_every_key_it_
     exists there (a paused queue, a handed job, limits, a rewind marker)."""
     queue = "{guarded}"
     url = f"redis://127.0.0.1:{cluster[0].port}"
-    client = await JobClient.connect(
-        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
-    )
+    client = await queue_client(url, queue, codec)
     plain = RedisCluster(host="127.0.0.1", port=cluster[0].port)  # redis-py's own: gives up on TRYAGAIN in ~0.4 s
     try:
         await client.enqueue(nap.options(queue_name=queue), 0.01)  # the queue zset and its wake-up list
@@ -333,9 +302,7 @@ async def test_a_script_is_loaded_on_a_master_the_client_takes_for_a_replica(
     races between tasks); a script that master lacks is still loaded there, and the enqueue goes through."""
     queue = "{relabelled}"
     url = f"redis://127.0.0.1:{cluster[0].port}"
-    client = await JobClient.connect(
-        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
-    )
+    client = await queue_client(url, queue, codec)
     redis: RedisCluster = client.redis  # type: ignore[assignment]
     try:
         node = redis.get_node_from_key(queue)

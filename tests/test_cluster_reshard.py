@@ -8,7 +8,6 @@ claim reads keys it finds through the queue (a job's definition) that may alread
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +16,11 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from src.runner import Codec, JobClient, JobHandle
-from src.runner import constants as k
+from src.runner import Codec, JobHandle
 from src.runner.pausing import pause, resume
 from src.runner.redis_server import RedisServer
-from src.settings import Settings
 from tests.cluster_settings import counted
-from tests.clusters import cli, migrate_slot, start_cluster, stop_cluster
+from tests.clusters import cli, migrate_slot, queue_client, results_stored, start_cluster, stop_cluster, worker_env
 from tests.spawn import Spawner
 from tests.waiting import wait_for
 
@@ -49,14 +46,11 @@ async def test_a_queue_slot_moved_to_another_master_loses_no_job(
 ) -> None:
     queue = "{moving}"
     url = f"redis://127.0.0.1:{cluster[0].port}"
-    client = await JobClient.connect(
-        Settings(redis_cluster=True, redis_url=url, queue_name=queue).redis_settings(), codec
-    )
+    client = await queue_client(url, queue, codec)
     redis: RedisCluster = client.redis  # type: ignore[assignment]  # a cluster client
     try:
         await pause(client.redis, queue)
-        env = {key: value for key, value in os.environ.items() if not key.startswith("JOBS_")}
-        env |= {"JOBS_REDIS_CLUSTER": "true", "JOBS_REDIS_URL": url, "JOBS_QUEUE_NAME": queue, "JOBS_MAX_JOBS": "20"}
+        env = worker_env(url, queue)
         worker = spawn([sys.executable, "-m", "arq", "tests.cluster_settings.WorkerSettings"], name="worker", env=env)
         handles = await client.enqueue_many([counted.options(queue_name=queue).call(0.005) for _ in range(JOBS)])
         source = _server_of(cluster, redis, queue)
@@ -88,14 +82,7 @@ async def test_a_queue_slot_moved_to_another_master_loses_no_job(
 
         ids = [h.job_id for h in handles + during if h.enqueued]
         assert len(ids) > JOBS, "no enqueue during the move was acknowledged"
-
-        async def all_done() -> bool:
-            found = 0
-            for i in range(0, len(ids), 500):
-                found += int(await redis.exists(*[k.result_key_prefix + job_id for job_id in ids[i : i + 500]]))
-            return found == len(ids)
-
-        await wait_for(all_done, 90, message="every acknowledged job done after the move")
+        await wait_for(lambda: results_stored(redis, ids), 90, message="every acknowledged job done after the move")
         runs = await redis.hgetall(f"{queue}runs")
         assert set(runs) == {i.encode() for i in ids}
         assert worker.poll() is None, "the worker stopped"
